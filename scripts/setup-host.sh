@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 host (as root) for the CPI's demo and tests: Debian packages,
+# node modules, the build, and running libvirt daemons. Idempotent: every step checks
+# first. No init system runs in CI containers, so the daemons are started by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+APT_PACKAGES=(
+  # libvirt and QEMU (TCG works everywhere; KVM when /dev/kvm is usable)
+  libvirt-daemon-system libvirt-clients libvirt-daemon-driver-lxc qemu-system-x86 qemu-utils
+  dnsmasq-base iproute2 ovmf
+  # transports tested against loopback: ssh (virt-ssh-helper / nc -U) and tcp
+  openssh-server openssh-client netcat-openbsd
+  # config-drive checks and the test stemcell recipe (no loop devices or mounts needed)
+  xorriso genisoimage busybox-static syslinux syslinux-common mtools dosfstools
+  linux-image-cloud-amd64 jq
+  # BOSH release template tests render ERB with Ruby
+  ruby
+)
+
+if [ "$(id -u)" != 0 ]; then echo "run as root (it installs Debian packages and starts libvirtd)" >&2; exit 1; fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+log "building dist/"
+npm run -s build
+
+start_daemon() { # name socket
+  local name=$1 sock=$2
+  if [ -S "$sock" ] && pgrep -x "$name" >/dev/null; then return 0; fi
+  log "starting $name"
+  rm -f "$sock"
+  "$name" -d
+  for _ in $(seq 1 100); do [ -S "$sock" ] && return 0; sleep 0.1; done
+  echo "$name did not create $sock within 10 s" >&2; exit 1
+}
+mkdir -p /var/run/libvirt
+start_daemon virtlogd /var/run/libvirt/virtlogd-sock
+start_daemon libvirtd /var/run/libvirt/libvirt-sock
+
+# the hook that routes delegated IPv6 prefixes to VMs (see docs/networking.md)
+if [ -f scripts/libvirt-hook-qemu ] && ! cmp -s scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu 2>/dev/null; then
+  log "installing /etc/libvirt/hooks/qemu (libvirtd reads hooks at start: restarting it)"
+  install -D -m 0755 scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu
+  pkill -x libvirtd || true
+  for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+  start_daemon libvirtd /var/run/libvirt/libvirt-sock
+fi
+
+virsh -q -c qemu:///system version >/dev/null
+log "libvirtd is up: $(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' | sed 's/.*: //')"

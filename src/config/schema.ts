@@ -1,0 +1,97 @@
+// The CPI's configuration (`cpi.json`): this schema is the single source of truth.
+// Types are inferred from it, defaults live here and nowhere else, and the README's
+// configuration reference is checked against it by a test.
+import { z } from 'zod';
+
+const nonEmpty = z.string().min(1);
+
+export const BlobstoreSchema = z
+  .object({
+    provider: nonEmpty.describe('blobstore provider, e.g. "local", "dav", "s3"'),
+    options: z.record(z.string(), z.unknown()).default({}).describe('provider options passed to the agent'),
+  })
+  .describe('agent blobstore');
+
+export const AgentSchema = z
+  .object({
+    mbus: nonEmpty.describe('URL the agent listens on / connects to, e.g. https://mbus:PASS@0.0.0.0:6868 or nats://...'),
+    ntp: z.array(nonEmpty).default([]).describe('NTP servers for the agent'),
+    blobstore: BlobstoreSchema.optional(),
+  })
+  .describe('settings every agent receives');
+
+export const SshSchema = z
+  .object({
+    private_key: z.string().optional().describe('path to an ssh private key used for qemu+ssh:// URIs'),
+    known_hosts: z.string().optional().describe('path to a known_hosts file; when absent ssh uses its defaults'),
+    strict_host_key_checking: z.boolean().default(true).describe('pass StrictHostKeyChecking=yes|no to ssh'),
+    extra_args: z.array(z.string()).default([]).describe('additional ssh command-line arguments'),
+  })
+  .describe('ssh transport settings');
+
+export const TlsSchema = z
+  .object({
+    ca_cert: z.string().optional().describe('CA certificate (PEM content or file path); default /etc/pki/CA/cacert.pem'),
+    client_cert: z.string().optional().describe('client certificate (PEM content or path); default /etc/pki/libvirt/clientcert.pem'),
+    client_key: z.string().optional().describe('client private key (PEM content or path); default /etc/pki/libvirt/private/clientkey.pem'),
+    verify: z.boolean().default(true).describe('verify the server certificate and host name'),
+  })
+  .describe('TLS transport settings');
+
+export const LibvirtSchema = z
+  .object({
+    uri: nonEmpty.default('qemu:///system').describe('libvirt connection URI: qemu:///system, qemu+ssh://user@host/system, qemu+tls://host/system, lxc:///, vbox:///session, test+unix:///default'),
+    ssh: SshSchema.default({ strict_host_key_checking: true, extra_args: [] }),
+    tls: TlsSchema.default({ verify: true }),
+    call_timeout_seconds: z.number().positive().default(120).describe('upper bound for one libvirt RPC call'),
+  })
+  .describe('how to reach libvirt');
+
+export const StorageSchema = z
+  .object({
+    pool: nonEmpty.default('bosh').describe('storage pool holding stemcells, VM disks, persistent disks and config drives'),
+    path: nonEmpty.default('/var/lib/libvirt/bosh').describe('directory of the pool when the CPI creates it'),
+    create_pool: z.boolean().default(true).describe('create (define, build, start) the directory pool when it is missing'),
+  })
+  .describe('where volumes live');
+
+export const DefaultNetworkSchema = z
+  .object({
+    name: z.string().optional().describe('libvirt network used when a network\'s cloud_properties name none'),
+    bridge: z.string().optional().describe('host bridge used instead of a libvirt network'),
+    model: nonEmpty.default('virtio').describe('NIC model'),
+  })
+  .describe('network defaults for NICs');
+
+export const VmDefaultsSchema = z
+  .object({
+    cpu: z.number().int().positive().default(1).describe('vCPUs when cloud_properties give none'),
+    ram: z.number().int().positive().default(1024).describe('memory in MiB when cloud_properties give none'),
+    ephemeral_disk_size: z.number().int().nonnegative().default(4096).describe('ephemeral disk size in MiB (0: none)'),
+    machine: z.enum(['pc', 'q35']).default('pc').describe('QEMU machine type'),
+    firmware: z.enum(['bios', 'efi']).default('bios').describe('guest firmware'),
+    serial_log_dir: nonEmpty.default('/var/log/libvirt/bosh').describe('directory for each VM\'s serial console log (<dir>/<vm_cid>.log)'),
+    reboot_timeout_seconds: z.number().positive().default(60).describe('graceful reboot wait before a hard reset'),
+  })
+  .describe('VM defaults');
+
+export const ConfigSchema = z
+  .object({
+    libvirt: LibvirtSchema.default(LibvirtSchema.parse({})),
+    domain_type: z.enum(['auto', 'kvm', 'qemu']).default('auto').describe('auto picks kvm only when domain capabilities offer it'),
+    storage: StorageSchema.default(StorageSchema.parse({})),
+    network: DefaultNetworkSchema.default(DefaultNetworkSchema.parse({})),
+    vm: VmDefaultsSchema.default(VmDefaultsSchema.parse({})),
+    agent: AgentSchema,
+    name_prefix: z
+      .string()
+      .regex(/^[a-z0-9-]*$/, 'lowercase letters, digits and dashes only')
+      .max(32)
+      .default('')
+      .describe('prefix for every domain and volume name the CPI creates (lets several directors or test runs share a host)'),
+  })
+  .strict()
+  .describe('bosh-libvirt-cpi configuration (cpi.json)');
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;

@@ -1,0 +1,136 @@
+// The public surface of the libvirt RPC client, as the driver layer sees it.
+// `connect()` in ./index.ts returns a `Connection`; everything else in src/libvirt/
+// is an implementation detail (XDR, framing, transports, the procedure table).
+import type { Readable } from 'node:stream';
+
+/** remote_nonnull_domain */
+export interface DomainRef { name: string; uuid: Buffer; id: number }
+/** remote_nonnull_network */
+export interface NetworkRef { name: string; uuid: Buffer }
+/** remote_nonnull_storage_pool */
+export interface PoolRef { name: string; uuid: Buffer }
+/** remote_nonnull_storage_vol */
+export interface VolRef { pool: string; name: string; key: string }
+/** remote_nonnull_domain_snapshot */
+export interface SnapshotRef { name: string; dom: DomainRef }
+
+export interface DomainState { state: number; reason: number }
+export interface VolInfo { type: number; capacity: bigint; allocation: bigint }
+export interface PoolInfo { state: number; capacity: bigint; allocation: bigint; available: bigint }
+export interface DhcpLease {
+  iface: string; expirytime: bigint; type: number; mac: string | null; iaid: string | null;
+  ipaddr: string; prefix: number; hostname: string | null; clientid: string | null;
+}
+export interface InterfaceAddresses {
+  name: string; hwaddr: string | null;
+  addrs: Array<{ type: number; addr: string; prefix: number }>;
+}
+
+export interface ConnectOptions {
+  /** per-call timeout; default 120 s */
+  callTimeoutMs?: number;
+  ssh?: { privateKey?: string; knownHosts?: string; strictHostKeyChecking?: boolean; extraArgs?: string[] };
+  tls?: { caCert?: string; clientCert?: string; clientKey?: string; verify?: boolean };
+}
+
+export interface UploadOptions { offset?: bigint; length?: bigint; flags?: number }
+export interface DownloadOptions { offset?: bigint; length?: bigint; flags?: number }
+
+export interface Connection {
+  /** the URI the daemon was opened with (transport-less, e.g. qemu:///system) */
+  readonly uri: string;
+  close(): Promise<void>;
+  /** Resolves/rejects when the transport closes (daemon hang-up, close()). */
+  readonly closed: Promise<void>;
+
+  libVersion(): Promise<bigint>;
+  version(): Promise<bigint>;
+  capabilities(): Promise<string>;
+  domainCapabilities(emulatorbin: string | null, arch: string | null, machine: string | null, virttype: string | null, flags?: number): Promise<string>;
+  supportsFeature(feature: number): Promise<boolean>;
+
+  domains: {
+    listAll(flags?: number): Promise<DomainRef[]>;
+    lookupByName(name: string): Promise<DomainRef>;
+    lookupByUUID(uuid: Buffer): Promise<DomainRef>;
+    defineXML(xml: string, flags?: number): Promise<DomainRef>;
+    create(dom: DomainRef, flags?: number): Promise<DomainRef>;
+    destroy(dom: DomainRef, flags?: number): Promise<void>;
+    undefine(dom: DomainRef, flags?: number): Promise<void>;
+    getXMLDesc(dom: DomainRef, flags?: number): Promise<string>;
+    getState(dom: DomainRef, flags?: number): Promise<DomainState>;
+    reboot(dom: DomainRef, flags?: number): Promise<void>;
+    reset(dom: DomainRef, flags?: number): Promise<void>;
+    shutdown(dom: DomainRef, flags?: number): Promise<void>;
+    setMetadata(dom: DomainRef, type: number, metadata: string | null, key: string | null, uri: string | null, flags?: number): Promise<void>;
+    getMetadata(dom: DomainRef, type: number, uri: string | null, flags?: number): Promise<string>;
+    attachDevice(dom: DomainRef, xml: string, flags?: number): Promise<void>;
+    detachDevice(dom: DomainRef, xml: string, flags?: number): Promise<void>;
+    updateDevice(dom: DomainRef, xml: string, flags?: number): Promise<void>;
+    interfaceAddresses(dom: DomainRef, source: number, flags?: number): Promise<InterfaceAddresses[]>;
+    snapshotCreateXML(dom: DomainRef, xml: string, flags?: number): Promise<SnapshotRef>;
+    snapshotLookupByName(dom: DomainRef, name: string, flags?: number): Promise<SnapshotRef>;
+    snapshotDelete(snap: SnapshotRef, flags?: number): Promise<void>;
+  };
+
+  pools: {
+    listAll(flags?: number): Promise<PoolRef[]>;
+    lookupByName(name: string): Promise<PoolRef>;
+    defineXML(xml: string, flags?: number): Promise<PoolRef>;
+    build(pool: PoolRef, flags?: number): Promise<void>;
+    create(pool: PoolRef, flags?: number): Promise<void>;
+    destroy(pool: PoolRef): Promise<void>;
+    undefine(pool: PoolRef): Promise<void>;
+    refresh(pool: PoolRef, flags?: number): Promise<void>;
+    getXMLDesc(pool: PoolRef, flags?: number): Promise<string>;
+    getInfo(pool: PoolRef): Promise<PoolInfo>;
+    setAutostart(pool: PoolRef, autostart: boolean): Promise<void>;
+    listAllVolumes(pool: PoolRef, flags?: number): Promise<VolRef[]>;
+  };
+
+  volumes: {
+    lookupByName(pool: PoolRef, name: string): Promise<VolRef>;
+    lookupByPath(path: string): Promise<VolRef>;
+    createXML(pool: PoolRef, xml: string, flags?: number): Promise<VolRef>;
+    createXMLFrom(pool: PoolRef, xml: string, clone: VolRef, flags?: number): Promise<VolRef>;
+    delete(vol: VolRef, flags?: number): Promise<void>;
+    getInfo(vol: VolRef): Promise<VolInfo>;
+    getXMLDesc(vol: VolRef, flags?: number): Promise<string>;
+    getPath(vol: VolRef): Promise<string>;
+    resize(vol: VolRef, capacity: bigint, flags?: number): Promise<void>;
+    /** Streams `source` into the volume (STORAGE_VOL_UPLOAD) with backpressure; resolves after the daemon confirms. */
+    upload(vol: VolRef, source: Readable, opts?: UploadOptions): Promise<void>;
+    /** A readable of the volume's bytes (STORAGE_VOL_DOWNLOAD); errors surface as stream errors. */
+    download(vol: VolRef, opts?: DownloadOptions): Readable;
+  };
+
+  networks: {
+    listAll(flags?: number): Promise<NetworkRef[]>;
+    lookupByName(name: string): Promise<NetworkRef>;
+    defineXML(xml: string): Promise<NetworkRef>;
+    create(net: NetworkRef): Promise<void>;
+    destroy(net: NetworkRef): Promise<void>;
+    undefine(net: NetworkRef): Promise<void>;
+    getXMLDesc(net: NetworkRef, flags?: number): Promise<string>;
+    isActive(net: NetworkRef): Promise<boolean>;
+    /** NETWORK_UPDATE with the command/section wire-order compatibility check (go-libvirt NetworkUpdateCompat). */
+    update(net: NetworkRef, command: number, section: number, parentIndex: number, xml: string, flags?: number): Promise<void>;
+    getDHCPLeases(net: NetworkRef, mac: string | null, flags?: number): Promise<DhcpLease[]>;
+  };
+}
+
+// Constants the driver uses (libvirt's public headers).
+export const DomainState = { NOSTATE: 0, RUNNING: 1, BLOCKED: 2, PAUSED: 3, SHUTDOWN: 4, SHUTOFF: 5, CRASHED: 6, PMSUSPENDED: 7 } as const;
+export const MetadataType = { DESCRIPTION: 0, TITLE: 1, ELEMENT: 2 } as const;
+export const AffectFlags = { CURRENT: 0, LIVE: 1, CONFIG: 2 } as const;
+export const UndefineFlags = { MANAGED_SAVE: 1, SNAPSHOTS_METADATA: 2, NVRAM: 4, KEEP_NVRAM: 8, CHECKPOINTS_METADATA: 16 } as const;
+export const NetworkUpdateCommand = { NONE: 0, MODIFY: 1, DELETE: 2, ADD_LAST: 3, ADD_FIRST: 4 } as const;
+export const NetworkUpdateSection = { NONE: 0, BRIDGE: 1, DOMAIN: 2, IP: 3, IP_DHCP_HOST: 4, IP_DHCP_RANGE: 5, FORWARD: 6, FORWARD_INTERFACE: 7, FORWARD_PF: 8, PORTGROUP: 9, DNS_HOST: 10, DNS_TXT: 11, DNS_SRV: 12 } as const;
+export const NetworkUpdateFlags = { AFFECT_CURRENT: 0, AFFECT_LIVE: 1, AFFECT_CONFIG: 2 } as const;
+export const VolResizeFlags = { ALLOCATE: 1, DELTA: 2, SHRINK: 4 } as const;
+export const DomainSnapshotCreateFlags = { REDEFINE: 1, CURRENT: 2, NO_METADATA: 4, HALT: 8, DISK_ONLY: 16, REUSE_EXT: 32, QUIESCE: 64, ATOMIC: 128, LIVE: 256 } as const;
+export const ErrorCode = {
+  NO_SUPPORT: 3, OPERATION_FAILED: 9, OPERATION_INVALID: 55, OPERATION_DENIED: 29, NO_DOMAIN: 42, NO_NETWORK: 43,
+  INVALID_ARG: 8, NO_STORAGE_POOL: 49, NO_STORAGE_VOL: 50, NO_DOMAIN_SNAPSHOT: 72, NO_DOMAIN_METADATA: 80,
+  STORAGE_VOL_EXIST: 90, AUTH_FAILED: 45, RPC: 39, DOM_EXIST: 56 /* not in the reference table: check remote_protocol */, 
+} as const;

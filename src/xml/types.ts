@@ -1,0 +1,132 @@
+// Typed descriptions of what the CPI asks libvirt for. The driver builds these plain
+// objects; the renderers in this folder turn them into XML (xmlbuilder2, never string
+// concatenation) and the parsers turn libvirt's XML back into them.
+
+export const BOSH_METADATA_NS = 'urn:bosh-libvirt-cpi:vm:1';
+export const BOSH_METADATA_PREFIX = 'bosh';
+
+export type DiskFormat = 'qcow2' | 'raw' | 'vdi' | 'vmdk' | 'vhd';
+
+export interface DiskDevice {
+  device: 'disk' | 'cdrom';
+  /** absolute path of the volume file on the host */
+  file: string;
+  format: DiskFormat;
+  bus: 'virtio' | 'sata' | 'scsi' | 'ide';
+  /** e.g. vda, vdb, sda: only an ordering hint inside the guest */
+  target: string;
+  /** virtio: at most 20 characters, shows up as /dev/disk/by-id/virtio-<serial> */
+  serial?: string;
+  readonly?: boolean;
+  /** driver cache mode; default: none for disks, omitted for cdroms */
+  cache?: 'none' | 'writeback' | 'unsafe' | 'directsync' | 'writethrough';
+}
+
+export type InterfaceDevice =
+  | { kind: 'network'; network: string; mac: string; model: string }
+  | { kind: 'bridge'; bridge: string; mac: string; model: string };
+
+export interface DomainSpec {
+  name: string;
+  uuid?: string;
+  /** human-readable title, e.g. deployment/instance_group/index */
+  title?: string;
+  description?: string;
+  type: 'kvm' | 'qemu';
+  memoryMiB: number;
+  vcpus: number;
+  arch: 'x86_64';
+  machine: 'pc' | 'q35';
+  firmware: 'bios' | 'efi';
+  emulator?: string;
+  disks: DiskDevice[];
+  interfaces: InterfaceDevice[];
+  /** host file receiving the guest's serial console output (<serial type='file'>... with a <console>) */
+  serialLogFile?: string;
+  metadata?: VmMetadata;
+}
+
+/** What the CPI records inside <metadata><bosh:vm xmlns:bosh=BOSH_METADATA_NS>. */
+export interface VmMetadata {
+  agentId: string;
+  stemcellCid: string;
+  /** names of the volumes this VM owns (root overlay, ephemeral, config drive) */
+  volumes: string[];
+  /** persistent disks attached: disk cid → {serial, target} */
+  disks: Array<{ cid: string; serial: string; target: string }>;
+  /** NIC MACs in order, so they stay stable across the VM's life */
+  macs: string[];
+  /** delegated IPv6/IPv4 prefixes routed to this VM: "2001:db8::/80" via the VM's address */
+  prefixes: Array<{ prefix: string; via: string; network: string }>;
+  /** DHCP host reservations added for this VM, removed on delete */
+  reservations: Array<{ network: string; family: 'ipv4' | 'ipv6'; mac?: string; name?: string; ip: string }>;
+  /** set_vm_metadata tags */
+  tags: Record<string, string>;
+  /** stemcell api_version the VM was created with (drives config-drive rewrites) */
+  stemcellApiVersion?: number;
+}
+
+export interface VolumeSpec {
+  name: string;
+  capacityBytes: bigint;
+  /** 0 for sparse volumes; omitted = libvirt's default */
+  allocationBytes?: bigint;
+  format: DiskFormat;
+  backing?: { path: string; format: DiskFormat };
+}
+
+export interface DirPoolSpec { name: string; path: string }
+
+export interface NetworkIpSpec {
+  family: 'ipv4' | 'ipv6';
+  address: string;
+  prefix: number;
+  dhcp?: {
+    ranges: Array<{ start: string; end: string }>;
+    hosts?: Array<{ mac?: string; id?: string; name?: string; ip: string }>;
+  };
+}
+
+/** An isolated libvirt network (no <forward>): what tests, the demo and `doctor` define. */
+export interface NetworkSpec {
+  name: string;
+  bridge: string;
+  mac?: string;
+  ips: NetworkIpSpec[];
+  routes?: Array<{ family: 'ipv4' | 'ipv6'; address: string; prefix: number; gateway: string }>;
+  /** libvirt sends router advertisements on IPv6 networks with DHCPv6/RA; false keeps them quiet */
+  ipv6RouterAdvertisements?: boolean;
+  /** whether the network permits guest-to-guest IPv6 (ipv6='yes' attribute); default true when an ipv6 <ip> exists */
+  ipv6?: boolean;
+}
+
+/** One <host> element for NETWORK_UPDATE IP_DHCP_HOST (IPv6 hosts have no mac). */
+export type DhcpHostSpec =
+  | { family: 'ipv4'; mac: string; ip: string; name?: string }
+  | { family: 'ipv6'; ip: string; name?: string; id?: string };
+
+/** A disk as seen in an existing domain's XML. */
+export interface ParsedDisk {
+  device: string;
+  file?: string;
+  target: string;
+  bus?: string;
+  serial?: string;
+  format?: string;
+}
+
+export interface ParsedDomain {
+  name: string;
+  uuid: string;
+  title?: string;
+  disks: ParsedDisk[];
+  interfaces: Array<{ kind: string; source: string; mac: string; model?: string }>;
+  serialLogFile?: string;
+}
+
+export interface ParsedNetwork {
+  name: string;
+  bridge?: string;
+  forwardMode?: string;
+  ips: Array<{ family: 'ipv4' | 'ipv6'; address: string; prefix: number; hasDhcp: boolean }>;
+}
