@@ -1,0 +1,16 @@
+// Opens the driver for the configured backend. Backend code (and the libvirt client)
+// is loaded only here, so `info` never pays for it.
+import type { Config } from '../config/schema.js';
+import type { Driver } from './driver.js';
+import type { Logger } from '../log/logger.js';
+import { backendForUri } from './backends.js';
+import { NotImplemented } from '../rpc/errors.js';
+
+export async function openDriver(config: Config, log: Logger): Promise<Driver> {
+  const backend = backendForUri(config.libvirt.uri);
+  switch (backend.name) {
+    default:
+      throw new NotImplemented(`The ${backend.name} backend's driver is not implemented yet`);
+  }
+  void log;
+}

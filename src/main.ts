@@ -1,0 +1,57 @@
+// bin/cpi: read one JSON request from stdin, write one JSON response to stdout, exit 0.
+// Whatever happens (a crash, an unhandled rejection, a broken config), the caller gets a
+// response with all three keys: the director treats anything else as InvalidResponse.
+//
+// Only light modules are imported statically; the dispatcher (zod schemas, handlers,
+// the libvirt client) is loaded on demand so `info` stays cheap (bench/info-startup.mjs).
+import { createLogger } from './log/logger.js';
+import { redact, redactString } from './log/redact.js';
+import { tryFastInfo } from './rpc/fast-info.js';
+import { CpiError } from './rpc/errors.js';
+import type { CpiResponse } from './rpc/response-shape.js';
+
+let responded = false;
+
+function respond(res: CpiResponse): void {
+  if (responded) return;
+  responded = true;
+  const body = JSON.stringify(res, (_k, v) => (typeof v === 'bigint' ? Number(v) : v));
+  process.stdout.write(`${body}\n`, () => process.exit(0));
+}
+
+function crash(kind: string, err: unknown): void {
+  try {
+    logger.fatal({ err: redact(err) }, kind);
+  } catch {
+    /* logging must not prevent the response */
+  }
+  const e = err instanceof CpiError ? err : new CpiError(`Unexpected error: ${err instanceof Error ? err.message : String(err)}`);
+  respond({ result: null, error: { ...e.toJSON(), message: redactString(e.message) }, log: `${kind}: the CPI failed unexpectedly` });
+}
+
+const logger = createLogger();
+process.on('uncaughtException', (err) => crash('uncaught exception', err));
+process.on('unhandledRejection', (err) => crash('unhandled rejection', err));
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+try {
+  const raw = await readStdin();
+  const argv = process.argv.slice(2);
+  const fast = process.env.BOSH_LIBVIRT_CPI_FAULTS ? undefined : tryFastInfo(raw, argv, process.env);
+  if (fast) {
+    logger.debug({ method: 'info', result: fast.result }, 'response (fast path)');
+    respond(fast);
+  } else {
+    const { handleRequest } = await import('./rpc/dispatch.js');
+    const res = await handleRequest(raw, { argv, env: process.env, logger });
+    // Give injected/late crashes a tick to land before answering, so tests see them.
+    setImmediate(() => respond(res));
+  }
+} catch (err) {
+  crash('dispatch failure', err);
+}

@@ -1,0 +1,21 @@
+// Fault injection for tests. Some failures cannot be caused for real on demand (a
+// crash inside a handler, libvirt failing exactly between two steps of create_vm), so
+// tests name points in BOSH_LIBVIRT_CPI_FAULTS (comma-separated) and the code fails
+// there. Unset in production: one environment lookup, then nothing.
+const points = new Set((process.env.BOSH_LIBVIRT_CPI_FAULTS ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+
+export class InjectedFault extends Error {
+  constructor(readonly point: string) {
+    super(`injected fault at ${point} (BOSH_LIBVIRT_CPI_FAULTS)`);
+    this.name = 'InjectedFault';
+  }
+}
+
+export function faultArmed(point: string): boolean {
+  return points.size > 0 && points.has(point);
+}
+
+/** Throws at `point` when a test armed it. */
+export function maybeFail(point: string): void {
+  if (faultArmed(point)) throw new InjectedFault(point);
+}
