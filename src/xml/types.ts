@@ -130,3 +130,20 @@ export interface ParsedNetwork {
   forwardMode?: string;
   ips: Array<{ family: 'ipv4' | 'ipv6'; address: string; prefix: number; hasDhcp: boolean }>;
 }
+
+/** A volume as seen in STORAGE_VOL_GET_XML_DESC output. */
+export interface ParsedVolume {
+  name: string;
+  capacityBytes: bigint;
+  allocationBytes: bigint;
+  format: string;
+  path: string;
+  backing?: { path: string; format: string };
+}
+
+/** A storage pool as seen in STORAGE_POOL_GET_XML_DESC output. */
+export interface ParsedPool {
+  name: string;
+  type: string;
+  path: string;
+}

@@ -1,0 +1,47 @@
+// Every value the renderers choose on the caller's behalf lives here, so a change of
+// policy (a cache mode, a CPU mode, a timer) is one edit with one reason next to it.
+
+export const DOMAIN_DEFAULTS = {
+  memoryUnit: 'MiB',
+  /**
+   * TCG cannot pass the host CPU through; `maximum` asks QEMU for `-cpu max`, every
+   * feature TCG emulates (SSE4.2, POPCNT, …). Stemcells built for x86-64-v2 do not
+   * boot on the `qemu64` model QEMU picks when <cpu> is omitted.
+   */
+  cpuModeQemu: 'maximum',
+  /** Under KVM the guest sees the host CPU unchanged; the CPI does not live-migrate. */
+  cpuModeKvm: 'host-passthrough',
+  /** BOSH stemcells ship without enrolled keys: pick OVMF firmware that does not enforce them. */
+  efiSecureBoot: false,
+  bootDevice: 'hd',
+  features: ['acpi', 'apic'] as const,
+  clockOffset: 'utc',
+  /** The usual QEMU timer set: rtc catches up after a stall, no hpet. */
+  timers: [
+    { name: 'rtc', tickpolicy: 'catchup' },
+    { name: 'pit', tickpolicy: 'delay' },
+    { name: 'hpet', present: 'no' },
+  ] as ReadonlyArray<Record<string, string>>,
+  /** A guest that powers itself off is gone for good (BOSH recreates it); a reboot stays a reboot. */
+  onPoweroff: 'destroy',
+  onReboot: 'restart',
+  onCrash: 'destroy',
+  /** Host page cache off: a crashed host cannot lose writes the guest believed were on disk. */
+  diskCache: 'none',
+  diskDriver: 'qemu',
+  rngBackend: '/dev/urandom',
+  memballoonModel: 'virtio',
+  /** Keep the whole console history across reboots of the same domain. */
+  serialLogAppend: 'on',
+} as const;
+
+export const NETWORK_DEFAULTS = {
+  /** Guests come up immediately: no STP listening/learning delay on the bridge. */
+  bridgeStp: 'on',
+  bridgeDelay: '0',
+} as const;
+
+export const VOLUME_DEFAULTS = {
+  type: 'file',
+  unit: 'bytes',
+} as const;
