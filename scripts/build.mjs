@@ -37,6 +37,7 @@ const common = {
 const entries = [
   ['src/main.ts', 'dist/cpi.mjs'],
   ['src/cli/main.ts', 'dist/cli.mjs'],
+  ['src/demo/main.ts', 'dist/demo.mjs'],
 ].filter(([src]) => existsSync(src));
 
 await Promise.all(entries.map(([src, out]) => build({ ...common, entryPoints: [src], outfile: out })));

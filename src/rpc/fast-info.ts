@@ -1,12 +1,14 @@
 // `info` precedes almost every CPI call, so it must cost little more than starting
 // node. The full path evaluates zod and every schema; `info` needs none of that: it
-// only reports the backend chosen by libvirt.uri. This fast path answers a plainly
+// only reports the backend chosen by libvirt.uri, so it checks only what it reads
+// (the URI, the top-level keys, that agent.mbus is set); the next call validates all. This fast path answers a plainly
 // well-formed `info` request from a readable config; anything unusual (bad envelope,
 // unreadable or invalid config, cpi-config overrides in the context) returns
 // undefined and the full path answers — with the same errors it always gives.
 import { readFileSync } from 'node:fs';
 import { backendForUri } from '../driver/backends.js';
 import { API_VERSION_INFO } from './version.js';
+import { CONFIG_TOP_LEVEL_KEYS } from '../config/keys.js';
 import type { CpiResponse } from './response-shape.js';
 
 export function tryFastInfo(raw: string, argv: string[], env: NodeJS.ProcessEnv): CpiResponse | undefined {
@@ -24,6 +26,7 @@ export function tryFastInfo(raw: string, argv: string[], env: NodeJS.ProcessEnv)
     const config = JSON.parse(readFileSync(path, 'utf8')) as { libvirt?: { uri?: unknown }; agent?: { mbus?: unknown } };
     // A config the full path would reject must be reported by it, not hidden here.
     if (typeof config?.agent?.mbus !== 'string' || config.agent.mbus === '') return undefined;
+    if (Object.keys(config).some((k) => !CONFIG_TOP_LEVEL_KEYS.includes(k))) return undefined;
     const uri = config.libvirt?.uri ?? 'qemu:///system';
     if (typeof uri !== 'string') return undefined;
     const backend = backendForUri(uri);

@@ -1,0 +1,170 @@
+// Black-box tests of bin/cpi's wire protocol: whatever the input, exactly one
+// response with all three keys on stdout, the right error type, exit code 0.
+import { describe, expect, it } from 'vitest';
+import { runCpi, request, writeConfig, ROOT } from '../helpers/cpi.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const qemuConfig = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/qemu.json'), 'utf8')) as Record<string, unknown>;
+
+function expectEnvelope(run: Awaited<ReturnType<typeof runCpi>>) {
+  expect(run.code).toBe(0);
+  expect(Object.keys(run.response).sort()).toEqual(['error', 'log', 'result']);
+  expect(typeof run.response.log).toBe('string');
+}
+
+async function expectError(input: unknown, type: string, message: RegExp, opts: Parameters<typeof runCpi>[1] = {}) {
+  const run = await runCpi(input, opts);
+  expectEnvelope(run);
+  expect(run.response.result).toBeNull();
+  expect(run.response.error?.type).toBe(type);
+  expect(run.response.error?.message).toMatch(message);
+  expect(typeof run.response.error?.ok_to_retry).toBe('boolean');
+  return run;
+}
+
+describe('info', () => {
+  it('answers without api_version (the director\'s first call)', async () => {
+    const run = await runCpi({ method: 'info', arguments: [], context: { director_uuid: 'x' } });
+    expectEnvelope(run);
+    expect(run.response.error).toBeNull();
+    expect(run.response.result).toEqual({ api_version: 3, stemcell_formats: ['openstack-qcow2', 'openstack-raw'] });
+  });
+
+  it.each([1, 2, 3])('answers with api_version %i', async (v) => {
+    const run = await runCpi({ method: 'info', arguments: [], context: { director_uuid: 'x' }, api_version: v });
+    expect(run.response.error).toBeNull();
+    expect((run.response.result as { api_version: number }).api_version).toBe(3);
+  });
+
+  it('reports the formats of the backend the URI selects', async () => {
+    const lxc = writeConfig({ ...qemuConfig, libvirt: { uri: 'lxc:///' } });
+    const vbox = writeConfig({ ...qemuConfig, libvirt: { uri: 'vbox:///session' } });
+    expect(((await runCpi(request('info'), { config: lxc })).response.result as { stemcell_formats: string[] }).stemcell_formats).toContain('warden-tar');
+    expect(((await runCpi(request('info'), { config: vbox })).response.result as { stemcell_formats: string[] }).stemcell_formats).toContain('vsphere-ovf');
+  });
+
+  it('gives the same answer through the full path (cpi-config properties in the context)', async () => {
+    const run = await runCpi(request('info', [], { context: { director_uuid: 'x', domain_type: 'qemu' } }));
+    expect(run.response.error).toBeNull();
+    expect(run.response.result).toEqual({ api_version: 3, stemcell_formats: ['openstack-qcow2', 'openstack-raw'] });
+    expect(run.response.log).toMatch(/info: api_version 3/);
+  });
+
+  it('reads the config from BOSH_LIBVIRT_CPI_CONFIG when no argument is given', async () => {
+    const run = await runCpi(request('info'), { config: null, env: { BOSH_LIBVIRT_CPI_CONFIG: join(ROOT, 'fixtures/config/qemu.json') } });
+    expect(run.response.error).toBeNull();
+  });
+});
+
+describe('malformed requests', () => {
+  it('empty stdin is a CpiError', () => expectError('', 'Bosh::Clouds::CpiError', /Empty request/));
+  it('stdin that is not JSON is a CpiError', () => expectError('{"method": "info", ', 'Bosh::Clouds::CpiError', /not valid JSON/));
+  it('a JSON array is a CpiError', () => expectError('[1,2]', 'Bosh::Clouds::CpiError', /must be a JSON object, got an array/));
+  it('a JSON string is a CpiError', () => expectError('"info"', 'Bosh::Clouds::CpiError', /must be a JSON object, got "info"/));
+  it('a missing method is a CpiError', () => expectError({ arguments: [] }, 'Bosh::Clouds::CpiError', /field "method" is missing/));
+  it('arguments that are not an array are a CpiError', () =>
+    expectError({ method: 'has_vm', arguments: { vm_cid: 'x' } }, 'Bosh::Clouds::CpiError', /field "arguments" is \{"vm_cid":"x"\}, expected an array/));
+  it('an unsupported api_version is a CpiError', () =>
+    expectError({ method: 'info', arguments: [], api_version: 9 }, 'Bosh::Clouds::CpiError', /api_version.*expected 1, 2 or 3/));
+  it('an unknown method is NotImplemented', () => expectError(request('make_coffee'), 'Bosh::Clouds::NotImplemented', /Unknown method "make_coffee"/));
+});
+
+describe('argument validation', () => {
+  it('names the argument, the value and the expectation', () =>
+    expectError(request('create_disk', [-5, {}, null]), 'Bosh::Clouds::CloudError', /argument 1 "size" of create_disk: got -5, expected a positive whole number of MiB/));
+  it('rejects missing arguments', () => expectError(request('delete_vm', []), 'Bosh::Clouds::CloudError', /delete_vm: got 0 arguments, expected 1 \(vm_cid\)/));
+  it('rejects extra arguments', () => expectError(request('has_vm', ['a', 'b']), 'Bosh::Clouds::CloudError', /has_vm: got 2 arguments, expected 1/));
+  it('rejects wrongly typed nested values with their path', () =>
+    expectError(
+      request('calculate_vm_cloud_properties', [{ cpu: 2, ram: 'lots', ephemeral_disk_size: 1 }]),
+      'Bosh::Clouds::CloudError',
+      /"desired_instance_size.ram" of calculate_vm_cloud_properties: got "lots"/,
+    ));
+  it('accepts create_stemcell with and without the v3 env argument count', async () => {
+    await expectError(request('create_stemcell', ['/x']), 'Bosh::Clouds::CloudError', /expected 2 to 3/);
+  });
+  it('managed networks are NotImplemented with a reason', () =>
+    expectError(request('create_network', [{}, {}]), 'Bosh::Clouds::NotImplemented', /define the libvirt network on the host/));
+});
+
+describe('configuration errors', () => {
+  it('a missing file names the file', () =>
+    expectError(request('has_vm', ['vm-x']), 'Bosh::Clouds::CloudError', /Cannot read configuration file \/nonexistent\/cpi\.json: ENOENT/, { config: '/nonexistent/cpi.json' }));
+  it('invalid JSON names the file', async () => {
+    const path = writeConfig('{ "libvirt": ');
+    await expectError(request('info'), 'Bosh::Clouds::CloudError', new RegExp(`${path} is not valid JSON`), { config: path });
+  });
+  it('a wrong value names the key, the problem and the value', async () => {
+    const path = writeConfig({ ...qemuConfig, storage: { pool: 7 } });
+    await expectError(request('has_vm', ['vm-x']), 'Bosh::Clouds::CloudError', /key storage\.pool: expected string, received number, got 7/, { config: path });
+  });
+  it('an unknown key is named', async () => {
+    const path = writeConfig({ ...qemuConfig, domian_type: 'qemu' });
+    await expectError(request('info'), 'Bosh::Clouds::CloudError', /unknown key domian_type/, { config: path });
+  });
+  it('a missing required key is named', async () => {
+    const { agent: _a, ...rest } = qemuConfig;
+    await expectError(request('info'), 'Bosh::Clouds::CloudError', /key agent: .*got nothing/, { config: writeConfig(rest) });
+  });
+  it('no config at all says how to give one', () =>
+    expectError(request('info'), 'Bosh::Clouds::CloudError', /BOSH_LIBVIRT_CPI_CONFIG/, { config: null, env: { BOSH_LIBVIRT_CPI_CONFIG: '' } }));
+  it('context properties from a cpi-config override the file and are validated too', () =>
+    expectError(request('has_vm', ['vm-x'], { context: { director_uuid: 'x', domain_type: 'xen' } }), 'Bosh::Clouds::CloudError', /with cpi-config properties.*key domain_type/));
+  it('an unknown libvirt driver in the URI is named', async () => {
+    const path = writeConfig({ ...qemuConfig, libvirt: { uri: 'xen:///system' } });
+    await expectError(request('info'), 'Bosh::Clouds::CloudError', /Invalid libvirt\.uri: got "xen:\/\/\/system"/, { config: path });
+  });
+});
+
+describe('crashes still answer', () => {
+  it('an error thrown inside a handler', () =>
+    expectError(request('info'), 'Bosh::Clouds::CpiError', /injected fault at handler:info/, { env: { BOSH_LIBVIRT_CPI_FAULTS: 'handler:info' } }));
+  it('an uncaught exception', () =>
+    expectError(request('info'), 'Bosh::Clouds::CpiError', /injected uncaught exception/, { env: { BOSH_LIBVIRT_CPI_FAULTS: 'crash:info' } }));
+  it('an unhandled rejection', () =>
+    expectError(request('info'), 'Bosh::Clouds::CpiError', /injected unhandled rejection/, { env: { BOSH_LIBVIRT_CPI_FAULTS: 'reject:info' } }));
+});
+
+describe('logging', () => {
+  it('writes pino JSON lines with request_id and method to stderr only', async () => {
+    const run = await runCpi(request('has_vm', [{}]));
+    const lines = run.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.length).toBeGreaterThan(0);
+    const tagged = lines.filter((l) => l.request_id === `t-has_vm-${process.pid}` && l.method === 'has_vm');
+    expect(tagged.length).toBeGreaterThan(0);
+    expect(lines.some((l) => l.msg === 'request failed')).toBe(true);
+  });
+
+  it('redacts every secret in requests, config and errors', async () => {
+    const secrets = {
+      mbusPassword: 'MBUS-PASSWORD-1a2b',
+      envPassword: 'ENV-BOSH-PASSWORD-3c4d',
+      privateKey: '-----BEGIN RSA PRIVATE KEY-----\nPRIVATE-KEY-BODY-5e6f\n-----END RSA PRIVATE KEY-----',
+      certificate: '-----BEGIN CERTIFICATE-----\nCERT-BODY-7a8b\n-----END CERTIFICATE-----',
+      blobstorePassword: 'BLOBSTORE-PASSWORD-9c0d',
+      s3Secret: 'S3-SECRET-ACCESS-KEY-1e2f',
+      natsUrlPassword: 'NATS-URL-PASSWORD-3a4b',
+    };
+    const config = writeConfig({
+      ...qemuConfig,
+      agent: { mbus: `https://mbus:${secrets.mbusPassword}@0.0.0.0:6868`, ntp: [], blobstore: { provider: 'dav', options: { user: 'agent', password: secrets.blobstorePassword } } },
+    });
+    const env = {
+      bosh: {
+        password: secrets.envPassword,
+        mbus: { cert: { ca: secrets.certificate, certificate: secrets.certificate, private_key: secrets.privateKey }, urls: [`nats://nats:${secrets.natsUrlPassword}@10.0.0.6:4222`] },
+        blobstores: [{ provider: 's3', options: { access_key_id: 'AKIA', secret_access_key: secrets.s3Secret } }],
+      },
+    };
+    const run = await runCpi(request('create_vm', ['agent-1', 'sc-x', {}, {}, [], env]), { config });
+    for (const [name, secret] of Object.entries(secrets)) {
+      const needle = secret.includes('BEGIN') ? secret.split('\n')[1]! : secret;
+      expect(run.stderr, `${name} leaked to stderr`).not.toContain(needle);
+      expect(run.stdout, `${name} leaked to stdout`).not.toContain(needle);
+    }
+    // The request was logged (so redaction, not silence, kept the secrets out).
+    expect(run.stderr).toContain('agent-1');
+    expect(run.stderr).toContain('<redacted>');
+  });
+});
