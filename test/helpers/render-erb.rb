@@ -5,7 +5,7 @@
 #
 # CONTEXT_JSON: {"properties": {...manifest properties...}, "spec": {...optional...}}.
 # Writes each template to OUT_DIR/<destination> (bin/* executable) and prints
-# {"rendered": [destinations]} on stdout. A failing template prints
+# {"rendered": [destinations], "lookups": [every property name p/if_p asked for]}. A failing template prints
 # "<template>: <ErrorClass>: <message>" on stderr and exits 1.
 #
 # Modelled on cloudfoundry/bosh-template (EvaluationContext, PropertyHelper):
@@ -107,9 +107,10 @@ module RenderErb
   end
 
   class EvaluationContext
-    attr_reader :spec, :properties, :raw_properties, :name, :index
+    attr_reader :spec, :properties, :raw_properties, :name, :index, :lookups
 
-    def initialize(raw_properties, spec_hash)
+    def initialize(raw_properties, spec_hash, lookups = [])
+      @lookups = lookups
       @raw_properties = raw_properties
       @properties = Struct.new(raw_properties)
       @spec = Struct.new(spec_hash.merge('properties' => raw_properties))
@@ -123,6 +124,7 @@ module RenderErb
 
     def p(*args)
       names = Array(args[0])
+      @lookups.concat(names.map(&:to_s))
       names.each do |name|
         value = RenderErb.lookup(@raw_properties, name)
         return value unless value.nil?
@@ -133,6 +135,7 @@ module RenderErb
     end
 
     def if_p(*names)
+      @lookups.concat(names.map(&:to_s))
       values = names.map do |name|
         value = RenderErb.lookup(@raw_properties, name)
         return ActiveElseBlock.new(self) if value.nil?
@@ -176,9 +179,10 @@ module RenderErb
     }.merge(context['spec'] || {})
 
     rendered = []
+    lookups = []
     (job_spec['templates'] || {}).each do |source, destination|
       template = File.read(File.join(job_dir, 'templates', source))
-      evaluation = EvaluationContext.new(raw, spec_hash)
+      evaluation = EvaluationContext.new(raw, spec_hash, lookups)
       begin
         output = ERB.new(template, trim_mode: '-').result(evaluation.get_binding)
       rescue StandardError => e
@@ -191,7 +195,7 @@ module RenderErb
       File.chmod(destination.start_with?('bin/') ? 0o755 : 0o644, path)
       rendered << destination
     end
-    rendered
+    { 'rendered' => rendered, 'lookups' => lookups.uniq.sort }
   end
 end
 
@@ -202,6 +206,5 @@ if $PROGRAM_NAME == __FILE__
   end
   job_dir, context_path, out_dir = ARGV
   context = JSON.parse(File.read(context_path))
-  rendered = RenderErb.render_job(job_dir, context, out_dir)
-  puts JSON.dump('rendered' => rendered)
+  puts JSON.dump(RenderErb.render_job(job_dir, context, out_dir))
 end
