@@ -123,14 +123,39 @@ export interface Connection {
 export const DomainState = { NOSTATE: 0, RUNNING: 1, BLOCKED: 2, PAUSED: 3, SHUTDOWN: 4, SHUTOFF: 5, CRASHED: 6, PMSUSPENDED: 7 } as const;
 export const MetadataType = { DESCRIPTION: 0, TITLE: 1, ELEMENT: 2 } as const;
 export const AffectFlags = { CURRENT: 0, LIVE: 1, CONFIG: 2 } as const;
-export const UndefineFlags = { MANAGED_SAVE: 1, SNAPSHOTS_METADATA: 2, NVRAM: 4, KEEP_NVRAM: 8, CHECKPOINTS_METADATA: 16 } as const;
+export const UndefineFlags = { MANAGED_SAVE: 1, SNAPSHOTS_METADATA: 2, NVRAM: 4, KEEP_NVRAM: 8, CHECKPOINTS_METADATA: 16, KEEP_TPM: 32, TPM: 64 } as const;
 export const NetworkUpdateCommand = { NONE: 0, MODIFY: 1, DELETE: 2, ADD_LAST: 3, ADD_FIRST: 4 } as const;
 export const NetworkUpdateSection = { NONE: 0, BRIDGE: 1, DOMAIN: 2, IP: 3, IP_DHCP_HOST: 4, IP_DHCP_RANGE: 5, FORWARD: 6, FORWARD_INTERFACE: 7, FORWARD_PF: 8, PORTGROUP: 9, DNS_HOST: 10, DNS_TXT: 11, DNS_SRV: 12 } as const;
 export const NetworkUpdateFlags = { AFFECT_CURRENT: 0, AFFECT_LIVE: 1, AFFECT_CONFIG: 2 } as const;
 export const VolResizeFlags = { ALLOCATE: 1, DELTA: 2, SHRINK: 4 } as const;
-export const DomainSnapshotCreateFlags = { REDEFINE: 1, CURRENT: 2, NO_METADATA: 4, HALT: 8, DISK_ONLY: 16, REUSE_EXT: 32, QUIESCE: 64, ATOMIC: 128, LIVE: 256 } as const;
+export const DomainSnapshotCreateFlags = { REDEFINE: 1, CURRENT: 2, NO_METADATA: 4, HALT: 8, DISK_ONLY: 16, REUSE_EXT: 32, QUIESCE: 64, ATOMIC: 128, LIVE: 256, VALIDATE: 512 } as const;
+/** virErrorNumber (include/libvirt/virterror.h). */
 export const ErrorCode = {
-  NO_SUPPORT: 3, OPERATION_FAILED: 9, OPERATION_INVALID: 55, OPERATION_DENIED: 29, NO_DOMAIN: 42, NO_NETWORK: 43,
-  INVALID_ARG: 8, NO_STORAGE_POOL: 49, NO_STORAGE_VOL: 50, NO_DOMAIN_SNAPSHOT: 72, NO_DOMAIN_METADATA: 80,
-  STORAGE_VOL_EXIST: 90, AUTH_FAILED: 45, RPC: 39, DOM_EXIST: 56 /* not in the reference table: check remote_protocol */, 
+  INTERNAL_ERROR: 1, NO_SUPPORT: 3, NO_CONNECT: 5, INVALID_ARG: 8, OPERATION_FAILED: 9, XML_ERROR: 27,
+  DOM_EXIST: 28, OPERATION_DENIED: 29, NETWORK_EXIST: 37, SYSTEM_ERROR: 38, RPC: 39, NO_DOMAIN: 42,
+  NO_NETWORK: 43, AUTH_FAILED: 45, NO_STORAGE_POOL: 49, NO_STORAGE_VOL: 50, OPERATION_INVALID: 55,
+  CONFIG_UNSUPPORTED: 67, OPERATION_TIMEOUT: 68, NO_DOMAIN_SNAPSHOT: 72, ARGUMENT_UNSUPPORTED: 74,
+  STORAGE_POOL_BUILT: 76, NO_DOMAIN_METADATA: 80, OPERATION_UNSUPPORTED: 84, RESOURCE_BUSY: 87,
+  ACCESS_DENIED: 88, STORAGE_VOL_EXIST: 90, AUTH_UNAVAILABLE: 94,
 } as const;
+
+// Added beyond the original surface (same sources: libvirt-domain.h, libvirt-storage.h,
+// libvirt-network.h, libvirt-host.h, src/libvirt_internal.h).
+export const DomainXMLFlags = { SECURE: 1, INACTIVE: 2, UPDATE_CPU: 4, MIGRATABLE: 8 } as const;
+export const ListAllDomainsFlags = { ACTIVE: 1, INACTIVE: 2, PERSISTENT: 4, TRANSIENT: 8, RUNNING: 16, PAUSED: 32, SHUTOFF: 64, OTHER: 128 } as const;
+export const DomainDestroyFlags = { DEFAULT: 0, GRACEFUL: 1 } as const;
+export const DomainShutdownFlags = { DEFAULT: 0, ACPI_POWER_BTN: 1, GUEST_AGENT: 2, INITCTL: 4, SIGNAL: 8, PARAVIRT: 16 } as const;
+export const DomainSnapshotDeleteFlags = { CHILDREN: 1, METADATA_ONLY: 2, CHILDREN_ONLY: 4 } as const;
+export const InterfaceAddressesSource = { LEASE: 0, AGENT: 1, ARP: 2 } as const;
+export const IPAddrType = { IPV4: 0, IPV6: 1 } as const;
+export const StoragePoolState = { INACTIVE: 0, BUILDING: 1, RUNNING: 2, DEGRADED: 3, INACCESSIBLE: 4 } as const;
+export const StoragePoolBuildFlags = { NEW: 0, REPAIR: 1, RESIZE: 2, NO_OVERWRITE: 4, OVERWRITE: 8 } as const;
+export const StorageVolType = { FILE: 0, BLOCK: 1, DIR: 2, NETWORK: 3, NETDIR: 4, PLOOP: 5 } as const;
+export const StorageVolCreateFlags = { PREALLOC_METADATA: 1, REFLINK: 2, VALIDATE: 4 } as const;
+export const StorageVolDeleteFlags = { NORMAL: 0, ZEROED: 1, WITH_SNAPSHOTS: 2 } as const;
+/** VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM / VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM */
+export const VolStreamFlags = { SPARSE_STREAM: 1 } as const;
+export const ConnectOpenFlags = { RO: 1, NO_ALIASES: 2 } as const;
+/** virDrvFeature (src/libvirt_internal.h), for supportsFeature(). */
+export const DrvFeature = { REMOTE: 2, FD_PASSING: 8, TYPED_PARAM_STRING: 9, PROGRAM_KEEPALIVE: 10, NETWORK_UPDATE_HAS_CORRECT_ORDER: 16 } as const;
+export const AuthType = { NONE: 0, SASL: 1, POLKIT: 2 } as const;

@@ -1,0 +1,197 @@
+// Volume upload/download over libvirt's stream packets, with bounded memory: upload
+// pulls from the source only as fast as the transport drains; download pauses the
+// transport while the consumer is behind.
+//
+// Upload:   CALL → REPLY OK → STREAM/CONTINUE data… → STREAM/OK (finish) → daemon STREAM/OK.
+// Download: CALL → REPLY OK → STREAM/CONTINUE data… → daemon STREAM/OK (EOF)
+//           → STREAM/OK (finish) → daemon STREAM/OK (confirm).
+// Either side may send status ERROR (a remote_error body) at any point; the client
+// aborts with an empty STREAM/ERROR.
+import { Readable } from 'node:stream';
+import type { DownloadOptions, UploadOptions, VolRef } from './api.js';
+import { VolStreamFlags } from './api.js';
+import { type RpcClient, type StreamSink, decodeRemoteError } from './client.js';
+import { ProtocolError } from './errors.js';
+import { MessageStatus, MessageType, STREAM_CHUNK, type Packet } from './packet.js';
+import { Proc } from './procedures.js';
+import { streamHole } from './remote-types.js';
+import { decode } from './xdr.js';
+
+type Deferred = { promise: Promise<void>; resolve(): void; reject(e: Error): void };
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: Error) => void;
+  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej; });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+function packetError(p: Packet): Error {
+  return decodeRemoteError(p.body);
+}
+
+export async function uploadVolume(client: RpcClient, vol: VolRef, source: Readable, opts: UploadOptions = {}): Promise<void> {
+  const proc = Proc.STORAGE_VOL_UPLOAD.proc;
+  const replied = deferred();
+  const done = deferred();
+  let failure: Error | null = null;
+  const failWith = (e: Error) => {
+    if (!failure) failure = e;
+    replied.reject(e);
+    done.reject(e);
+  };
+  const sink: StreamSink = {
+    onPacket(p) {
+      if (p.header.status === MessageStatus.ERROR) {
+        client.endStream(serial);
+        failWith(packetError(p));
+        return;
+      }
+      if (p.header.type === MessageType.REPLY) {
+        replied.resolve();
+      } else if (p.header.type === MessageType.STREAM && p.header.status === MessageStatus.OK) {
+        client.endStream(serial);
+        done.resolve();
+      } else {
+        client.endStream(serial);
+        failWith(new ProtocolError(`unexpected packet type ${p.header.type}/status ${p.header.status} during upload`));
+      }
+    },
+    onClose: (err) => failWith(err),
+  };
+  const serial = client.startStream(Proc.STORAGE_VOL_UPLOAD, {
+    vol, offset: opts.offset ?? 0n, length: opts.length ?? 0n, flags: (opts.flags ?? 0) & ~VolStreamFlags.SPARSE_STREAM,
+  }, sink);
+
+  try {
+    await replied.promise;
+  } catch (e) {
+    source.destroy();
+    throw e;
+  }
+
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer | string>) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      for (let off = 0; off < buf.length; off += STREAM_CHUNK) {
+        if (failure) throw failure;
+        const piece = buf.subarray(off, Math.min(off + STREAM_CHUNK, buf.length));
+        if (!client.sendStream(proc, serial, MessageStatus.CONTINUE, piece)) await client.waitDrain();
+      }
+    }
+    if (failure) throw failure;
+  } catch (e) {
+    // The daemon's own error explains more than "source aborted" would.
+    const err = failure ?? (e as Error);
+    if (!failure && client.isOpen) {
+      try { client.sendStream(proc, serial, MessageStatus.ERROR); } catch { /* connection gone */ }
+      // Wait (bounded) for the daemon's abort confirmation so the stream is released before we return.
+      await Promise.race([done.promise, new Promise((r) => setTimeout(r, 5_000).unref())]).catch(() => {});
+      client.endStream(serial);
+    }
+    throw err;
+  }
+  client.sendStream(proc, serial, MessageStatus.OK);
+  await done.promise;
+}
+
+export function downloadVolume(client: RpcClient, vol: VolRef, opts: DownloadOptions = {}): Readable {
+  const proc = Proc.STORAGE_VOL_DOWNLOAD.proc;
+  const sparse = ((opts.flags ?? 0) & VolStreamFlags.SPARSE_STREAM) !== 0;
+  let state: 'call' | 'data' | 'finishing' | 'aborting' | 'done' = 'call';
+  let serial = 0;
+  let zeros: Buffer | undefined;
+
+  const finishWith = (err: Error | null) => {
+    if (state === 'done') return;
+    const wasAborting = state === 'aborting';
+    state = 'done';
+    client.endStream(serial);
+    client.resumeReading();
+    if (wasAborting) return;
+    if (err) out.destroy(err);
+    else out.push(null);
+  };
+
+  const push = (b: Buffer) => {
+    if (!out.push(b)) client.pauseReading();
+  };
+
+  const out = new Readable({
+    highWaterMark: 1024 * 1024,
+    read() {
+      client.resumeReading();
+    },
+    destroy(err, cb) {
+      if (state === 'call' || state === 'data' || state === 'finishing') {
+        state = 'aborting';
+        client.resumeReading();
+        try {
+          client.sendStream(proc, serial, MessageStatus.ERROR);
+        } catch {
+          finishWith(null);
+        }
+      }
+      cb(err);
+    },
+  });
+
+  const sink: StreamSink = {
+    onPacket(p) {
+      const { type, status } = p.header;
+      if (state === 'aborting') {
+        // Data still in flight is dropped; the daemon's answer to our abort ends the stream.
+        if (type === MessageType.REPLY || status !== MessageStatus.CONTINUE) finishWith(null);
+        return;
+      }
+      if (status === MessageStatus.ERROR) return finishWith(packetError(p));
+      if (state === 'call') {
+        if (type !== MessageType.REPLY) return finishWith(new ProtocolError(`expected the reply to STORAGE_VOL_DOWNLOAD, got packet type ${type}`));
+        state = 'data';
+        return;
+      }
+      if (type === MessageType.STREAM_HOLE) {
+        if (!sparse) return finishWith(new ProtocolError('the daemon sent a stream hole although none was requested'));
+        const hole = decode(streamHole, p.body);
+        zeros ??= Buffer.alloc(STREAM_CHUNK);
+        // One shared zero buffer pushed repeatedly: a hole costs no memory per byte.
+        for (let left = hole.length; left > 0n;) {
+          const n = left > BigInt(zeros.length) ? zeros.length : Number(left);
+          push(n === zeros.length ? zeros : zeros.subarray(0, n));
+          left -= BigInt(n);
+        }
+        return;
+      }
+      if (type !== MessageType.STREAM) return finishWith(new ProtocolError(`unexpected packet type ${type} during download`));
+      if (state === 'data' && status === MessageStatus.CONTINUE) {
+        if (p.body.length) push(p.body);
+        return;
+      }
+      if (state === 'data' && status === MessageStatus.OK) {
+        state = 'finishing';
+        try {
+          client.sendStream(proc, serial, MessageStatus.OK);
+        } catch (e) {
+          finishWith(e as Error);
+        }
+        return;
+      }
+      if (state === 'finishing' && status === MessageStatus.OK) return finishWith(null);
+      finishWith(new ProtocolError(`unexpected stream status ${status} in state ${state}`));
+    },
+    onClose(err) {
+      finishWith(state === 'aborting' ? null : err);
+    },
+  };
+
+  try {
+    serial = client.startStream(Proc.STORAGE_VOL_DOWNLOAD, {
+      vol, offset: opts.offset ?? 0n, length: opts.length ?? 0n, flags: opts.flags ?? 0,
+    }, sink);
+  } catch (e) {
+    state = 'done';
+    process.nextTick(() => out.destroy(e as Error));
+  }
+  return out;
+}
