@@ -170,9 +170,9 @@ function positiveInt(field: string, value: number): string {
 // QEMU truncates virtio serials beyond 20 bytes, and the guest then finds the disk under
 // a different /dev/disk/by-id name than the one the agent was told.
 function diskSerial(d: DiskDevice): string {
-  const serial = text('disk serial', d.serial ?? '');
+  const serial = d.serial ?? '';
   if (d.bus === 'virtio' && Buffer.byteLength(serial, 'utf8') > 20) {
     throw new XmlRenderError('disk serial', serial, 'virtio serials hold at most 20 bytes');
   }
-  return serial;
+  return text('disk serial', serial);
 }

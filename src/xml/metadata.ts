@@ -2,13 +2,17 @@ import type { Builder } from './builder.js';
 import { document, serialize } from './builder.js';
 import { El, parseRoot } from './dom.js';
 import { XmlParseError } from './errors.js';
-import { decodeString, encodeString, survivesAsAttribute, survivesAsText } from './text.js';
+import { decodeString, encodeString, forXmlbuilder, survivesAsAttribute, survivesAsText } from './text.js';
 import type { VmMetadata } from './types.js';
 import { BOSH_METADATA_NS, BOSH_METADATA_PREFIX } from './types.js';
 
 /**
- * The <bosh:vm> element alone, namespace declared on it, as DOMAIN_SET_METADATA takes it
- * (key BOSH_METADATA_PREFIX, uri BOSH_METADATA_NS).
+ * The metadata element alone, for DOMAIN_SET_METADATA (type ELEMENT, key
+ * BOSH_METADATA_PREFIX, uri BOSH_METADATA_NS). It is deliberately *un-namespaced*:
+ * libvirt (virXMLInjectNamespace) declares the prefix on the element itself and binds
+ * every unbound element to it; a fragment that already declares `xmlns:bosh` is refused
+ * with "failed to create a new XML namespace". DOMAIN_GET_METADATA hands it back the same
+ * naked way; inside a domain document it appears as <bosh:vm xmlns:bosh=…>.
  *
  * Tags come from users and can hold anything, so keys are attributes (never element
  * names) and any string plain XML cannot carry exactly is stored base64-encoded with an
@@ -16,7 +20,7 @@ import { BOSH_METADATA_NS, BOSH_METADATA_PREFIX } from './types.js';
  */
 export function renderVmMetadata(m: VmMetadata): string {
   const doc = document();
-  appendVmMetadata(doc, m);
+  appendVmMetadata(doc, m, { namespaced: false });
   return serialize(doc);
 }
 
@@ -64,11 +68,13 @@ export function parseVmMetadata(xml: string): VmMetadata {
   return m;
 }
 
-/** Adds <bosh:vm> under `parent` (a document, or a domain's <metadata>). */
-export function appendVmMetadata(parent: Builder, m: VmMetadata): void {
-  const ns = BOSH_METADATA_NS;
+/**
+ * Adds the element under `parent`: namespaced for a domain's <metadata>, naked for
+ * DOMAIN_SET_METADATA (see renderVmMetadata).
+ */
+export function appendVmMetadata(parent: Builder, m: VmMetadata, { namespaced = true } = {}): void {
   const el = (p: Builder, name: string, attrs: Record<string, string> = {}): Builder => {
-    const node = p.ele(ns, `${BOSH_METADATA_PREFIX}:${name}`);
+    const node = namespaced ? p.ele(BOSH_METADATA_NS, `${BOSH_METADATA_PREFIX}:${name}`) : p.ele(name);
     for (const [k, v] of Object.entries(attrs)) writeAttr(node, k, v);
     return node;
   };
@@ -97,7 +103,7 @@ export function appendVmMetadata(parent: Builder, m: VmMetadata): void {
 
 function writeText(node: Builder, value: string): void {
   if (survivesAsText(value)) {
-    if (value !== '') node.txt(value);
+    if (value !== '') node.txt(forXmlbuilder(value));
     return;
   }
   const { encoding, data } = encodeString(value);
@@ -106,7 +112,7 @@ function writeText(node: Builder, value: string): void {
 
 function writeAttr(node: Builder, name: string, value: string): void {
   if (survivesAsAttribute(value)) {
-    node.att(name, value);
+    node.att(name, forXmlbuilder(value));
     return;
   }
   const { encoding, data } = encodeString(value);

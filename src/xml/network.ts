@@ -129,11 +129,20 @@ function parseIp(ip: El): ParsedNetwork['ips'][number] {
   else length = familyAttr === 'ipv4' ? classfulPrefix(address) : 64;
   if (!Number.isInteger(length)) throw new XmlParseError(`<ip address=${JSON.stringify(address)}> has no usable prefix`);
   const dhcp = ip.child('dhcp');
+  const hosts = (dhcp?.children('host') ?? []).map((h) => {
+    const host: { mac?: string; id?: string; name?: string; ip: string } = { ip: h.attr('ip') ?? '' };
+    for (const key of ['mac', 'id', 'name'] as const) {
+      const value = h.attr(key);
+      if (value !== undefined) host[key] = value;
+    }
+    return host;
+  });
   return {
     family: familyAttr,
     address,
     prefix: length,
-    hasDhcp: dhcp !== undefined && (dhcp.children('range').length > 0 || dhcp.children('host').length > 0),
+    hasDhcp: dhcp !== undefined && (dhcp.children('range').length > 0 || hosts.length > 0),
+    hosts,
   };
 }
 

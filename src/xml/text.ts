@@ -20,20 +20,33 @@ export function survivesAsAttribute(value: string): boolean {
   return ROUND_TRIP_ATTRIBUTE.test(value);
 }
 
-/** Element text the renderer must pass through unchanged or refuse. */
+/**
+ * Element text, checked and made ready for xmlbuilder2: every value a renderer hands
+ * to .txt() goes through here (or attr()).
+ */
 export function text(field: string, value: string): string {
   if (!survivesAsText(value)) {
     throw new XmlRenderError(field, value, 'contains characters XML cannot carry (control characters, \\r or unpaired surrogates)');
   }
-  return value;
+  return forXmlbuilder(value);
 }
 
-/** Attribute value the renderer must pass through unchanged or refuse. */
+/** Attribute value, checked and made ready for xmlbuilder2 (see text()). */
 export function attr(field: string, value: string): string {
   if (!survivesAsAttribute(value)) {
     throw new XmlRenderError(field, value, 'contains characters an XML attribute cannot carry (control characters, tabs, newlines or unpaired surrogates)');
   }
-  return value;
+  return forXmlbuilder(value);
+}
+
+/**
+ * xmlbuilder2 leaves an `&` alone when what follows looks like an entity or a decimal
+ * character reference (`&amp;`, `&lt;`, `&foo;`, `&#65;`), so the text "a&lt;b" would
+ * reach libvirt as "a<b" and "&foo;" as an undefined entity. Escaping every `&` first
+ * turns each into `&amp;`, which xmlbuilder2 then passes through as it is.
+ */
+export function forXmlbuilder(value: string): string {
+  return value.replaceAll('&', '&amp;');
 }
 
 /** libvirt object names (domains, networks, pools, volumes): non-empty, no '/' or newline. */

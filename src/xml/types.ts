@@ -128,7 +128,14 @@ export interface ParsedNetwork {
   name: string;
   bridge?: string;
   forwardMode?: string;
-  ips: Array<{ family: 'ipv4' | 'ipv6'; address: string; prefix: number; hasDhcp: boolean }>;
+  ips: Array<{
+    family: 'ipv4' | 'ipv6';
+    address: string;
+    prefix: number;
+    hasDhcp: boolean;
+    /** DHCP reservations (<dhcp><host>) on this <ip>, in document order */
+    hosts?: Array<{ mac?: string; id?: string; name?: string; ip: string }>;
+  }>;
 }
 
 /** A volume as seen in STORAGE_VOL_GET_XML_DESC output. */
