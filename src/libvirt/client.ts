@@ -179,6 +179,12 @@ export class RpcClient {
 
   // ---- internals --------------------------------------------------------------
 
+  /** A fault on our side of the wire: fail everything and reject `closed`. */
+  private abort(err: Error): void {
+    this.fail(err);
+    this.transport.destroy();
+  }
+
   private allocSerial(): number {
     const s = this.nextSerial;
     this.nextSerial = this.nextSerial >= 0xffff_fffe ? 1 : this.nextSerial + 1;
@@ -235,7 +241,7 @@ export class RpcClient {
       packets = this.decoder.push(chunk);
     } catch (e) {
       const msg = e instanceof FramingError ? e.message : String(e);
-      this.destroy(new ProtocolError(`bad packet from ${this.transport.description}: ${msg}`, { cause: e }));
+      this.abort(new ProtocolError(`bad packet from ${this.transport.description}: ${msg}`, { cause: e }));
       return;
     }
     for (const p of packets) {
@@ -243,7 +249,7 @@ export class RpcClient {
       try {
         this.dispatch(p);
       } catch (e) {
-        this.destroy(e instanceof LibvirtError ? e : new ProtocolError(`cannot handle packet: ${(e as Error).message}`, { cause: e }));
+        this.abort(e instanceof LibvirtError ? e : new ProtocolError(`cannot handle packet: ${(e as Error).message}`, { cause: e }));
         return;
       }
     }
