@@ -337,6 +337,12 @@ describe('jobs/libvirt_cpi/spec', () => {
     }
   });
 
+  it('is documented property by property in docs/deploying.md', () => {
+    const doc = readFileSync(join(ROOT, 'docs/deploying.md'), 'utf8');
+    const undocumented = [...specNames].filter((name) => !doc.includes(`| \`${name}\` |`));
+    expect(undocumented).toEqual([]);
+  });
+
   it('renders templates that ask only for declared properties, by literal name', () => {
     const templates = readdirSync(join(JOB_DIR, 'templates'));
     for (const t of templates) {
