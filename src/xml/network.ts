@@ -96,11 +96,17 @@ function appendIp(network: Builder, ip: NetworkIpSpec): void {
   if (!ip.dhcp) return;
   const dhcp = el.ele('dhcp');
   for (const r of ip.dhcp.ranges) dhcp.ele('range', { start: attr('dhcp range start', r.start), end: attr('dhcp range end', r.end) });
-  for (const h of ip.dhcp.hosts ?? []) {
-    appendHost(dhcp, ip.family === 'ipv4'
-      ? { family: 'ipv4', mac: h.mac ?? missing('dhcp host mac', h.ip, 'IPv4 hosts are matched by MAC'), ip: h.ip, ...(h.name !== undefined ? { name: h.name } : {}) }
-      : { family: 'ipv6', ip: h.ip, ...(h.name !== undefined ? { name: h.name } : {}), ...(h.id !== undefined ? { id: h.id } : {}) });
+  for (const h of ip.dhcp.hosts ?? []) appendHost(dhcp, hostOf(ip.family, h));
+}
+
+type HostEntry = NonNullable<NonNullable<NetworkIpSpec['dhcp']>['hosts']>[number];
+
+function hostOf(family: 'ipv4' | 'ipv6', h: HostEntry): DhcpHostSpec {
+  if (family === 'ipv4') {
+    if (h.mac === undefined) missing('dhcp host mac', h.ip, 'IPv4 hosts are matched by MAC');
+    return { family, mac: h.mac, ip: h.ip, ...(h.name !== undefined && { name: h.name }) };
   }
+  return { family, ip: h.ip, ...(h.name !== undefined && { name: h.name }), ...(h.id !== undefined && { id: h.id }) };
 }
 
 // IPv6 <host>s are matched by DUID (`id`) or hostname; libvirt rejects a `mac` on them.
