@@ -61,6 +61,9 @@ export interface Connection {
     getState(dom: DomainRef, flags?: number): Promise<DomainState>;
     reboot(dom: DomainRef, flags?: number): Promise<void>;
     reset(dom: DomainRef, flags?: number): Promise<void>;
+    /** pauses the vCPUs (QEMU drains in-flight I/O first) */
+    suspend(dom: DomainRef): Promise<void>;
+    resume(dom: DomainRef): Promise<void>;
     shutdown(dom: DomainRef, flags?: number): Promise<void>;
     setMetadata(dom: DomainRef, type: number, metadata: string | null, key: string | null, uri: string | null, flags?: number): Promise<void>;
     getMetadata(dom: DomainRef, type: number, uri: string | null, flags?: number): Promise<string>;

@@ -136,6 +136,8 @@ function domainOps(c: RpcClient) {
     isActive: async (dom: DomainRef): Promise<boolean> => (await c.call(Proc.DOMAIN_IS_ACTIVE, { dom })).active,
     reboot: (dom: DomainRef, flags = 0): Promise<void> => c.call(Proc.DOMAIN_REBOOT, { dom, flags }),
     reset: (dom: DomainRef, flags = 0): Promise<void> => c.call(Proc.DOMAIN_RESET, { dom, flags }),
+    suspend: (dom: DomainRef): Promise<void> => c.call(Proc.DOMAIN_SUSPEND, { dom }),
+    resume: (dom: DomainRef): Promise<void> => c.call(Proc.DOMAIN_RESUME, { dom }),
     shutdown: (dom: DomainRef, flags = 0): Promise<void> => c.call(Proc.DOMAIN_SHUTDOWN_FLAGS, { dom, flags }),
     setMetadata: (dom: DomainRef, type: number, metadata: string | null, key: string | null, uri: string | null, flags = 0): Promise<void> =>
       c.call(Proc.DOMAIN_SET_METADATA, { dom, type, metadata, key, uri, flags }),

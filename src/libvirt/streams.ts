@@ -3,7 +3,7 @@
 // transport while the consumer is behind.
 //
 // Upload:   CALL → REPLY OK → STREAM/CONTINUE data… → STREAM/OK (finish) → daemon STREAM/OK.
-// Download: CALL → REPLY OK → STREAM/CONTINUE data… → daemon STREAM/OK (EOF)
+// Download: CALL → REPLY OK → STREAM/CONTINUE data… → daemon's empty STREAM packet (EOF)
 //           → STREAM/OK (finish) → daemon STREAM/OK (confirm).
 // Either side may send status ERROR (a remote_error body) at any point; the client
 // aborts with an empty STREAM/ERROR.
@@ -164,11 +164,12 @@ export function downloadVolume(client: RpcClient, vol: VolRef, opts: DownloadOpt
         return;
       }
       if (type !== MessageType.STREAM) return finishWith(new ProtocolError(`unexpected packet type ${type} during download`));
-      if (state === 'data' && status === MessageStatus.CONTINUE) {
-        if (p.body.length) push(p.body);
+      if (state === 'data' && status === MessageStatus.CONTINUE && p.body.length > 0) {
+        push(p.body);
         return;
       }
-      if (state === 'data' && status === MessageStatus.OK) {
+      // The daemon signals EOF with an empty data packet (status CONTINUE on current daemons, OK on some).
+      if (state === 'data' && p.body.length === 0) {
         state = 'finishing';
         try {
           client.sendStream(proc, serial, MessageStatus.OK);
