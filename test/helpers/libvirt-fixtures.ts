@@ -135,7 +135,8 @@ export async function startTlsProxy(certs: Certs): Promise<Proxy & { authorizedC
   await listen(server, { port: 0, host: '127.0.0.1' });
   const port = (server.address() as net.AddressInfo).port;
   const p = makeProxy(server, `127.0.0.1:${port}`, port, state, sockets);
-  return Object.assign(p, { get authorizedClients() { return authorizedClients; } });
+  // A getter, not a copied value: the count grows as clients connect.
+  return Object.defineProperty(p, 'authorizedClients', { get: () => authorizedClients }) as Proxy & { authorizedClients: number };
 }
 
 export interface Sshd {
