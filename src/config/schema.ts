@@ -70,7 +70,7 @@ export const VmDefaultsSchema = z
     ephemeral_disk_size: z.number().int().nonnegative().default(4096).describe('ephemeral disk size in MiB (0: none)'),
     machine: z.enum(['pc', 'q35']).default('pc').describe('QEMU machine type'),
     firmware: z.enum(['bios', 'efi']).default('bios').describe('guest firmware'),
-    serial_log_dir: nonEmpty.default('/var/log/libvirt/bosh').describe('directory for each VM\'s serial console log (<dir>/<vm_cid>.log)'),
+    serial_log_dir: nonEmpty.default('/var/log/libvirt/qemu').describe('directory on the libvirt host for each VM\'s serial console log (<dir>/<vm_cid>-console.log); it must exist there (the CPI may be remote): the default is where libvirt keeps QEMU\'s own logs'),
     reboot_timeout_seconds: z.number().positive().default(60).describe('graceful reboot wait before a hard reset'),
   })
   .describe('VM defaults');

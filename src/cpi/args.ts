@@ -27,6 +27,7 @@ export function parseArgs<A extends readonly ArgSpec[]>(method: string, specs: A
     throw new CloudError(`Invalid arguments for ${method}: got ${values.length} argument${values.length === 1 ? '' : 's'}, expected ${count} (${names || 'none'})`);
   }
   return specs.map((spec, i) => {
+    if (spec.optional && i >= values.length) return undefined;
     const value = values[i];
     const parsed = spec.schema.safeParse(value);
     if (parsed.success) return parsed.data;

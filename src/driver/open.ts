@@ -9,8 +9,11 @@ import { NotImplemented } from '../rpc/errors.js';
 export async function openDriver(config: Config, log: Logger): Promise<Driver> {
   const backend = backendForUri(config.libvirt.uri);
   switch (backend.name) {
+    case 'qemu': {
+      const { openQemuDriver } = await import('./qemu/index.js');
+      return openQemuDriver(config, log);
+    }
     default:
-      throw new NotImplemented(`The ${backend.name} backend's driver is not implemented yet`);
+      throw new NotImplemented(`The ${backend.name} backend (${config.libvirt.uri}) is not implemented yet: only qemu/kvm hosts are supported in this release`);
   }
-  void log;
 }

@@ -93,7 +93,7 @@ export const Proc = {
   DOMAIN_LOOKUP_BY_UUID: def(24, 'DOMAIN_LOOKUP_BY_UUID', xstruct({ uuid }), retDom),
   DOMAIN_REBOOT: def(27, 'DOMAIN_REBOOT', domFlags, xvoid),
   DOMAIN_SUSPEND: def(34, 'DOMAIN_SUSPEND', dom, xvoid),
-  DOMAIN_RESUME: def(35, 'DOMAIN_RESUME', dom, xvoid),
+  DOMAIN_RESUME: def(28, 'DOMAIN_RESUME', dom, xvoid),
   DOMAIN_SHUTDOWN: def(33, 'DOMAIN_SHUTDOWN', dom, xvoid),
   DOMAIN_UNDEFINE: def(35, 'DOMAIN_UNDEFINE', dom, xvoid),
   DOMAIN_IS_ACTIVE: def(150, 'DOMAIN_IS_ACTIVE', dom, xstruct({ active: intBool })),

@@ -307,3 +307,30 @@ describe('volume streams on qemu:///system', () => {
     expect((await c.volumes.getInfo(vol)).capacity).toBe(32n * BigInt(MiB));
   });
 });
+
+// Procedure numbers written by hand are easy to get wrong (35 is DOMAIN_UNDEFINE, not
+// DOMAIN_RESUME): prove suspend/resume against the daemon, and that the domain stays defined.
+describe('suspend and resume', () => {
+  it('pause and resume a running domain without undefining it', async () => {
+    const { connect } = await import('../../src/libvirt/index.js');
+    const conn = await connect('test+unix:///default');
+    try {
+      const name = `t-rpc-suspend-${process.pid}`;
+      const xml = `<domain type='test'><name>${name}</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>`;
+      const dom = await conn.domains.defineXML(xml, 0);
+      try {
+        await conn.domains.create(dom, 0);
+        await conn.domains.suspend(dom);
+        expect((await conn.domains.getState(dom, 0)).state).toBe(3 /* PAUSED */);
+        await conn.domains.resume(dom);
+        expect((await conn.domains.getState(dom, 0)).state).toBe(1 /* RUNNING */);
+        expect((await conn.domains.listAll(4 /* PERSISTENT */)).map((d) => d.name)).toContain(name);
+      } finally {
+        await conn.domains.destroy(dom, 0).catch(() => undefined);
+        await conn.domains.undefine(dom, 0).catch(() => undefined);
+      }
+    } finally {
+      await conn.close();
+    }
+  });
+});

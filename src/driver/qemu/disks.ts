@@ -1,0 +1,180 @@
+// Persistent disks are qcow2 volumes named after their CID; which VM holds them is
+// read from the domains themselves (their XML), and attach/detach keep the VM's
+// metadata in step. Their tags live in a sidecar volume (sidecar.ts).
+import type { Host } from './host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
+import { requireDomain } from './vms.js';
+import { readVmMetadata, writeVmMetadata, affectFlags, listVmMetadata } from './vm-metadata.js';
+import { persistentDiskSerial } from './serials.js';
+import { deleteSidecar, readSidecar, writeSidecar } from './sidecar.js';
+import { rewriteSettingsDisks } from './settings-volume.js';
+import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
+import type { DiskHint } from '../driver.js';
+import { parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
+import { DomainState, VolResizeFlags, type VolRef, type DomainRef } from '../../libvirt/index.js';
+import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../rpc/errors.js';
+
+const MiB = 1024n * 1024n;
+
+export async function requireDisk(host: Host, cid: string): Promise<VolRef> {
+  const vol = isCid(cid, 'disk') ? await findVolume(host, cid) : null;
+  if (!vol) throw new DiskNotFound(`Disk ${cid} does not exist in pool ${host.config.storage.pool}`);
+  return vol;
+}
+
+export async function createDisk(host: Host, sizeMiB: number, vmCid: VMCID | null): Promise<DiskCID> {
+  if (vmCid !== null && !(await host.conn.domains.lookupByName(vmCid).then(() => true, () => false))) {
+    // vm_cid is only a locality hint; on one libvirt host every disk is local. An
+    // unknown VM is still worth a line in the log.
+    host.log.warn({ vm: vmCid }, 'create_disk: the VM given as locality hint does not exist');
+  }
+  const bytes = BigInt(sizeMiB) * MiB;
+  const info = await host.conn.pools.getInfo(host.pool);
+  // qcow2 volumes are sparse, so the pool may be overcommitted; a disk larger than the
+  // whole pool, though, could never be filled and is refused.
+  if (bytes > info.capacity) {
+    throw new NoDiskSpace(`Cannot create a ${sizeMiB} MiB disk: pool ${host.config.storage.pool} holds ${info.capacity / MiB} MiB in all`, { okToRetry: false });
+  }
+  const cid = newCid(host.config.name_prefix, 'disk');
+  await createVolume(host, { name: cid, capacityBytes: bytes, allocationBytes: 0n, format: 'qcow2' });
+  return cid;
+}
+
+interface Attachment {
+  vm: string;
+  dom: DomainRef;
+  disk: DiskDevice & { target: string };
+}
+
+/** Where a disk is attached, read from the domains' XML (the truth), not from metadata. */
+export async function findAttachment(host: Host, diskPath: string, only?: DomainRef): Promise<Attachment | null> {
+  const doms = only ? [only] : (await listVmMetadata(host)).map((m) => m.dom);
+  for (const dom of doms) {
+    const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
+    const d = parsed.disks.find((x) => x.file === diskPath);
+    if (d) {
+      return { vm: dom.name, dom, disk: { device: 'disk', file: diskPath, format: 'qcow2', bus: (d.bus as DiskDevice['bus']) ?? 'virtio', target: d.target, ...(d.serial ? { serial: d.serial } : {}) } };
+    }
+  }
+  return null;
+}
+
+export async function deleteDisk(host: Host, cid: DiskCID): Promise<void> {
+  const vol = await requireDisk(host, cid);
+  const attached = await findAttachment(host, await host.conn.volumes.getPath(vol));
+  if (attached) throw new CloudError(`Disk ${cid} is attached to VM ${attached.vm}; detach it before deleting it`);
+  await host.conn.volumes.delete(vol, 0);
+  await deleteSidecar(host, cid);
+}
+
+export async function hasDisk(host: Host, cid: DiskCID): Promise<boolean> {
+  return isCid(cid, 'disk') && (await findVolume(host, cid)) !== null;
+}
+
+function nextTarget(used: Set<string>): string {
+  for (let i = 2; i < 26 * 27; i++) {
+    const name = i < 26 ? `vd${String.fromCharCode(97 + i)}` : `vd${String.fromCharCode(96 + Math.floor(i / 26))}${String.fromCharCode(97 + (i % 26))}`;
+    if (!used.has(name)) return name;
+  }
+  throw new CloudError('No free virtio disk target left on this VM');
+}
+
+export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Promise<DiskHint> {
+  const dom = await requireDomain(host, vmCid);
+  const vol = await requireDisk(host, diskCid);
+  const path = await host.conn.volumes.getPath(vol);
+  const serial = persistentDiskSerial(diskCid);
+  const existing = await findAttachment(host, path);
+  if (existing) {
+    if (existing.vm !== vmCid) throw new CloudError(`Disk ${diskCid} is attached to VM ${existing.vm}; detach it before attaching it to ${vmCid}`);
+    return { id: existing.disk.serial ?? serial, path: `/dev/${existing.disk.target}` };
+  }
+  const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
+  const target = nextTarget(new Set(parsed.disks.map((d) => d.target)));
+  const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
+  await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom));
+  const hint = { id: serial, path: `/dev/${target}` };
+  const metadata = await readVmMetadata(host, dom);
+  if (metadata) {
+    metadata.disks = [...metadata.disks.filter((d) => d.cid !== diskCid), { cid: diskCid, serial, target }];
+    await writeVmMetadata(host, dom, metadata);
+    if ((metadata.stemcellApiVersion ?? 2) < 2) await rewriteSettingsDisks(host, vmCid, (p) => ({ ...p, [diskCid]: hint }));
+  }
+  return hint;
+}
+
+export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Promise<void> {
+  const dom = await requireDomain(host, vmCid);
+  const vol = isCid(diskCid, 'disk') ? await findVolume(host, diskCid) : null;
+  if (!vol) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid} (the disk does not exist)`);
+  const path = await host.conn.volumes.getPath(vol);
+  const att = await findAttachment(host, path, dom);
+  if (!att) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
+  const flags = await affectFlags(host, dom);
+  await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
+  if (flags & 1 /* LIVE */) await waitForLiveDetach(host, dom, path);
+  const metadata = await readVmMetadata(host, dom);
+  if (metadata) {
+    metadata.disks = metadata.disks.filter((d) => d.cid !== diskCid);
+    await writeVmMetadata(host, dom, metadata);
+    if ((metadata.stemcellApiVersion ?? 2) < 2) {
+      await rewriteSettingsDisks(host, vmCid, (p) => Object.fromEntries(Object.entries(p).filter(([k]) => k !== diskCid)));
+    }
+  }
+}
+
+/**
+ * A live detach completes when the guest releases the device (ACPI hot-unplug). Wait
+ * for it, bounded; a guest that never lets go leaves the disk attached and the caller
+ * gets an error it may retry, rather than a disk silently still in use.
+ */
+async function waitForLiveDetach(host: Host, dom: DomainRef, path: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const { state } = await host.conn.domains.getState(dom, 0);
+    if (state === DomainState.SHUTOFF) return;
+    const live = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
+    if (!live.disks.some((d) => d.file === path)) return;
+    if (Date.now() > deadline) throw new CloudError(`The guest of ${dom.name} did not release the disk within 60 s; it stays attached until the guest lets go (retry detach_disk)`, { okToRetry: true });
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export async function getDisks(host: Host, vmCid: VMCID): Promise<DiskCID[]> {
+  const dom = await requireDomain(host, vmCid);
+  const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
+  const out: DiskCID[] = [];
+  for (const d of parsed.disks) {
+    const name = d.file?.split('/').pop();
+    if (d.device === 'disk' && name && isCid(name, 'disk') && d.file === `${host.poolPath}/${name}`) out.push(name as DiskCID);
+  }
+  return out;
+}
+
+export async function resizeDisk(host: Host, cid: DiskCID, newSizeMiB: number): Promise<void> {
+  const vol = await requireDisk(host, cid);
+  const current = (await volumeDetails(host, vol)).capacityBytes;
+  const wanted = BigInt(newSizeMiB) * MiB;
+  if (wanted < current) throw new NotSupported(`Disk ${cid} is ${current / MiB} MiB; shrinking it to ${newSizeMiB} MiB would lose data and is not supported`);
+  if (wanted === current) return;
+  const attached = await findAttachment(host, await host.conn.volumes.getPath(vol));
+  if (attached) throw new CloudError(`Disk ${cid} is attached to VM ${attached.vm}; resize_disk grows detached disks only`);
+  const info = await host.conn.pools.getInfo(host.pool);
+  if (wanted > info.capacity) throw new NoDiskSpace(`Cannot grow disk ${cid} to ${newSizeMiB} MiB: pool ${host.config.storage.pool} holds ${info.capacity / MiB} MiB in all`);
+  await host.conn.volumes.resize(vol, wanted, 0);
+  void VolResizeFlags;
+}
+
+export async function setDiskMetadata(host: Host, cid: DiskCID, tags: Record<string, string>): Promise<void> {
+  await requireDisk(host, cid);
+  const current = (await readSidecar(host, cid)) ?? { kind: 'disk' };
+  const merged = { ...current, tags: { ...((current.tags as Record<string, string>) ?? {}), ...tags } };
+  await writeSidecar(host, cid, merged);
+}
+
+export async function readDiskMetadata(host: Host, cid: DiskCID): Promise<Record<string, string>> {
+  await requireDisk(host, cid);
+  return ((await readSidecar(host, cid))?.tags as Record<string, string>) ?? {};
+}
+
+export { VMNotFound };

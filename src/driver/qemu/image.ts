@@ -1,0 +1,100 @@
+// Reading a stemcell image as a stream: `image` is a gzipped tarball holding
+// `root.img` (openstack-qcow2 / openstack-raw). Nothing is extracted to disk and at
+// most a few chunks are in memory: gunzip → tar → the upload's backpressure.
+import { createReadStream } from 'node:fs';
+import { createGunzip } from 'node:zlib';
+import { Readable } from 'node:stream';
+import { extract as tarExtract } from 'tar-stream';
+import { CloudError } from '../../rpc/errors.js';
+
+export type ImageFormat = 'qcow2' | 'raw';
+
+export interface RootImage {
+  format: ImageFormat;
+  /** bytes of root.img in the tarball (what is uploaded) */
+  fileSize: number;
+  /** the disk size the guest sees (qcow2 header; the file size for raw) */
+  virtualSize: bigint;
+  /** root.img's bytes, starting at 0 */
+  stream: Readable;
+  /** settles when the tarball has been read to the end or abandoned */
+  close(): void;
+}
+
+const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
+const VMDK_MAGIC = Buffer.from('KDMV');
+const HEAD = 512;
+
+/** Opens `imagePath` and positions a stream at root.img, having read its first bytes to learn its format. */
+export async function openRootImage(imagePath: string): Promise<RootImage> {
+  const file = createReadStream(imagePath);
+  const gunzip = createGunzip();
+  const tar = tarExtract();
+  const fail = (e: unknown): CloudError =>
+    e instanceof CloudError ? e : new CloudError(`Cannot read stemcell image ${imagePath}: ${(e as Error).message} (expected a gzipped tarball holding root.img)`);
+
+  const found = new Promise<{ size: number; entry: AsyncIterable<Buffer> }>((resolve, reject) => {
+    file.on('error', (e) => reject(fail(e)));
+    gunzip.on('error', (e) => reject(fail(e)));
+    tar.on('error', (e: Error) => reject(fail(e)));
+    tar.on('entry', (header, entry, next) => {
+      const name = header.name.replace(/^(\.\/)+/, '');
+      if (name === 'root.img' && header.type === 'file') {
+        resolve({ size: header.size ?? 0, entry: entry as unknown as AsyncIterable<Buffer> });
+        entry.on('end', next);
+      } else {
+        entry.on('end', next);
+        entry.resume();
+      }
+    });
+    tar.on('finish', () => reject(new CloudError(`Stemcell image ${imagePath} holds no root.img (expected the openstack-qcow2/openstack-raw layout)`)));
+  });
+  file.pipe(gunzip).pipe(tar as unknown as NodeJS.WritableStream);
+  const close = () => {
+    file.destroy();
+    gunzip.destroy();
+    tar.destroy();
+  };
+
+  let size: number;
+  let iterator: AsyncIterator<Buffer>;
+  try {
+    const r = await found;
+    size = r.size;
+    iterator = r.entry[Symbol.asyncIterator]();
+  } catch (e) {
+    close();
+    throw e;
+  }
+
+  // Read the head to learn the format; then replay it in front of the rest.
+  const headChunks: Buffer[] = [];
+  let headLen = 0;
+  while (headLen < HEAD) {
+    const r = await iterator.next();
+    if (r.done) break;
+    headChunks.push(r.value);
+    headLen += r.value.length;
+  }
+  const head = Buffer.concat(headChunks);
+  if (head.subarray(0, 4).equals(VMDK_MAGIC)) {
+    close();
+    throw new CloudError(`Stemcell image ${imagePath}: root.img is a VMDK image; the qemu backend imports qcow2 or raw images (openstack-qcow2, openstack-raw)`);
+  }
+  const format: ImageFormat = head.subarray(0, 4).equals(QCOW2_MAGIC) ? 'qcow2' : 'raw';
+  const virtualSize = format === 'qcow2' ? head.readBigUInt64BE(24) : BigInt(size);
+  if (size === 0) {
+    close();
+    throw new CloudError(`Stemcell image ${imagePath}: root.img is empty`);
+  }
+
+  async function* replay(): AsyncGenerator<Buffer> {
+    if (head.length) yield head;
+    for (;;) {
+      const r = await iterator.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  return { format, fileSize: size, virtualSize, stream: Readable.from(replay(), { objectMode: false }), close };
+}

@@ -1,0 +1,128 @@
+// Turns a network plan into what libvirt needs, and checks it against the host: every
+// libvirt network a NIC names must exist, and every static address and gateway must lie
+// in one of its <ip> subnets. For networks that run DHCP, the VM's static addresses are
+// reserved with NETWORK_UPDATE (atomic inside libvirtd, so concurrent create_vm calls
+// never lose each other's entries) and removed again by delete_vm.
+import type { Host } from './host.js';
+import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, NetworkUpdateFlags, type NetworkRef } from '../../libvirt/index.js';
+import { parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
+import { inSubnet, formatCidr } from '../../network/index.js';
+import type { NetworkPlan, NicPlan } from '../../network/index.js';
+import { CloudError, NetworkNotFound } from '../../rpc/errors.js';
+
+export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
+  return plan.nics.map((nic) =>
+    nic.source.kind === 'network'
+      ? { kind: 'network', network: nic.source.network, mac: nic.mac, model: nic.model }
+      : { kind: 'bridge', bridge: nic.source.bridge, mac: nic.mac, model: nic.model },
+  );
+}
+
+interface CheckedNetwork {
+  ref: NetworkRef;
+  parsed: ParsedNetwork;
+}
+
+/** Looks up and checks every libvirt network the plan uses; returns them by name. */
+export async function checkNetworks(host: Host, plan: NetworkPlan): Promise<Map<string, CheckedNetwork>> {
+  const nets = new Map<string, CheckedNetwork>();
+  for (const nic of plan.nics) {
+    if (nic.source.kind !== 'network') continue;
+    const name = nic.source.network;
+    let checked = nets.get(name);
+    if (!checked) {
+      let ref: NetworkRef;
+      try {
+        ref = await host.conn.networks.lookupByName(name);
+      } catch (e) {
+        if (isLibvirtError(e, ErrorCode.NO_NETWORK)) {
+          throw new NetworkNotFound(`libvirt network "${name}" (cloud_properties.name of network ${nic.networkNames.map((n) => `"${n}"`).join(', ')}) does not exist on ${host.config.libvirt.uri}`);
+        }
+        throw e;
+      }
+      checked = { ref, parsed: parseNetwork(await host.conn.networks.getXMLDesc(ref, 0)) };
+      nets.set(name, checked);
+    }
+    checkAddresses(nic, name, checked.parsed);
+  }
+  return nets;
+}
+
+function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork): void {
+  for (const addr of [nic.ipv4, nic.ipv6]) {
+    if (!addr) continue;
+    const family = addr === nic.ipv4 ? 'ipv4' : 'ipv6';
+    const subnets = net.ips.filter((ip) => ip.family === family);
+    const list = subnets.map((s) => formatCidr(s.address, s.prefix)).join(', ') || `no ${family} subnet`;
+    for (const [field, value] of [['ip', addr.address], ['gateway', addr.gateway]] as const) {
+      if (!value) continue;
+      if (!subnets.some((s) => inSubnet(value, s.address, s.prefix))) {
+        throw new CloudError(`Invalid network "${addr.network}": field "${field}" is ${JSON.stringify(value)} but libvirt network "${netName}" has ${list}; the address must lie in one of its subnets`);
+      }
+    }
+  }
+}
+
+/** Reservations to add for a VM: static IPv4 by MAC, static IPv6 by name (libvirt's IPv6 hosts have no MAC). */
+export function plannedReservations(plan: NetworkPlan, nets: Map<string, CheckedNetwork>, vmName: string): VmMetadata['reservations'] {
+  const out: VmMetadata['reservations'] = [];
+  for (const nic of plan.nics) {
+    if (nic.source.kind !== 'network' || nic.dhcp) continue;
+    const net = nets.get(nic.source.network);
+    if (!net) continue;
+    for (const addr of [nic.ipv4, nic.ipv6]) {
+      if (!addr) continue;
+      const family = addr === nic.ipv4 ? 'ipv4' : 'ipv6';
+      const subnet = net.parsed.ips.find((s) => s.family === family && s.hasDhcp && inSubnet(addr.address, s.address, s.prefix));
+      if (!subnet) continue;
+      out.push(family === 'ipv4' ? { network: nic.source.network, family, mac: nic.mac, ip: addr.address } : { network: nic.source.network, family, name: vmName, ip: addr.address });
+    }
+  }
+  return out;
+}
+
+function hostXml(r: VmMetadata['reservations'][number]): string {
+  return r.family === 'ipv4' ? renderDhcpHost({ family: 'ipv4', mac: r.mac!, ip: r.ip }) : renderDhcpHost({ family: 'ipv6', name: r.name!, ip: r.ip });
+}
+
+async function updateFlags(host: Host, ref: NetworkRef): Promise<number> {
+  return (await host.conn.networks.isActive(ref)) ? NetworkUpdateFlags.AFFECT_LIVE | NetworkUpdateFlags.AFFECT_CONFIG : NetworkUpdateFlags.AFFECT_CONFIG;
+}
+
+export async function addReservation(host: Host, r: VmMetadata['reservations'][number]): Promise<void> {
+  const ref = await host.conn.networks.lookupByName(r.network);
+  // parentIndex -1: libvirt picks the <ip> element whose subnet holds the address.
+  await host.conn.networks.update(ref, NetworkUpdateCommand.ADD_LAST, NetworkUpdateSection.IP_DHCP_HOST, -1, hostXml(r), await updateFlags(host, ref));
+}
+
+/** Removes a reservation; one that is already gone (or a network that is gone) is fine. */
+export async function removeReservation(host: Host, r: VmMetadata['reservations'][number]): Promise<void> {
+  try {
+    const ref = await host.conn.networks.lookupByName(r.network);
+    await host.conn.networks.update(ref, NetworkUpdateCommand.DELETE, NetworkUpdateSection.IP_DHCP_HOST, -1, hostXml(r), await updateFlags(host, ref));
+  } catch (e) {
+    if (isLibvirtError(e, ErrorCode.NO_NETWORK, ErrorCode.OPERATION_INVALID)) return;
+    if (e instanceof Error && /couldn't locate a matching dhcp host|no matching|doesn't exist/i.test(e.message)) return;
+    throw e;
+  }
+}
+
+/**
+ * Delegated prefixes outside the bridge's on-link IPv6/IPv4 subnets need a host route
+ * via the VM's own address; the libvirt hook (scripts/libvirt-hook-qemu) reads these
+ * records from the domain's metadata and adds/removes the routes at start/stop.
+ */
+export function routedPrefixes(plan: NetworkPlan, nets: Map<string, CheckedNetwork>): VmMetadata['prefixes'] {
+  const out: VmMetadata['prefixes'] = [];
+  for (const nic of plan.nics) {
+    for (const p of nic.prefixes) {
+      const via = p.family === 'ipv4' ? nic.ipv4?.address : nic.ipv6?.address;
+      if (!via) continue;
+      const net = nic.source.kind === 'network' ? nets.get(nic.source.network) : undefined;
+      const onLink = net?.parsed.ips.some((s) => s.family === p.family && s.prefix <= p.prefix && inSubnet(p.address, s.address, s.prefix)) ?? false;
+      if (onLink) continue;
+      out.push({ prefix: formatCidr(p.address, p.prefix), via, network: nic.source.kind === 'network' ? nic.source.network : nic.source.bridge });
+    }
+  }
+  return out;
+}

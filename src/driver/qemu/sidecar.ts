@@ -1,0 +1,31 @@
+// Tags of stemcells, disks and snapshots live in a small JSON volume next to the
+// resource (`<cid>.meta`): libvirt volumes have no metadata element, and libvirt must
+// stay the only state store. It survives CPI restarts and is readable by any director.
+import type { Host } from './host.js';
+import { deleteVolumeIfExists, findVolume, readBufferVolume, writeBufferVolume } from './host.js';
+
+export function sidecarName(cid: string): string {
+  return `${cid}.meta`;
+}
+
+export async function writeSidecar(host: Host, cid: string, data: Record<string, unknown>): Promise<void> {
+  // Replace, not update: volumes cannot shrink in place and the document is tiny.
+  await deleteVolumeIfExists(host, sidecarName(cid));
+  await writeBufferVolume(host, sidecarName(cid), Buffer.from(`${JSON.stringify(data)}\n`));
+}
+
+export async function readSidecar(host: Host, cid: string): Promise<Record<string, unknown> | null> {
+  const vol = await findVolume(host, sidecarName(cid));
+  if (!vol) return null;
+  const text = (await readBufferVolume(host, vol)).toString('utf8');
+  try {
+    return JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    host.log.warn({ volume: vol.name }, 'metadata volume does not hold JSON; ignoring it');
+    return null;
+  }
+}
+
+export async function deleteSidecar(host: Host, cid: string): Promise<void> {
+  await deleteVolumeIfExists(host, sidecarName(cid));
+}

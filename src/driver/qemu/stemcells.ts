@@ -1,0 +1,77 @@
+// Stemcells are volumes named after their CID, holding root.img as uploaded (qcow2 or
+// raw, detected from the file's magic). VMs boot from qcow2 overlays backed by them.
+import type { Host } from './host.js';
+import { createVolume, deleteVolumeIfExists, findVolume } from './host.js';
+import { openRootImage, type ImageFormat } from './image.js';
+import { readSidecar, writeSidecar, deleteSidecar } from './sidecar.js';
+import { newCid, isCid, type StemcellCID } from '../cids.js';
+import type { CloudProperties } from '../driver.js';
+import { CloudError } from '../../rpc/errors.js';
+import { listVmMetadata } from './vm-metadata.js';
+
+export interface StemcellInfo {
+  cid: StemcellCID;
+  path: string;
+  format: ImageFormat;
+  virtualSize: bigint;
+}
+
+export async function createStemcell(host: Host, imagePath: string, props: CloudProperties, tags: Record<string, string>): Promise<StemcellCID> {
+  const cid = newCid(host.config.name_prefix, 'sc');
+  const image = await openRootImage(imagePath);
+  const declared = typeof props.disk_format === 'string' ? props.disk_format : undefined;
+  if (declared && declared !== image.format) {
+    host.log.warn({ declared, detected: image.format }, 'stemcell manifest disk_format differs from the image; using what the image is');
+  }
+  try {
+    const vol = await createVolume(host, { name: cid, capacityBytes: BigInt(image.fileSize), allocationBytes: 0n, format: 'raw' });
+    try {
+      await host.conn.volumes.upload(vol, image.stream, { offset: 0n, length: BigInt(image.fileSize) });
+      await writeSidecar(host, cid, {
+        kind: 'stemcell',
+        format: image.format,
+        virtual_size: image.virtualSize.toString(),
+        name: props.name ?? null,
+        version: props.version ?? null,
+        tags,
+        created_at: new Date().toISOString(),
+      });
+    } catch (e) {
+      await deleteVolumeIfExists(host, cid).catch(() => undefined);
+      await deleteSidecar(host, cid).catch(() => undefined);
+      throw e;
+    }
+  } finally {
+    image.close();
+  }
+  host.log.info({ stemcell: cid, format: image.format, bytes: image.fileSize }, 'stemcell imported');
+  return cid;
+}
+
+export async function findStemcell(host: Host, cid: string): Promise<StemcellInfo | null> {
+  if (!isCid(cid, 'sc')) return null;
+  const vol = await findVolume(host, cid);
+  if (!vol) return null;
+  const meta = await readSidecar(host, cid);
+  const path = await host.conn.volumes.getPath(vol);
+  if (!meta || (meta.format !== 'qcow2' && meta.format !== 'raw')) {
+    throw new CloudError(`Stemcell ${cid} has no readable metadata volume (${cid}.meta); it was not imported completely: delete and upload it again`);
+  }
+  return { cid: cid as StemcellCID, path, format: meta.format, virtualSize: BigInt(String(meta.virtual_size)) };
+}
+
+export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<boolean> {
+  if (!isCid(cid, 'sc')) return false;
+  if (!(await findVolume(host, cid))) {
+    await deleteSidecar(host, cid);
+    return false;
+  }
+  // Deleting the backing file of a live overlay would corrupt that VM's root disk.
+  const users = (await listVmMetadata(host)).filter((m) => m.metadata.stemcellCid === cid).map((m) => m.name);
+  if (users.length > 0) {
+    throw new CloudError(`Stemcell ${cid} is still the base of ${users.length} VM(s) (${users.slice(0, 5).join(', ')}); delete them first`);
+  }
+  await deleteVolumeIfExists(host, cid);
+  await deleteSidecar(host, cid);
+  return true;
+}

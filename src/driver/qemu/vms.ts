@@ -1,0 +1,235 @@
+// VMs are domains named after their CID. create_vm builds, in order: root overlay,
+// ephemeral disk, config drive, DHCP reservations, domain definition, start; each step
+// records an undo, and any failure undoes everything before raising VMCreationFailed.
+import type { Host } from './host.js';
+import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
+import { findStemcell } from './stemcells.js';
+import { decodeVmCloudProperties } from './cloud-properties.js';
+import { resolveDomainType } from './domain-type.js';
+import { ownedDiskSerial } from './serials.js';
+import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
+import { addReservation, checkNetworks, interfaceDevices, plannedReservations, removeReservation, routedPrefixes } from './networking.js';
+import { buildVmSettings, configDriveImage, configDriveName } from './config-drive.js';
+import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
+import { newCid, isCid, type VMCID } from '../cids.js';
+import type { CreateVMRequest, Networks } from '../driver.js';
+import { planNetworks } from '../../network/index.js';
+import { renderDomain, type DiskDevice, type DomainSpec, type VmMetadata } from '../../xml/index.js';
+import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
+import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../rpc/errors.js';
+import { maybeFail } from '../../util/faults.js';
+
+const MiB = 1024n * 1024n;
+
+export function ownedVolumeNames(vm: string): { root: string; ephemeral: string; config: string } {
+  return { root: `${vm}.root`, ephemeral: `${vm}.ephemeral`, config: configDriveName(vm) };
+}
+
+export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID, Networks]> {
+  const { config } = host;
+  // Input problems are the caller's to fix: plain CloudErrors, raised before anything exists.
+  const shape = decodeVmCloudProperties(req.cloudProperties, config);
+  const plan = planNetworks(req.networks, config.network);
+  if (plan.nics.length === 0) throw new CloudError('Invalid networks of create_vm: at least one manual or dynamic network is needed (vip networks get no NIC)');
+
+  const vm = newCid(config.name_prefix, 'vm');
+  const names = ownedVolumeNames(vm);
+  const undo: Array<{ what: string; run: () => Promise<unknown> }> = [];
+  let step = 'looking up the stemcell';
+  try {
+    const stemcell = await findStemcell(host, req.stemcellCid);
+    if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in pool ${config.storage.pool}`);
+    step = 'checking networks';
+    const nets = await checkNetworks(host, plan);
+    maybeFail('create_vm:after-plan');
+
+    step = 'creating the root disk';
+    const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
+    const rootVol = await createVolume(host, {
+      name: names.root,
+      capacityBytes: rootBytes > stemcell.virtualSize ? rootBytes : stemcell.virtualSize,
+      format: 'qcow2',
+      backing: { path: stemcell.path, format: stemcell.format },
+    });
+    undo.push({ what: `volume ${names.root}`, run: () => deleteVolumeIfExists(host, names.root) });
+    maybeFail('create_vm:after-root');
+
+    const disks: DiskDevice[] = [
+      { device: 'disk', file: await host.conn.volumes.getPath(rootVol), format: 'qcow2', bus: 'virtio', target: 'vda', serial: ownedDiskSerial(vm, 'root') },
+    ];
+    const volumes = [names.root];
+    let ephemeral: { id: string; path: string } | undefined;
+    if (shape.ephemeralMiB > 0) {
+      step = 'creating the ephemeral disk';
+      const eph = await createVolume(host, { name: names.ephemeral, capacityBytes: BigInt(shape.ephemeralMiB) * MiB, allocationBytes: 0n, format: 'qcow2' });
+      undo.push({ what: `volume ${names.ephemeral}`, run: () => deleteVolumeIfExists(host, names.ephemeral) });
+      const serial = ownedDiskSerial(vm, 'ephemeral');
+      disks.push({ device: 'disk', file: await host.conn.volumes.getPath(eph), format: 'qcow2', bus: 'virtio', target: 'vdb', serial });
+      volumes.push(names.ephemeral);
+      ephemeral = { id: serial, path: '/dev/vdb' };
+    }
+    maybeFail('create_vm:after-ephemeral');
+
+    step = 'writing the config drive';
+    const settings = buildVmSettings(host, { vm, agentId: req.agentId, networks: plan.agentNetworks, env: req.env, ephemeral, persistent: {} });
+    const cfgVol = await writeBufferVolume(host, names.config, configDriveImage(vm, settings));
+    undo.push({ what: `volume ${names.config}`, run: () => deleteVolumeIfExists(host, names.config) });
+    disks.push({ device: 'cdrom', file: await host.conn.volumes.getPath(cfgVol), format: 'raw', bus: 'sata', target: 'sda', readonly: true });
+    volumes.push(names.config);
+    if ((req.stemcellApiVersion ?? 2) < 2) {
+      // Old agents re-read disk settings from the drive: keep the document to rewrite it.
+      await writeSettingsVolume(host, vm, settings);
+      undo.push({ what: `volume ${settingsVolumeName(vm)}`, run: () => deleteVolumeIfExists(host, settingsVolumeName(vm)) });
+      volumes.push(settingsVolumeName(vm));
+    }
+    maybeFail('create_vm:after-config-drive');
+
+    step = 'reserving addresses in DHCP';
+    const reservations = plannedReservations(plan, nets, vm);
+    for (const r of reservations) {
+      await addReservation(host, r);
+      undo.push({ what: `DHCP reservation ${r.ip} on ${r.network}`, run: () => removeReservation(host, r) });
+    }
+    maybeFail('create_vm:after-reservations');
+
+    step = 'defining the domain';
+    const metadata: VmMetadata = {
+      agentId: req.agentId,
+      stemcellCid: req.stemcellCid,
+      volumes,
+      disks: [],
+      macs: plan.nics.map((n) => n.mac),
+      prefixes: routedPrefixes(plan, nets),
+      reservations,
+      tags: {},
+      ...(req.stemcellApiVersion !== undefined ? { stemcellApiVersion: req.stemcellApiVersion } : {}),
+    };
+    const spec: DomainSpec = {
+      name: vm,
+      title: vm,
+      description: `BOSH VM for agent ${req.agentId}, created by bosh-libvirt-cpi`,
+      type: await resolveDomainType(host, shape.machine),
+      memoryMiB: shape.ramMiB,
+      vcpus: shape.cpu,
+      arch: 'x86_64',
+      machine: shape.machine,
+      firmware: shape.firmware,
+      disks,
+      interfaces: interfaceDevices(plan),
+      serialLogFile: `${config.vm.serial_log_dir}/${vm}-console.log`,
+      metadata,
+    };
+    const dom = await host.conn.domains.defineXML(renderDomain(spec), 0);
+    undo.push({ what: `domain ${vm}`, run: () => removeDomain(host, dom) });
+    maybeFail('create_vm:after-define');
+
+    step = 'starting the domain';
+    await host.conn.domains.create(dom, 0);
+    maybeFail('create_vm:after-start');
+    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: disks.length }, 'VM created');
+    return [vm, plan.agentNetworks];
+  } catch (e) {
+    const undone: string[] = [];
+    for (const u of undo.reverse()) {
+      try {
+        await u.run();
+        undone.push(u.what);
+      } catch (cleanupErr) {
+        host.log.error({ err: String(cleanupErr), what: u.what }, 'cleanup after a failed create_vm failed');
+      }
+    }
+    const cause = e instanceof Error ? e.message : String(e);
+    const removed = undone.length ? `; removed ${undone.join(', ')}` : '; nothing had been created';
+    throw new VMCreationFailed(`create_vm failed while ${step}: ${cause}${removed}`, { okToRetry: isTransient(e), cause: e });
+  }
+}
+
+/** A failure a retry can fix: the connection or the daemon, not the request. */
+export function isTransient(e: unknown): boolean {
+  if (e instanceof ConnectionClosedError || e instanceof CallTimeoutError) return true;
+  if (e instanceof CpiError) return e.okToRetry;
+  return isLibvirtError(e, ErrorCode.OPERATION_TIMEOUT, ErrorCode.RESOURCE_BUSY, ErrorCode.RPC);
+}
+
+async function removeDomain(host: Host, dom: DomainRef): Promise<void> {
+  try {
+    const { state } = await host.conn.domains.getState(dom, 0);
+    if (state !== DomainState.SHUTOFF) await host.conn.domains.destroy(dom, 0);
+  } catch (e) {
+    if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) return;
+    if (!isLibvirtError(e, ErrorCode.OPERATION_INVALID)) throw e; // not running: fine
+  }
+  try {
+    await host.conn.domains.undefine(dom, UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA | UndefineFlags.NVRAM | UndefineFlags.CHECKPOINTS_METADATA);
+  } catch (e) {
+    if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e;
+  }
+}
+
+export async function requireDomain(host: Host, cid: string): Promise<DomainRef> {
+  const dom = isCid(cid, 'vm') ? await findDomain(host, cid) : null;
+  if (!dom) throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
+  return dom;
+}
+
+export async function deleteVM(host: Host, cid: VMCID): Promise<void> {
+  const dom = await requireDomain(host, cid);
+  const metadata = await readVmMetadata(host, dom);
+  await removeDomain(host, dom);
+  for (const r of metadata?.reservations ?? []) await removeReservation(host, r);
+  // Owned volumes: what the metadata lists, plus anything named after the VM (a
+  // half-finished attach or an older CPI version); never persistent disks (disk-…).
+  const owned = new Set(metadata?.volumes ?? []);
+  for (const name of await listVolumeNames(host)) if (name.startsWith(`${cid}.`)) owned.add(name);
+  for (const name of owned) await deleteVolumeIfExists(host, name);
+}
+
+export async function hasVM(host: Host, cid: VMCID): Promise<boolean> {
+  return isCid(cid, 'vm') && (await findDomain(host, cid)) !== null;
+}
+
+/**
+ * Graceful first: ACPI shutdown and a bounded wait for the guest to power off, then a
+ * fresh start. A guest that ignores ACPI is destroyed (a hard reset) after
+ * vm.reboot_timeout_seconds. Starting anew (rather than DOMAIN_REBOOT) makes the
+ * outcome observable: when this returns, the domain was off and runs again.
+ */
+export async function rebootVM(host: Host, cid: VMCID): Promise<void> {
+  const dom = await requireDomain(host, cid);
+  const state = async () => (await host.conn.domains.getState(dom, 0)).state;
+  if ((await state()) !== DomainState.SHUTOFF) {
+    await host.conn.domains.shutdown(dom, 0).catch((e: unknown) => host.log.warn({ err: String(e) }, 'ACPI shutdown request failed; resetting'));
+    const deadline = Date.now() + host.config.vm.reboot_timeout_seconds * 1000;
+    while (Date.now() < deadline && (await state()) !== DomainState.SHUTOFF) await sleep(500);
+    if ((await state()) !== DomainState.SHUTOFF) {
+      host.log.warn({ vm: cid }, `guest did not power off within ${host.config.vm.reboot_timeout_seconds}s; forcing it off`);
+      await host.conn.domains.destroy(dom, 0).catch((e: unknown) => {
+        if (!isLibvirtError(e, ErrorCode.OPERATION_INVALID)) throw e;
+      });
+    }
+  }
+  await host.conn.domains.create(dom, 0);
+}
+
+export async function setVMMetadata(host: Host, cid: VMCID, tags: Record<string, string>): Promise<void> {
+  const dom = await requireDomain(host, cid);
+  const metadata = await readVmMetadata(host, dom);
+  if (!metadata) throw new CloudError(`VM ${cid} has no bosh-libvirt-cpi metadata; it was not created by this CPI`);
+  metadata.tags = { ...metadata.tags, ...tags };
+  await writeVmMetadata(host, dom, metadata);
+  const title = vmTitle(tags);
+  if (title) await host.conn.domains.setMetadata(dom, MetadataType.TITLE, title, null, null, await affectFlags(host, dom));
+}
+
+/** `deployment/instance_group/index` (or the director's `name`), as `virsh list --title` shows it. */
+export function vmTitle(tags: Record<string, string>): string | undefined {
+  const group = tags.instance_group ?? tags.job;
+  if (tags.deployment && group) return [tags.deployment, group, tags.index ?? tags.id].filter(Boolean).join('/');
+  return tags.name ?? tags.deployment;
+}
+
+export function calculateVMCloudProperties(req: { cpu: number; ram: number; ephemeral_disk_size: number }): Record<string, unknown> {
+  return { cpu: req.cpu, ram: req.ram, ephemeral_disk: { size: req.ephemeral_disk_size } };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
