@@ -10,7 +10,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 APT_PACKAGES=(
   # libvirt and QEMU (TCG works everywhere; KVM when /dev/kvm is usable)
   libvirt-daemon-system libvirt-clients libvirt-daemon-driver-lxc qemu-system-x86 qemu-utils
-  dnsmasq-base iproute2 ovmf
+  dnsmasq-base iproute2 ovmf libxml2-utils
   # transports tested against loopback: ssh (virt-ssh-helper / nc -U) and tcp
   openssh-server openssh-client netcat-openbsd
   # config-drive checks and the test stemcell recipe (no loop devices or mounts needed)

@@ -36,14 +36,21 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
   const names = ownedVolumeNames(vm);
   const undo: Array<{ what: string; run: () => Promise<unknown> }> = [];
   let step = 'looking up the stemcell';
+  const timings: Record<string, number> = {};
+  let t0 = performance.now();
+  const mark = (next: string) => {
+    timings[step] = Math.round(performance.now() - t0);
+    t0 = performance.now();
+    step = next;
+  };
   try {
     const stemcell = await findStemcell(host, req.stemcellCid);
     if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in pool ${config.storage.pool}`);
-    step = 'checking networks';
+    mark('checking networks');
     const nets = await checkNetworks(host, plan);
     maybeFail('create_vm:after-plan');
 
-    step = 'creating the root disk';
+    mark('creating the root disk');
     const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
     const rootVol = await createVolume(host, {
       name: names.root,
@@ -60,7 +67,7 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     const volumes = [names.root];
     let ephemeral: { id: string; path: string } | undefined;
     if (shape.ephemeralMiB > 0) {
-      step = 'creating the ephemeral disk';
+      mark('creating the ephemeral disk');
       const eph = await createVolume(host, { name: names.ephemeral, capacityBytes: BigInt(shape.ephemeralMiB) * MiB, allocationBytes: 0n, format: 'qcow2' });
       undo.push({ what: `volume ${names.ephemeral}`, run: () => deleteVolumeIfExists(host, names.ephemeral) });
       const serial = ownedDiskSerial(vm, 'ephemeral');
@@ -70,7 +77,7 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     }
     maybeFail('create_vm:after-ephemeral');
 
-    step = 'writing the config drive';
+    mark('writing the config drive');
     const settings = buildVmSettings(host, { vm, agentId: req.agentId, networks: plan.agentNetworks, env: req.env, ephemeral, persistent: {} });
     const cfgVol = await writeBufferVolume(host, names.config, configDriveImage(vm, settings));
     undo.push({ what: `volume ${names.config}`, run: () => deleteVolumeIfExists(host, names.config) });
@@ -84,7 +91,7 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     }
     maybeFail('create_vm:after-config-drive');
 
-    step = 'reserving addresses in DHCP';
+    mark('reserving addresses in DHCP');
     const reservations = plannedReservations(plan, nets, vm);
     for (const r of reservations) {
       await addReservation(host, r);
@@ -92,7 +99,7 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     }
     maybeFail('create_vm:after-reservations');
 
-    step = 'defining the domain';
+    mark('defining the domain');
     const metadata: VmMetadata = {
       agentId: req.agentId,
       stemcellCid: req.stemcellCid,
@@ -123,10 +130,12 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     undo.push({ what: `domain ${vm}`, run: () => removeDomain(host, dom) });
     maybeFail('create_vm:after-define');
 
-    step = 'starting the domain';
+    mark('starting the domain');
     await host.conn.domains.create(dom, 0);
     maybeFail('create_vm:after-start');
-    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: disks.length }, 'VM created');
+    mark('done');
+    // Per-step wall times in ms: bench/create-vm.mjs reads them from this line.
+    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: disks.length, step_ms: timings }, 'VM created');
     return [vm, plan.agentNetworks];
   } catch (e) {
     const undone: string[] = [];
