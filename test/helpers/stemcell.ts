@@ -1,0 +1,188 @@
+// The test stemcell (fixtures/stemcell) and its agent's report, for tests that boot a
+// guest: build (cached) the stemcell, unpack its root.img, and read what the agent saw,
+// from the serial console log or over its HTTP endpoint. See docs/test-stemcell.md.
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
+export const STEMCELL_BUILD_SCRIPT = join(REPO_ROOT, 'fixtures/stemcell/build.sh');
+export const REPORT_BEGIN = 'BOSH-TEST-AGENT-REPORT-BEGIN';
+export const REPORT_END = 'BOSH-TEST-AGENT-REPORT-END';
+/** Port of the agent's HTTP endpoint, on every guest address. */
+export const AGENT_HTTP_PORT = 8080;
+
+/** How one disk hint of the settings was resolved inside the guest. */
+export interface GuestDisk {
+  /** the hint exactly as the settings carry it: a path string or {id, path, …} */
+  hint: unknown;
+  /** e.g. "/dev/vdb"; null when no device matches */
+  device: string | null;
+  /** "id" (serial), "path" (mapped path), or null */
+  resolved_by: 'id' | 'path' | null;
+}
+
+export interface GuestNetwork {
+  type?: string;
+  /** static | dhcp | prefix | vip | preconfigured | unmapped */
+  mode: string;
+  mac?: string;
+  iface: string | null;
+  ip?: string;
+  /** global addresses on the NIC now, "addr/len" (shared by networks on the same NIC) */
+  addresses: string[];
+  gateway?: string;
+  default: string[];
+}
+
+/** The test agent's report (one JSON object; keys as in docs/test-stemcell.md). */
+export interface GuestReport {
+  agent_id: string | null;
+  'instance-id': string | null;
+  boot_id: string;
+  uptime_seconds: number;
+  settings_source: 'boot' | 'config-drive';
+  config_drive: string | null;
+  networks: Record<string, GuestNetwork>;
+  nics: { name: string; mac: string; addresses: string[] }[];
+  routes: { ipv4: string[]; ipv6: string[] };
+  dns: string[];
+  disks: {
+    system: GuestDisk;
+    ephemeral: GuestDisk | null;
+    persistent: Record<string, GuestDisk>;
+  };
+  block_devices: { name: string; serial: string | null; size_bytes: number }[];
+  prefix_addresses: { network: string; iface: string; prefix: string; address: string }[];
+  errors: string[];
+}
+
+export interface ResolvedGuestDisk {
+  device: string;
+  size_bytes: number;
+  resolved_by: 'id' | 'path';
+}
+
+export interface StemcellInfo {
+  name: string;
+  version: string;
+  hash: string;
+  operating_system: string;
+  tarball: string;
+  image_sha1: string;
+  disk_mib: number;
+  root_img: { format: 'qcow2'; compat: string; virtual_size_bytes: number };
+  kernel: { package: string; version: string; release: string };
+}
+
+let building: Promise<string> | undefined;
+
+/**
+ * Builds the test stemcell (a no-op when the cached one exists) and returns the
+ * tarball's path. One build per process; concurrent processes wait on the cache lock.
+ */
+export function buildTestStemcell(): Promise<string> {
+  building ??= run(STEMCELL_BUILD_SCRIPT, [], { maxBuffer: 16 * 1024 * 1024, timeout: 600_000 })
+    .then(({ stdout }) => {
+      const path = stdout.trim().split('\n').pop();
+      if (!path) throw new Error(`${STEMCELL_BUILD_SCRIPT} printed no tarball path`);
+      return path;
+    })
+    .catch((err: unknown) => {
+      building = undefined;
+      const e = err as { stderr?: string; message?: string };
+      throw new Error(`building the test stemcell failed: ${e.message ?? err}\n${e.stderr ?? ''}`);
+    });
+  return building;
+}
+
+/** info.json written next to the tarball by build.sh (root.img virtual size, kernel, …). */
+export async function readStemcellInfo(tarball: string): Promise<StemcellInfo> {
+  return JSON.parse(await readFile(join(tarball, '..', 'info.json'), 'utf8')) as StemcellInfo;
+}
+
+/** Unpacks the tarball's `image` (a tgz of root.img) into dir; returns root.img's path. */
+export async function unpackRootImage(tarball: string, dir: string): Promise<string> {
+  await run('tar', ['-xzf', tarball, '-C', dir, 'image']);
+  await run('tar', ['-xzf', join(dir, 'image'), '-C', dir, 'root.img']);
+  return join(dir, 'root.img');
+}
+
+/** Every complete report in a serial console log, oldest first (one per boot). */
+export function parseGuestReports(log: string): GuestReport[] {
+  const reports: GuestReport[] = [];
+  const lines = log.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    if (lines[i]?.trim() !== REPORT_BEGIN) continue;
+    const end = lines.findIndex((l, j) => j > i && l.trim() === REPORT_END);
+    if (end < 0) break; // still being written
+    const json = lines.slice(i + 1, end).find((l) => l.trim().startsWith('{'));
+    if (json) reports.push(JSON.parse(json.trim()) as GuestReport);
+    i = end;
+  }
+  return reports;
+}
+
+/**
+ * Polls a guest's serial log until it holds at least `minReports` reports (default 1:
+ * the first boot; 2 after one reboot, …) and returns the newest. The timeout error
+ * carries the log's tail, which is what tells why a guest did not come up.
+ */
+export async function readGuestReport(
+  serialLogPath: string,
+  timeoutMs: number,
+  minReports = 1,
+): Promise<GuestReport> {
+  const deadline = Date.now() + timeoutMs;
+  let log = '';
+  for (;;) {
+    log = await readFile(serialLogPath, 'latin1').catch(() => '');
+    const reports = parseGuestReports(log);
+    if (reports.length >= minReports) return reports[reports.length - 1]!;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `no test agent report #${minReports} in ${serialLogPath} after ${timeoutMs} ms; console tail:\n` +
+          log.slice(-4000),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** Base URL of a guest's agent endpoint for an IPv4 or IPv6 address. */
+export function agentUrl(address: string): string {
+  return address.includes(':')
+    ? `http://[${address}]:${AGENT_HTTP_PORT}`
+    : `http://${address}:${AGENT_HTTP_PORT}`;
+}
+
+/**
+ * GET the agent's report as of now (config drive re-read, disks re-scanned). `url` is
+ * either the endpoint's base (agentUrl(ip)) or the full /cgi-bin/report URL.
+ */
+export async function fetchGuestReport(url: string, timeoutMs = 15_000): Promise<GuestReport> {
+  const u = new URL(url);
+  if (u.pathname === '/' || u.pathname === '') u.pathname = '/cgi-bin/report';
+  const res = await fetch(u, { signal: AbortSignal.timeout(timeoutMs) });
+  if (!res.ok) throw new Error(`GET ${u} answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as GuestReport;
+}
+
+/** Asks the guest to resolve a disk hint like the agent would; null when nothing matches (404). */
+export async function resolveGuestDisk(
+  baseUrl: string,
+  hint: { id?: string; path?: string },
+  timeoutMs = 15_000,
+): Promise<ResolvedGuestDisk | null> {
+  const u = new URL('/cgi-bin/resolve', baseUrl);
+  if (hint.id !== undefined) u.searchParams.set('id', hint.id);
+  if (hint.path !== undefined) u.searchParams.set('path', hint.path);
+  const res = await fetch(u, { signal: AbortSignal.timeout(timeoutMs) });
+  if (res.status === 404) return null;
+  if (!res.ok) throw new Error(`GET ${u} answered ${res.status}: ${await res.text()}`);
+  return (await res.json()) as ResolvedGuestDisk;
+}
