@@ -137,6 +137,7 @@ export function downloadVolume(client: RpcClient, vol: VolRef, opts: DownloadOpt
     },
   });
 
+  const early: Packet[] = [];
   const sink: StreamSink = {
     onPacket(p) {
       const { type, status } = p.header;
@@ -147,8 +148,15 @@ export function downloadVolume(client: RpcClient, vol: VolRef, opts: DownloadOpt
       }
       if (status === MessageStatus.ERROR) return finishWith(packetError(p));
       if (state === 'call') {
+        // Under load libvirtd can queue the first data packets before the call's REPLY
+        // (libvirt's own client buffers them too): keep them until the reply arrives.
+        if ((type === MessageType.STREAM || type === MessageType.STREAM_HOLE) && status !== MessageStatus.ERROR) {
+          early.push(p);
+          return;
+        }
         if (type !== MessageType.REPLY) return finishWith(new ProtocolError(`expected the reply to STORAGE_VOL_DOWNLOAD, got packet type ${type}`));
         state = 'data';
+        for (const q of early.splice(0)) sink.onPacket(q);
         return;
       }
       if (type === MessageType.STREAM_HOLE) {

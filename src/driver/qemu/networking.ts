@@ -6,7 +6,7 @@
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, NetworkUpdateFlags, type NetworkRef } from '../../libvirt/index.js';
 import { parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
-import { inSubnet, formatCidr } from '../../network/index.js';
+import { inSubnet, formatCidr, networkBase } from '../../network/index.js';
 import type { NetworkPlan, NicPlan } from '../../network/index.js';
 import { CloudError, NetworkNotFound } from '../../rpc/errors.js';
 
@@ -53,7 +53,7 @@ function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork): void
     if (!addr) continue;
     const family = addr === nic.ipv4 ? 'ipv4' : 'ipv6';
     const subnets = net.ips.filter((ip) => ip.family === family);
-    const list = subnets.map((s) => formatCidr(s.address, s.prefix)).join(', ') || `no ${family} subnet`;
+    const list = subnets.map((s) => formatCidr(networkBase(s.address, s.prefix), s.prefix)).join(', ') || `no ${family} subnet`;
     for (const [field, value] of [['ip', addr.address], ['gateway', addr.gateway]] as const) {
       if (!value) continue;
       if (!subnets.some((s) => inSubnet(value, s.address, s.prefix))) {
@@ -89,17 +89,27 @@ async function updateFlags(host: Host, ref: NetworkRef): Promise<number> {
   return (await host.conn.networks.isActive(ref)) ? NetworkUpdateFlags.AFFECT_LIVE | NetworkUpdateFlags.AFFECT_CONFIG : NetworkUpdateFlags.AFFECT_CONFIG;
 }
 
+/**
+ * The <ip> element (index among all of the network's <ip>s, in document order) whose
+ * DHCP subnet holds the address. libvirt's own choice for parentIndex -1 is the first
+ * <ip> with DHCP, whatever its family: on a network with DHCPv4 and DHCPv6 an IPv6 host
+ * would be refused ("the address family of a host entry IP must match…").
+ */
+async function dhcpParentIndex(host: Host, ref: NetworkRef, r: VmMetadata['reservations'][number]): Promise<number> {
+  const ips = parseNetwork(await host.conn.networks.getXMLDesc(ref, 0)).ips;
+  return ips.findIndex((s) => s.family === r.family && s.hasDhcp && inSubnet(r.ip, s.address, s.prefix));
+}
+
 export async function addReservation(host: Host, r: VmMetadata['reservations'][number]): Promise<void> {
   const ref = await host.conn.networks.lookupByName(r.network);
-  // parentIndex -1: libvirt picks the <ip> element whose subnet holds the address.
-  await host.conn.networks.update(ref, NetworkUpdateCommand.ADD_LAST, NetworkUpdateSection.IP_DHCP_HOST, -1, hostXml(r), await updateFlags(host, ref));
+  await host.conn.networks.update(ref, NetworkUpdateCommand.ADD_LAST, NetworkUpdateSection.IP_DHCP_HOST, await dhcpParentIndex(host, ref, r), hostXml(r), await updateFlags(host, ref));
 }
 
 /** Removes a reservation; one that is already gone (or a network that is gone) is fine. */
 export async function removeReservation(host: Host, r: VmMetadata['reservations'][number]): Promise<void> {
   try {
     const ref = await host.conn.networks.lookupByName(r.network);
-    await host.conn.networks.update(ref, NetworkUpdateCommand.DELETE, NetworkUpdateSection.IP_DHCP_HOST, -1, hostXml(r), await updateFlags(host, ref));
+    await host.conn.networks.update(ref, NetworkUpdateCommand.DELETE, NetworkUpdateSection.IP_DHCP_HOST, await dhcpParentIndex(host, ref, r), hostXml(r), await updateFlags(host, ref));
   } catch (e) {
     if (isLibvirtError(e, ErrorCode.NO_NETWORK, ErrorCode.OPERATION_INVALID)) return;
     if (e instanceof Error && /couldn't locate a matching dhcp host|no matching|doesn't exist/i.test(e.message)) return;
