@@ -28,6 +28,7 @@ const URI = 'qemu:///system';
 const NET = 't-sc-net';
 const BRIDGE = 't-sc-br0';
 const DOMAIN = 't-sc-vm';
+const EDGE_DOMAIN = 't-sc-edge';
 const MAC = '52:54:00:5c:30:0a';
 const IPV4 = '198.18.30.10';
 const IPV6 = 'fd00:30::10';
@@ -70,8 +71,8 @@ const networkXml = `<network>
   <ip family='ipv6' address='fd00:30::1' prefix='64'/>
 </network>`;
 
-const domainXml = (dir: string) => `<domain type='qemu'>
-  <name>${DOMAIN}</name>
+const domainXml = (name: string, dir: string, macs: string[]) => `<domain type='qemu'>
+  <name>${name}</name>
   <memory unit='MiB'>256</memory>
   <vcpu>1</vcpu>
   <os><type arch='x86_64' machine='q35'>hvm</type><boot dev='hd'/></os>
@@ -88,30 +89,60 @@ const domainXml = (dir: string) => `<domain type='qemu'>
     <disk type='file' device='cdrom'>
       <driver name='qemu' type='raw'/><source file='${dir}/config.iso'/><target dev='sda' bus='sata'/><readonly/>
     </disk>
-    <interface type='network'>
-      <source network='${NET}'/><mac address='${MAC}'/><model type='virtio'/>
-    </interface>
+    ${macs.map((mac) => `<interface type='network'>
+      <source network='${NET}'/><mac address='${mac}'/><model type='virtio'/>
+    </interface>`).join('\n    ')}
     <serial type='file'><source path='${dir}/console.log'/><target port='0'/></serial>
     <memballoon model='none'/>
   </devices>
 </domain>`;
 
+/**
+ * Writes a guest's files into dir (overlay of root.img, an ephemeral disk with a
+ * serial, a config-2 ISO with the given files), defines and starts it, and waits for
+ * its first report. Returns the report and the milliseconds from start to report.
+ */
+async function bootGuest(
+  name: string, dir: string, rootImg: string, files: Record<string, unknown>, macs: string[],
+): Promise<{ report: GuestReport; ms: number }> {
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', rootImg, join(dir, 'root.qcow2')]);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'ephemeral.qcow2'), '32M']);
+  const cd = join(dir, 'config-drive', 'ec2', 'latest');
+  await mkdir(cd, { recursive: true });
+  for (const [file, content] of Object.entries(files)) {
+    await writeFile(join(cd, file), typeof content === 'string' ? content : JSON.stringify(content));
+  }
+  await run('genisoimage', ['-quiet', '-J', '-r', '-V', 'config-2', '-o', join(dir, 'config.iso'), join(dir, 'config-drive')]);
+  await writeFile(join(dir, 'domain.xml'), domainXml(name, dir, macs));
+  await virsh('define', join(dir, 'domain.xml'));
+  const started = Date.now();
+  await virsh('start', name);
+  try {
+    const report = await readGuestReport(join(dir, 'console.log'), BOOT_TIMEOUT_MS);
+    return { report, ms: Date.now() - started };
+  } catch (e) {
+    await printConsole(name, dir);
+    throw e;
+  }
+}
+
+async function printConsole(name: string, dir: string): Promise<void> {
+  const log = await readFile(join(dir, 'console.log'), 'latin1').catch(() => '(no console log)');
+  console.error(`--- ${name} console log ---\n${log}\n--- end of console log ---`);
+}
+
 async function cleanup(): Promise<void> {
-  await quietly(virsh('destroy', DOMAIN));
-  await quietly(virsh('undefine', DOMAIN));
+  for (const name of [DOMAIN, EDGE_DOMAIN]) {
+    await quietly(virsh('destroy', name));
+    await quietly(virsh('undefine', name));
+  }
   await quietly(virsh('net-destroy', NET));
   await quietly(virsh('net-undefine', NET));
 }
 
-describe('test stemcell boots and its agent reports', () => {
-  let dir = '';
-  let report: GuestReport;
-  let bootMs = 0;
-
-  const printConsole = async () => {
-    const log = await readFile(join(dir, 'console.log'), 'latin1').catch(() => '(no console log)');
-    console.error(`--- ${DOMAIN} console log ---\n${log}\n--- end of console log ---`);
-  };
+describe('test stemcell', () => {
+  let base = '';
+  let rootImg = '';
 
   beforeAll(async () => {
     await virsh('version').catch((e: unknown) => {
@@ -119,36 +150,17 @@ describe('test stemcell boots and its agent reports', () => {
     });
     await cleanup(); // leftovers of an aborted run
     const tarball = await buildTestStemcell();
-    dir = await mkdtemp(join(tmpdir(), 't-sc-'));
-    await chmod(dir, 0o755); // QEMU runs as libvirt-qemu and must reach the files
-    const rootImg = await unpackRootImage(tarball, dir);
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', rootImg, join(dir, 'root.qcow2')]);
-    await run('qemu-img', ['create', '-q', '-f', 'qcow2', join(dir, 'ephemeral.qcow2'), '32M']);
-    const cd = join(dir, 'config-drive', 'ec2', 'latest');
-    await mkdir(cd, { recursive: true });
-    await writeFile(join(cd, 'user-data'), JSON.stringify(settings));
-    await writeFile(join(cd, 'meta-data.json'), JSON.stringify(metaData));
-    await run('genisoimage', ['-quiet', '-J', '-r', '-V', 'config-2', '-o', join(dir, 'config.iso'), join(dir, 'config-drive')]);
-    await writeFile(join(dir, 'network.xml'), networkXml);
-    await writeFile(join(dir, 'domain.xml'), domainXml(dir));
-    await virsh('net-define', join(dir, 'network.xml'));
+    base = await mkdtemp(join(tmpdir(), 't-sc-'));
+    await chmod(base, 0o755); // QEMU runs as libvirt-qemu and must reach the files
+    rootImg = await unpackRootImage(tarball, base);
+    await writeFile(join(base, 'network.xml'), networkXml);
+    await virsh('net-define', join(base, 'network.xml'));
     await virsh('net-start', NET);
-    await virsh('define', join(dir, 'domain.xml'));
-    const started = Date.now();
-    await virsh('start', DOMAIN);
-    try {
-      report = await readGuestReport(join(dir, 'console.log'), BOOT_TIMEOUT_MS);
-    } catch (e) {
-      await printConsole();
-      throw e;
-    }
-    bootMs = Date.now() - started;
-    console.info(`${DOMAIN}: agent report ${bootMs} ms after start (guest uptime ${report.uptime_seconds} s)`);
   }, 300_000);
 
   afterAll(async () => {
     await cleanup();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (base) await rm(base, { recursive: true, force: true });
   }, 60_000);
 
   it('builds a stemcell whose manifest and image are what an OpenStack-format CPI expects', async () => {
@@ -162,56 +174,147 @@ describe('test stemcell boots and its agent reports', () => {
     expect(mf).toMatch(/^api_version: 3$/m);
     expect(mf).toMatch(/^- openstack-qcow2$/m);
     expect(mf).toMatch(/^ {2}disk_format: qcow2$/m);
-    const { stdout: qinfo } = await run('qemu-img', ['info', '--output=json', join(dir, 'root.img')]);
+    const { stdout: qinfo } = await run('qemu-img', ['info', '--output=json', rootImg]);
     const q = JSON.parse(qinfo) as { format: string; 'format-specific': { data: { compat: string } } };
     expect(q.format).toBe('qcow2');
     expect(q['format-specific'].data.compat).toBe('0.10');
   });
 
-  it('boots under TCG and reports without errors', () => {
-    onTestFailed(printConsole);
-    expect(report.errors).toEqual([]);
-    expect(report.agent_id).toBe(settings.agent_id);
-    expect(report['instance-id']).toBe(metaData['instance-id']);
-    expect(report.config_drive).toMatch(/^\/dev\/sr\d$/);
-    expect(bootMs).toBeLessThan(BOOT_TIMEOUT_MS);
-  });
+  describe('booted with a dual-stack static network and an ephemeral disk', () => {
+    let dir = '';
+    let report: GuestReport;
+    let bootMs = 0;
 
-  it('maps both networks to the NIC with their MAC and configures IPv4 and IPv6', () => {
-    onTestFailed(printConsole);
-    for (const name of ['v4', 'v6'] as const) {
-      expect(report.networks[name]).toMatchObject({ mode: 'static', mac: MAC, iface: 'eth0' });
-    }
-    expect(report.nics).toEqual([{ name: 'eth0', mac: MAC, addresses: [`${IPV4}/24`, `${IPV6}/64`] }]);
-    expect(report.routes.ipv4).toContain('default via 198.18.30.1 dev eth0');
-    expect(report.routes.ipv6.some((r) => r.startsWith('default via fd00:30::1 dev eth0'))).toBe(true);
-    expect(report.dns).toEqual(['198.18.30.1']);
-    expect(report.prefix_addresses).toEqual([]);
-  });
+    beforeAll(async () => {
+      dir = join(base, DOMAIN);
+      await mkdir(dir);
+      ({ report, ms: bootMs } = await bootGuest(DOMAIN, dir, rootImg,
+        { 'user-data': settings, 'meta-data.json': metaData }, [MAC]));
+      console.info(`${DOMAIN}: agent report ${bootMs} ms after start (guest uptime ${report.uptime_seconds} s)`);
+    }, 180_000);
 
-  it('resolves the ephemeral disk by its serial, like the agent', () => {
-    onTestFailed(printConsole);
-    expect(report.disks.system).toMatchObject({ device: '/dev/vda', resolved_by: 'path' });
-    expect(report.disks.ephemeral).toEqual({ hint: settings.disks.ephemeral, device: '/dev/vdb', resolved_by: 'id' });
-    expect(report.block_devices).toContainEqual({ name: 'vdb', serial: EPHEMERAL_SERIAL, size_bytes: 32 * 1024 * 1024 });
-  });
-
-  it('answers over HTTP from the host on IPv4 and IPv6', async () => {
-    onTestFailed(printConsole);
-    for (const address of [IPV4, IPV6]) {
-      const live = await fetchGuestReport(agentUrl(address));
-      expect(live.boot_id).toBe(report.boot_id);
-      expect(live.settings_source).toBe('config-drive');
-      expect(live.errors).toEqual([]);
-    }
-    await expect(resolveGuestDisk(agentUrl(IPV6), { id: EPHEMERAL_SERIAL })).resolves.toEqual({
-      device: '/dev/vdb', size_bytes: 32 * 1024 * 1024, resolved_by: 'id',
+    it('boots under TCG and reports without errors', () => {
+      onTestFailed(() => printConsole(DOMAIN, dir));
+      expect(report.errors).toEqual([]);
+      expect(report.agent_id).toBe(settings.agent_id);
+      expect(report['instance-id']).toBe(metaData['instance-id']);
+      expect(report.config_drive).toMatch(/^\/dev\/sr\d$/);
+      expect(bootMs).toBeLessThan(BOOT_TIMEOUT_MS);
     });
-    // mapped resolver: /dev/sdb is tried as /dev/xvdb, /dev/vdb, /dev/sdb
-    await expect(resolveGuestDisk(agentUrl(IPV4), { path: '/dev/sdb' })).resolves.toMatchObject({
-      device: '/dev/vdb', resolved_by: 'path',
+
+    it('maps both networks to the NIC with their MAC and configures IPv4 and IPv6', () => {
+      onTestFailed(() => printConsole(DOMAIN, dir));
+      for (const name of ['v4', 'v6'] as const) {
+        expect(report.networks[name]).toMatchObject({ mode: 'static', mac: MAC, iface: 'eth0' });
+      }
+      expect(report.nics).toEqual([{ name: 'eth0', mac: MAC, addresses: [`${IPV4}/24`, `${IPV6}/64`] }]);
+      expect(report.routes.ipv4).toContain('default via 198.18.30.1 dev eth0');
+      expect(report.routes.ipv6.some((r) => r.startsWith('default via fd00:30::1 dev eth0'))).toBe(true);
+      expect(report.dns).toEqual(['198.18.30.1']);
+      expect(report.prefix_addresses).toEqual([]);
     });
-    await expect(resolveGuestDisk(agentUrl(IPV4), { id: 'no-such-disk-serial-00', path: '/dev/sdz' })).resolves.toBeNull();
+
+    it('resolves the ephemeral disk by its serial, like the agent', () => {
+      onTestFailed(() => printConsole(DOMAIN, dir));
+      expect(report.disks.system).toMatchObject({ device: '/dev/vda', resolved_by: 'path' });
+      expect(report.disks.ephemeral).toEqual({ hint: settings.disks.ephemeral, device: '/dev/vdb', resolved_by: 'id' });
+      expect(report.block_devices).toContainEqual({ name: 'vdb', serial: EPHEMERAL_SERIAL, size_bytes: 32 * 1024 * 1024 });
+    });
+
+    it('answers over HTTP from the host on IPv4 and IPv6', async () => {
+      onTestFailed(() => printConsole(DOMAIN, dir));
+      for (const address of [IPV4, IPV6]) {
+        const live = await fetchGuestReport(agentUrl(address));
+        expect(live.boot_id).toBe(report.boot_id);
+        expect(live.settings_source).toBe('config-drive');
+        expect(live.errors).toEqual([]);
+      }
+      await expect(resolveGuestDisk(agentUrl(IPV6), { id: EPHEMERAL_SERIAL })).resolves.toEqual({
+        device: '/dev/vdb', size_bytes: 32 * 1024 * 1024, resolved_by: 'id',
+      });
+      // mapped resolver: /dev/sdb is tried as /dev/xvdb, /dev/vdb, /dev/sdb
+      await expect(resolveGuestDisk(agentUrl(IPV4), { path: '/dev/sdb' })).resolves.toMatchObject({
+        device: '/dev/vdb', resolved_by: 'path',
+      });
+      await expect(resolveGuestDisk(agentUrl(IPV4), { id: 'no-such-disk-serial-00', path: '/dev/sdz' })).resolves.toBeNull();
+    });
+
+    // the later tests rely on the agent surviving a reboot with the same settings
+    it('reports the same configuration again after a reset', async () => {
+      onTestFailed(() => printConsole(DOMAIN, dir));
+      await virsh('reset', DOMAIN);
+      const again = await readGuestReport(join(dir, 'console.log'), BOOT_TIMEOUT_MS, 2);
+      expect(again.boot_id).not.toBe(report.boot_id);
+      expect(again.errors).toEqual([]);
+      expect(again.nics).toEqual(report.nics);
+      expect(again.disks).toEqual(report.disks);
+    });
+  });
+
+  // A test agent that never complains would prove nothing: it must flag what the real
+  // agent would fail on, and handle the network kinds the CPI plans for.
+  describe('booted with edge-case settings', () => {
+    const PREFIX_MAC = '52:54:00:5c:30:1a';
+    const DHCP_MAC = '52:54:00:5c:30:1b';
+    const edgeSettings = {
+      agent_id: 't-sc-agent-edge',
+      disks: { system: '/dev/vda', ephemeral: '/dev/sdb', persistent: { 'disk-t-sc': { id: 'too-short', path: '/dev/vdz' } } },
+      networks: {
+        v6: { type: 'manual', ip: 'fd00:30::20', netmask: 'ffff:ffff:ffff:ffff::', gateway: 'fd00:30::1',
+              default: ['gateway', 'dns'], dns: ['fd00:30::1'], mac: PREFIX_MAC, prefix: '128' },
+        // a delegated /80: not configured, one address from it added
+        pd: { type: 'manual', ip: 'fd00:30:0:0:7::', netmask: 'ffff:ffff:ffff:ffff:ffff::', prefix: '80', mac: PREFIX_MAC },
+        // no DHCP server on the isolated network: must not hold up the boot for long
+        dyn: { type: 'dynamic', mac: DHCP_MAC },
+        // MACs are compared as strings: an uppercase one matches no NIC
+        upper: { type: 'manual', ip: '198.18.30.21', netmask: '255.255.255.0', mac: PREFIX_MAC.toUpperCase() },
+      },
+    };
+    let dir = '';
+    let report: GuestReport;
+
+    beforeAll(async () => {
+      dir = join(base, EDGE_DOMAIN);
+      await mkdir(dir);
+      // meta-data.json is not valid JSON: the real agent fails bootstrap on that
+      ({ report } = await bootGuest(EDGE_DOMAIN, dir, rootImg,
+        { 'user-data': edgeSettings, 'meta-data.json': '{"instance-id": ' }, [PREFIX_MAC, DHCP_MAC]));
+    }, 180_000);
+
+    it('fails loudly on an invalid meta-data.json and configures no network', async () => {
+      onTestFailed(() => printConsole(EDGE_DOMAIN, dir));
+      expect(report.errors).toContain('config drive /dev/sr0: ec2/latest/meta-data.json is not a valid JSON object');
+      expect(report.nics.every((n) => n.addresses.length === 0)).toBe(true);
+      const console = await readFile(join(dir, 'console.log'), 'latin1');
+      expect(console).toContain('test-agent: ERROR: config drive /dev/sr0: ec2/latest/meta-data.json is not a valid JSON object');
+    });
+
+    it('with valid settings: delegated prefix, DHCP, MAC case and short disk ids like the agent', async () => {
+      onTestFailed(() => printConsole(EDGE_DOMAIN, dir));
+      await writeFile(join(dir, 'config-drive/ec2/latest/meta-data.json'), JSON.stringify({ 'instance-id': 'vm-t-sc-edge' }));
+      await run('genisoimage', ['-quiet', '-J', '-r', '-V', 'config-2', '-o', join(dir, 'config.iso'), join(dir, 'config-drive')]);
+      await virsh('reset', EDGE_DOMAIN);
+      const r = await readGuestReport(join(dir, 'console.log'), BOOT_TIMEOUT_MS, 2);
+      expect(r['instance-id']).toBe('vm-t-sc-edge');
+      expect(r.networks.pd).toMatchObject({ mode: 'prefix', iface: 'eth0' });
+      expect(r.prefix_addresses).toEqual([
+        { network: 'pd', iface: 'eth0', prefix: 'fd00:30:0:0:7::/80', address: 'fd00:30::7:0:0:1/128' },
+      ]);
+      expect(r.nics.find((n) => n.name === 'eth0')?.addresses.sort()).toEqual(['fd00:30::20/64', 'fd00:30::7:0:0:1/128']);
+      expect(r.routes.ipv6.some((l) => l.startsWith('fd00:30::7:0:0/80'))).toBe(false);
+      expect(r.networks.dyn).toMatchObject({ mode: 'dhcp', iface: 'eth1', addresses: [] });
+      expect(r.uptime_seconds).toBeLessThan(60);
+      expect(r.networks.upper).toMatchObject({ mode: 'unmapped', iface: null });
+      expect(r.dns).toEqual(['fd00:30::1']);
+      expect(r.disks.ephemeral).toMatchObject({ hint: '/dev/sdb', device: '/dev/vdb', resolved_by: 'path' });
+      expect(r.disks.persistent['disk-t-sc']).toMatchObject({ device: null });
+      expect(r.errors).toEqual([
+        `No device found for network 'upper' with MAC address '${PREFIX_MAC.toUpperCase()}'`,
+        'persistent disk-t-sc disk (hint id too-short, path /dev/vdz) not found',
+      ]);
+      // the one address from the prefix is reachable on the bridge (on-link /64)
+      await expect(fetchGuestReport(agentUrl('fd00:30::7:0:0:1'))).resolves.toMatchObject({ agent_id: 't-sc-agent-edge' });
+    });
   });
 });
 
