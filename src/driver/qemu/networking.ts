@@ -43,12 +43,12 @@ export async function checkNetworks(host: Host, plan: NetworkPlan): Promise<Map<
       checked = { ref, parsed: parseNetwork(await host.conn.networks.getXMLDesc(ref, 0)) };
       nets.set(name, checked);
     }
-    checkAddresses(nic, name, checked.parsed);
+    checkAddresses(nic, name, checked.parsed, plan.agentNetworks);
   }
   return nets;
 }
 
-function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork): void {
+function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork, sent: NetworkPlan['agentNetworks']): void {
   for (const addr of [nic.ipv4, nic.ipv6]) {
     if (!addr) continue;
     const family = addr === nic.ipv4 ? 'ipv4' : 'ipv6';
@@ -57,7 +57,11 @@ function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork): void
     for (const [field, value] of [['ip', addr.address], ['gateway', addr.gateway]] as const) {
       if (!value) continue;
       if (!subnets.some((s) => inSubnet(value, s.address, s.prefix))) {
-        throw new CloudError(`Invalid network "${addr.network}": field "${field}" is ${JSON.stringify(value)} but libvirt network "${netName}" has ${list}; the address must lie in one of its subnets`);
+        // Name the value as the director spelled it (what the operator greps the manifest
+        // for), with the canonical form when that differs.
+        const raw = sent[addr.network]?.[field];
+        const shown = typeof raw === 'string' && raw !== value ? `${JSON.stringify(raw)} (${value})` : JSON.stringify(value);
+        throw new CloudError(`Invalid network "${addr.network}": field "${field}" is ${shown} but libvirt network "${netName}" has ${list}; the address must lie in one of its subnets`);
       }
     }
   }
