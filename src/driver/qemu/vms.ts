@@ -4,7 +4,7 @@
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
 import { findStemcell } from './stemcells.js';
-import { decodeVmCloudProperties } from './cloud-properties.js';
+import { decodeVmCloudProperties, type VmShape } from './cloud-properties.js';
 import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';
 import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
@@ -13,7 +13,7 @@ import { buildVmSettings, configDriveImage, configDriveName } from './config-dri
 import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
-import { planNetworks } from '../../network/index.js';
+import { planNetworks, type NetworkPlan } from '../../network/index.js';
 import { renderDomain, type DiskDevice, type DomainSpec, type VmMetadata } from '../../xml/index.js';
 import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../rpc/errors.js';
@@ -23,6 +23,76 @@ const MiB = 1024n * 1024n;
 
 export function ownedVolumeNames(vm: string): { root: string; ephemeral: string; config: string } {
   return { root: `${vm}.root`, ephemeral: `${vm}.ephemeral`, config: configDriveName(vm) };
+}
+
+/** The ephemeral disk as the agent finds it: by its virtio serial, /dev/vdb as a fallback. */
+export function ephemeralDiskHint(vm: string): { id: string; path: string } {
+  return { id: ownedDiskSerial(vm, 'ephemeral'), path: '/dev/vdb' };
+}
+
+/** Stemcells older than API v2 re-read disk settings from the config drive, so their settings document is kept. */
+export function keepsSettingsVolume(stemcellApiVersion: number | undefined): boolean {
+  return (stemcellApiVersion ?? 2) < 2;
+}
+
+/** Everything create_vm has decided by the time it defines the domain. */
+export interface VmDomainInput {
+  vm: string;
+  agentId: string;
+  stemcellCid: string;
+  stemcellApiVersion?: number;
+  shape: VmShape;
+  type: 'kvm' | 'qemu';
+  plan: NetworkPlan;
+  /** volume paths as libvirt reports them; `ephemeral` only when the VM has one */
+  paths: { root: string; ephemeral?: string; config: string };
+  reservations: VmMetadata['reservations'];
+  prefixes: VmMetadata['prefixes'];
+  serialLogDir: string;
+}
+
+/**
+ * The domain create_vm defines, as a pure function of its decisions: create_vm calls it
+ * with libvirt's volume paths, `bosh-libvirt-cpi render vm` with placeholders, so what
+ * the operator previews is what the CPI would define.
+ */
+export function buildDomainSpec(i: VmDomainInput): DomainSpec {
+  const names = ownedVolumeNames(i.vm);
+  const disks: DiskDevice[] = [{ device: 'disk', file: i.paths.root, format: 'qcow2', bus: 'virtio', target: 'vda', serial: ownedDiskSerial(i.vm, 'root') }];
+  const volumes = [names.root];
+  if (i.paths.ephemeral !== undefined) {
+    disks.push({ device: 'disk', file: i.paths.ephemeral, format: 'qcow2', bus: 'virtio', target: 'vdb', serial: ephemeralDiskHint(i.vm).id });
+    volumes.push(names.ephemeral);
+  }
+  disks.push({ device: 'cdrom', file: i.paths.config, format: 'raw', bus: 'sata', target: 'sda', readonly: true });
+  volumes.push(names.config);
+  if (keepsSettingsVolume(i.stemcellApiVersion)) volumes.push(settingsVolumeName(i.vm));
+  const metadata: VmMetadata = {
+    agentId: i.agentId,
+    stemcellCid: i.stemcellCid,
+    volumes,
+    disks: [],
+    macs: i.plan.nics.map((n) => n.mac),
+    prefixes: i.prefixes,
+    reservations: i.reservations,
+    tags: {},
+    ...(i.stemcellApiVersion !== undefined ? { stemcellApiVersion: i.stemcellApiVersion } : {}),
+  };
+  return {
+    name: i.vm,
+    title: i.vm,
+    description: `BOSH VM for agent ${i.agentId}, created by bosh-libvirt-cpi`,
+    type: i.type,
+    memoryMiB: i.shape.ramMiB,
+    vcpus: i.shape.cpu,
+    arch: 'x86_64',
+    machine: i.shape.machine,
+    firmware: i.shape.firmware,
+    disks,
+    interfaces: interfaceDevices(i.plan),
+    serialLogFile: `${i.serialLogDir}/${i.vm}-console.log`,
+    metadata,
+  };
 }
 
 export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID, Networks]> {
@@ -61,19 +131,15 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     undo.push({ what: `volume ${names.root}`, run: () => deleteVolumeIfExists(host, names.root) });
     maybeFail('create_vm:after-root');
 
-    const disks: DiskDevice[] = [
-      { device: 'disk', file: await host.conn.volumes.getPath(rootVol), format: 'qcow2', bus: 'virtio', target: 'vda', serial: ownedDiskSerial(vm, 'root') },
-    ];
-    const volumes = [names.root];
+    const rootPath = await host.conn.volumes.getPath(rootVol);
+    let ephemeralPath: string | undefined;
     let ephemeral: { id: string; path: string } | undefined;
     if (shape.ephemeralMiB > 0) {
       mark('creating the ephemeral disk');
       const eph = await createVolume(host, { name: names.ephemeral, capacityBytes: BigInt(shape.ephemeralMiB) * MiB, allocationBytes: 0n, format: 'qcow2' });
       undo.push({ what: `volume ${names.ephemeral}`, run: () => deleteVolumeIfExists(host, names.ephemeral) });
-      const serial = ownedDiskSerial(vm, 'ephemeral');
-      disks.push({ device: 'disk', file: await host.conn.volumes.getPath(eph), format: 'qcow2', bus: 'virtio', target: 'vdb', serial });
-      volumes.push(names.ephemeral);
-      ephemeral = { id: serial, path: '/dev/vdb' };
+      ephemeralPath = await host.conn.volumes.getPath(eph);
+      ephemeral = ephemeralDiskHint(vm);
     }
     maybeFail('create_vm:after-ephemeral');
 
@@ -81,13 +147,11 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     const settings = buildVmSettings(host, { vm, agentId: req.agentId, networks: plan.agentNetworks, env: req.env, ephemeral, persistent: {} });
     const cfgVol = await writeBufferVolume(host, names.config, configDriveImage(vm, settings));
     undo.push({ what: `volume ${names.config}`, run: () => deleteVolumeIfExists(host, names.config) });
-    disks.push({ device: 'cdrom', file: await host.conn.volumes.getPath(cfgVol), format: 'raw', bus: 'sata', target: 'sda', readonly: true });
-    volumes.push(names.config);
-    if ((req.stemcellApiVersion ?? 2) < 2) {
+    const configPath = await host.conn.volumes.getPath(cfgVol);
+    if (keepsSettingsVolume(req.stemcellApiVersion)) {
       // Old agents re-read disk settings from the drive: keep the document to rewrite it.
       await writeSettingsVolume(host, vm, settings);
       undo.push({ what: `volume ${settingsVolumeName(vm)}`, run: () => deleteVolumeIfExists(host, settingsVolumeName(vm)) });
-      volumes.push(settingsVolumeName(vm));
     }
     maybeFail('create_vm:after-config-drive');
 
@@ -100,32 +164,19 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     maybeFail('create_vm:after-reservations');
 
     mark('defining the domain');
-    const metadata: VmMetadata = {
+    const spec = buildDomainSpec({
+      vm,
       agentId: req.agentId,
       stemcellCid: req.stemcellCid,
-      volumes,
-      disks: [],
-      macs: plan.nics.map((n) => n.mac),
-      prefixes: routedPrefixes(plan, nets),
-      reservations,
-      tags: {},
       ...(req.stemcellApiVersion !== undefined ? { stemcellApiVersion: req.stemcellApiVersion } : {}),
-    };
-    const spec: DomainSpec = {
-      name: vm,
-      title: vm,
-      description: `BOSH VM for agent ${req.agentId}, created by bosh-libvirt-cpi`,
+      shape,
       type: await resolveDomainType(host, shape.machine),
-      memoryMiB: shape.ramMiB,
-      vcpus: shape.cpu,
-      arch: 'x86_64',
-      machine: shape.machine,
-      firmware: shape.firmware,
-      disks,
-      interfaces: interfaceDevices(plan),
-      serialLogFile: `${config.vm.serial_log_dir}/${vm}-console.log`,
-      metadata,
-    };
+      plan,
+      paths: { root: rootPath, ...(ephemeralPath !== undefined ? { ephemeral: ephemeralPath } : {}), config: configPath },
+      reservations,
+      prefixes: routedPrefixes(plan, nets),
+      serialLogDir: config.vm.serial_log_dir,
+    });
     const dom = await host.conn.domains.defineXML(renderDomain(spec), 0);
     undo.push({ what: `domain ${vm}`, run: () => removeDomain(host, dom) });
     maybeFail('create_vm:after-define');
@@ -135,7 +186,7 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     maybeFail('create_vm:after-start');
     mark('done');
     // Per-step wall times in ms: bench/create-vm.mjs reads them from this line.
-    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: disks.length, step_ms: timings }, 'VM created');
+    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: spec.disks.length, step_ms: timings }, 'VM created');
     return [vm, plan.agentNetworks];
   } catch (e) {
     const undone: string[] = [];
