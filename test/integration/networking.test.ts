@@ -200,6 +200,16 @@ describe('create_vm / delete_vm: DHCP reservations', () => {
     }
   });
 
+  test('use_dhcp: the address is reserved, so DHCP hands the guest exactly that address', async () => {
+    const [vm, returned] = await createVm({ net: manual(DHCP.name, '198.18.72.20', '198.18.72.1', { use_dhcp: true, default: ['dns', 'gateway'] }) });
+    try {
+      expect(dhcpHosts(DHCP.name)).toEqual([`<host mac='${returned.net!.mac as string}' ip='198.18.72.20'/>`]);
+    } finally {
+      await cpi(config, 'delete_vm', [vm]);
+    }
+    expect(dhcpHosts(DHCP.name)).toEqual([]);
+  });
+
   test('a dynamic network gets no reservation', async () => {
     const [vm] = await createVm({ d: { type: 'dynamic', dns: [], cloud_properties: { name: DHCP.name }, default: ['dns', 'gateway'] } });
     try {

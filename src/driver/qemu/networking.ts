@@ -67,11 +67,16 @@ function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork, sent:
   }
 }
 
-/** Reservations to add for a VM: static IPv4 by MAC, static IPv6 by name (libvirt's IPv6 hosts have no MAC). */
+/**
+ * Reservations to add for a VM: every address a NIC carries on a libvirt network whose
+ * subnet runs DHCP; IPv4 by MAC, IPv6 by name (libvirt's IPv6 hosts have no MAC). DHCP
+ * NICs included: a manual network with use_dhcp relies on the reservation to be handed
+ * its own address (a dynamic network has no address, so it reserves nothing).
+ */
 export function plannedReservations(plan: NetworkPlan, nets: Map<string, CheckedNetwork>, vmName: string): VmMetadata['reservations'] {
   const out: VmMetadata['reservations'] = [];
   for (const nic of plan.nics) {
-    if (nic.source.kind !== 'network' || nic.dhcp) continue;
+    if (nic.source.kind !== 'network') continue;
     const net = nets.get(nic.source.network);
     if (!net) continue;
     for (const addr of [nic.ipv4, nic.ipv6]) {
