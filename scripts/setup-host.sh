@@ -15,7 +15,9 @@ APT_PACKAGES=(
   openssh-server openssh-client netcat-openbsd
   # config-drive checks and the test stemcell recipe (no loop devices or mounts needed)
   xorriso genisoimage busybox-static syslinux syslinux-common mtools dosfstools
-  linux-image-cloud-amd64 jq
+  # the test stemcell boots Debian's generic kernel: the cloud kernel has no AHCI driver
+  # for the SATA cdrom that carries the config drive
+  linux-image-amd64 jq
   # BOSH release template tests render ERB with Ruby
   ruby
 )
@@ -61,6 +63,13 @@ if [ -f scripts/libvirt-hook-qemu ] && ! cmp -s scripts/libvirt-hook-qemu /etc/l
   for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
   start_daemon libvirtd /var/run/libvirt/libvirt-sock
 fi
+
+# Safety net for tests and the demo: addresses in the isolated test ranges that are not
+# on a test bridge (or routed to a VM by the prefix hook) are unreachable here, so a
+# stray packet fails locally instead of following the host's default route. More
+# specific routes (each bridge's subnet, each delegated prefix) still win.
+ip route replace unreachable 198.18.0.0/15 2>/dev/null || true
+ip -6 route replace unreachable fd00::/8 2>/dev/null || true
 
 virsh -q -c qemu:///system version >/dev/null
 log "libvirtd is up: $(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' | sed 's/.*: //')"
