@@ -1,32 +1,189 @@
-// The demo lifecycle, driving the built bin/cpi exactly as a director would: one
-// process per call, JSON on stdin, JSON on stdout.
-import { spawnSync } from 'node:child_process';
+// The demo: a whole BOSH lifecycle against local libvirt with the project's test
+// stemcell, driving the built bin/cpi exactly as a director would (one process per call,
+// JSON on stdin and stdout), and showing what the guest reported from inside. It defines
+// an isolated dual-stack network (no <forward>, no router advertisements) if it is
+// missing and removes everything it created at the end, also after a failure.
+import { spawnSync, execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connect, isLibvirtError, ErrorCode, type Connection } from '../libvirt/index.js';
+import { renderNetwork } from '../xml/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const config = join(root, 'fixtures/config/qemu.json');
+const URI = 'qemu:///system';
+const NETWORK = 'bosh-cpi-demo';
+const BRIDGE = 'bcpi-demo0';
+const V4 = { net: '198.18.250', gw: '198.18.250.1', vm: '198.18.250.10' };
+const V6 = { gw: 'fd00:250::1', vm: 'fd00:250::10' };
+const PREFIX = 'demo-';
 
-function cpi(method: string, args: unknown[] = []): unknown {
-  const req = { method, arguments: args, context: { director_uuid: 'demo', request_id: `demo-${method}` }, api_version: 2 };
+interface Response {
+  result: unknown;
+  error: { type: string; message: string } | null;
+  log: string;
+}
+
+const work = mkdtempSync(join(tmpdir(), 'bosh-cpi-demo-'));
+const config = join(work, 'cpi.json');
+
+function writeDemoConfig(): void {
+  // The ready qemu config, with a name prefix and the demo's network.
+  const base = JSON.parse(readFileSync(join(root, 'fixtures/config/qemu.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  const demo = { ...base, name_prefix: PREFIX, network: { ...base.network, name: NETWORK }, vm: { ...base.vm, ram: 256, ephemeral_disk_size: 256, reboot_timeout_seconds: 10 } };
+  writeFileSync(config, JSON.stringify(demo, null, 2));
+}
+
+function short(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s.length > 160 ? `${s.slice(0, 157)}...` : s;
+}
+
+function cpi(method: string, args: unknown[] = [], context: Record<string, unknown> = {}): unknown {
+  const req = { method, arguments: args, context: { director_uuid: 'demo', request_id: `demo-${method}`, ...context }, api_version: 2 };
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [join(root, 'dist/cpi.mjs'), config], {
-    input: JSON.stringify(req),
-    env: { ...process.env, BOSH_LIBVIRT_CPI_LOG_LEVEL: 'warn' },
-  });
-  const res = JSON.parse(r.stdout.toString()) as { result: unknown; error: { type: string; message: string } | null; log: string };
-  const ms = Date.now() - t0;
+  const r = spawnSync(process.execPath, [join(root, 'dist/cpi.mjs'), config], { input: JSON.stringify(req), env: { ...process.env, BOSH_LIBVIRT_CPI_LOG_LEVEL: 'warn' } });
+  const res = JSON.parse(r.stdout.toString()) as Response;
+  const took = `${((Date.now() - t0) / 1000).toFixed(1)} s`;
   if (res.error) {
-    console.log(`✗ ${method} (${ms} ms): ${res.error.type}: ${res.error.message}`);
-    process.exitCode = 1;
+    console.log(`✗ ${method} (${took}): ${res.error.type}: ${res.error.message}`);
     throw new Error(`${method} failed`);
   }
-  console.log(`✓ ${method} (${ms} ms) → ${JSON.stringify(res.result)}`);
+  console.log(`✓ ${method.padEnd(16)} ${took.padStart(6)}  → ${short(res.result)}`);
   return res.result;
 }
 
-console.log(`bosh-libvirt-cpi demo against qemu:///system (config ${config})`);
-cpi('info');
-const libvirt = spawnSync('virsh', ['-c', 'qemu:///system', 'version'], { encoding: 'utf8' });
-console.log(libvirt.status === 0 ? `✓ libvirt reachable:\n${libvirt.stdout.trim()}` : `✗ libvirt unreachable: ${libvirt.stderr}`);
-if (libvirt.status !== 0) process.exitCode = 1;
+interface Report {
+  agent_id: string;
+  boot_id: string;
+  networks: Record<string, { iface: string | null; mac?: string; addresses: string[] }>;
+  routes: { ipv4: string[]; ipv6: string[] };
+  disks: { ephemeral: { device: string | null; resolved_by: string | null } | null };
+  errors: string[];
+}
+
+async function guestReport(address: string, notBoot?: string, timeoutMs = 180_000): Promise<Report> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://${address}:8080/cgi-bin/report`, { signal: AbortSignal.timeout(5000) });
+      const report = (await res.json()) as Report;
+      if (!notBoot || report.boot_id !== notBoot) return report;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new Error(`the guest at ${address} did not report within ${timeoutMs / 1000} s (${last})`);
+}
+
+function describeGuest(r: Report): void {
+  const nic = Object.values(r.networks).find((n) => n.iface);
+  console.log(`    guest: agent ${r.agent_id}, ${nic?.iface} (${nic?.mac}) has ${nic?.addresses.join(', ')}`);
+  console.log(`    guest: ${r.routes.ipv4.find((l) => l.startsWith('default'))}; ${r.routes.ipv6.find((l) => l.startsWith('default'))}`);
+  console.log(`    guest: ephemeral disk ${r.disks.ephemeral?.device} (found by ${r.disks.ephemeral?.resolved_by}); problems: ${r.errors.length ? r.errors.join('; ') : 'none'}`);
+}
+
+async function ensureNetwork(conn: Connection): Promise<boolean> {
+  try {
+    const net = await conn.networks.lookupByName(NETWORK);
+    if (!(await conn.networks.isActive(net))) await conn.networks.create(net);
+    return false;
+  } catch (e) {
+    if (!isLibvirtError(e, ErrorCode.NO_NETWORK)) throw e;
+  }
+  const net = await conn.networks.defineXML(
+    renderNetwork({
+      name: NETWORK,
+      bridge: BRIDGE,
+      ips: [
+        { family: 'ipv4', address: V4.gw, prefix: 24 },
+        { family: 'ipv6', address: V6.gw, prefix: 64 },
+      ],
+      ipv6RouterAdvertisements: false,
+    }),
+  );
+  await conn.networks.create(net);
+  return true;
+}
+
+async function removeNetwork(conn: Connection): Promise<void> {
+  const net = await conn.networks.lookupByName(NETWORK);
+  await conn.networks.destroy(net).catch(() => undefined);
+  await conn.networks.undefine(net);
+}
+
+async function main(): Promise<void> {
+  writeDemoConfig();
+  console.log(`bosh-libvirt-cpi demo: a BOSH lifecycle on ${URI} (TCG), config ${config}\n`);
+  const conn = await connect(URI);
+  const created: { network: boolean; vm?: string; disk?: string; snapshot?: string; stemcell?: string } = { network: false };
+  try {
+    created.network = await ensureNetwork(conn);
+    console.log(`• isolated dual-stack network ${NETWORK} (${V4.net}.0/24, fd00:250::/64, no forwarding, no RAs)${created.network ? '' : ' (already there)'}`);
+    cpi('info');
+
+    console.log('• building the test stemcell (cached after the first run)');
+    const tarball = execFileSync(join(root, 'fixtures/stemcell/build.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!;
+    execFileSync('tar', ['-xzf', tarball, '-C', work, 'image']);
+    created.stemcell = cpi('create_stemcell', [join(work, 'image'), { name: 'bosh-libvirt-test-stemcell', disk_format: 'qcow2' }, { tags: { demo: 'true' } }]) as string;
+
+    const networks = {
+      ipv4: { type: 'manual', ip: V4.vm, netmask: '255.255.255.0', gateway: V4.gw, dns: [V4.gw], default: ['dns', 'gateway'], nic_group: 'demo', cloud_properties: { name: NETWORK } },
+      ipv6: { type: 'manual', ip: V6.vm, netmask: 'ffff:ffff:ffff:ffff:0000:0000:0000:0000', gateway: V6.gw, default: ['gateway'], nic_group: 'demo', cloud_properties: { name: NETWORK } },
+    };
+    const [vm] = cpi('create_vm', ['demo-agent', created.stemcell, { cpu: 1, ram: 256 }, networks, [], { bosh: { ipv6: { enable: true } } }], { vm: { stemcell: { api_version: 3 } } }) as [string];
+    created.vm = vm;
+    console.log('• waiting for the guest to boot and report (TCG: about 15 s)');
+    const first = await guestReport(V4.vm);
+    describeGuest(first);
+    const v6 = await guestReport(`[${V6.vm}]`);
+    console.log(`    host → guest over IPv6 [${V6.vm}]:8080 answered as agent ${v6.agent_id}`);
+
+    cpi('set_vm_metadata', [vm, { director: 'demo', deployment: 'demo', instance_group: 'web', index: '0' }]);
+    created.disk = cpi('create_disk', [64, {}, vm]) as string;
+    const hint = cpi('attach_disk', [vm, created.disk]) as { id: string; path: string };
+    // Hot-plug takes the guest a moment: ask until it resolves the hint (bounded).
+    let seen: unknown;
+    for (let i = 0; i < 30; i++) {
+      const res = await fetch(`http://${V4.vm}:8080/cgi-bin/resolve?id=${hint.id}&path=${hint.path}`);
+      seen = await res.json();
+      if (res.ok) break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    console.log(`    guest: the disk hint resolves to ${short(seen)}`);
+    created.snapshot = cpi('snapshot_disk', [created.disk, { demo: 'true' }]) as string;
+
+    cpi('reboot_vm', [vm]);
+    const again = await guestReport(V4.vm, first.boot_id);
+    console.log(`    guest: rebooted (boot ${again.boot_id.slice(0, 8)} after ${first.boot_id.slice(0, 8)}), problems: ${again.errors.length ? again.errors.join('; ') : 'none'}`);
+    describeGuest(again);
+  } finally {
+    console.log('• cleaning up');
+    const step = (what: string, fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        console.log(`  (cleanup: ${what} failed: ${(e as Error).message})`);
+        process.exitCode = 1;
+      }
+    };
+    if (created.snapshot) step('delete_snapshot', () => cpi('delete_snapshot', [created.snapshot]));
+    if (created.vm && created.disk) step('detach_disk', () => cpi('detach_disk', [created.vm, created.disk]));
+    if (created.disk) step('delete_disk', () => cpi('delete_disk', [created.disk]));
+    if (created.vm) step('delete_vm', () => cpi('delete_vm', [created.vm]));
+    if (created.stemcell) step('delete_stemcell', () => cpi('delete_stemcell', [created.stemcell]));
+    if (created.network) await removeNetwork(conn).catch((e: unknown) => console.log(`  (cleanup: network: ${(e as Error).message})`));
+    const left = (await conn.domains.listAll(0)).filter((d) => d.name.startsWith(PREFIX)).map((d) => d.name);
+    console.log(left.length ? `✗ left behind: ${left.join(', ')}` : `✓ nothing left behind (no ${PREFIX}* domains)`);
+    await conn.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`demo failed: ${(e as Error).message}`);
+  process.exitCode = 1;
+});
