@@ -37,9 +37,14 @@ export function defineIsolatedNetwork(name: string, bridge: string, third: numbe
   const xml = `<network><name>${name}</name><bridge name='${bridge}' stp='on' delay='0'/>${opts.dhcp ? '' : "<dns enable='no'/>"}
     <ip address='198.18.${third}.1' prefix='24'>${dhcp}</ip><ip family='ipv6' address='fd00:${third}::1' prefix='64'/></network>`;
   removeNetwork(name);
-  const file = join(mkdtempSync(join(tmpdir(), 't-net-')), 'net.xml');
+  const dir = mkdtempSync(join(tmpdir(), 't-net-'));
+  const file = join(dir, 'net.xml');
   writeFileSync(file, xml);
-  execFileSync('virsh', ['-q', '-c', URI, 'net-define', file]);
+  try {
+    execFileSync('virsh', ['-q', '-c', URI, 'net-define', file]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   execFileSync('virsh', ['-q', '-c', URI, 'net-start', name]);
   return { name, bridge, v4: { gateway: `198.18.${third}.1`, prefix: 24, base: `198.18.${third}.0` }, v6: { gateway: `fd00:${third}::1`, prefix: 64, base: `fd00:${third}::` } };
 }

@@ -192,12 +192,13 @@ describe('create_vm input and failures', () => {
 
   it('refuses an address outside the libvirt network\'s subnets', async () => {
     const err = await cpiError(config, 'create_vm', ['a', stemcell, {}, { default: { ...manual('10.9.9.9'), gateway: '10.9.9.1' } }, [], {}]);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
     expect(err.message).toMatch(/"ip" is "10\.9\.9\.9" but libvirt network "t-drv-net" has 198\.18\.51\.0\/24/);
   });
 
   it('a missing libvirt network is NetworkNotFound', async () => {
     const err = await cpiError(config, 'create_vm', ['a', stemcell, {}, { default: manual('198.18.51.12', { cloud_properties: { name: 't-drv-nonexistent' } }) }, [], {}]);
-    expect(err.type).toBe('Bosh::Clouds::VMCreationFailed');
+    expect(err.type).toBe('Bosh::Clouds::NetworkNotFound');
     expect(err.message).toMatch(/libvirt network "t-drv-nonexistent".*does not exist/);
   });
 

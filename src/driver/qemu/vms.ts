@@ -102,6 +102,10 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
   const plan = planNetworks(req.networks, config.network);
   if (plan.nics.length === 0) throw new CloudError('Invalid networks of create_vm: at least one manual or dynamic network is needed (vip networks get no NIC)');
 
+  // Networks are checked against the host before anything exists: a missing libvirt
+  // network is NetworkNotFound and an address outside its subnets a CloudError, both
+  // for the operator to fix, not creation failures a retry could help.
+  const nets = await checkNetworks(host, plan);
   const vm = newCid(config.name_prefix, 'vm');
   const names = ownedVolumeNames(vm);
   const undo: Array<{ what: string; run: () => Promise<unknown> }> = [];
@@ -116,8 +120,6 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
   try {
     const stemcell = await findStemcell(host, req.stemcellCid);
     if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in pool ${config.storage.pool}`);
-    mark('checking networks');
-    const nets = await checkNetworks(host, plan);
     maybeFail('create_vm:after-plan');
 
     mark('creating the root disk');
