@@ -51,18 +51,24 @@ start_daemon() { # name socket
   for _ in $(seq 1 100); do [ -S "$sock" ] && return 0; sleep 0.1; done
   echo "$name did not create $sock within 10 s" >&2; exit 1
 }
+# The hook that routes delegated prefixes to VMs (docs/networking.md). libvirtd reads
+# hooks when it starts: install it first, and restart a running daemon that has an
+# older copy.
+restart_libvirtd=false
+if ! cmp -s scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu 2>/dev/null; then
+  log "installing /etc/libvirt/hooks/qemu"
+  install -D -m 0755 scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu
+  restart_libvirtd=true
+fi
+
 mkdir -p /var/run/libvirt
 start_daemon virtlogd /var/run/libvirt/virtlogd-sock
-start_daemon libvirtd /var/run/libvirt/libvirt-sock
-
-# the hook that routes delegated IPv6 prefixes to VMs (see docs/networking.md)
-if [ -f scripts/libvirt-hook-qemu ] && ! cmp -s scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu 2>/dev/null; then
-  log "installing /etc/libvirt/hooks/qemu (libvirtd reads hooks at start: restarting it)"
-  install -D -m 0755 scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu
+if $restart_libvirtd && pgrep -x libvirtd >/dev/null; then
+  log "restarting libvirtd so it picks up the new hook"
   pkill -x libvirtd || true
   for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
-  start_daemon libvirtd /var/run/libvirt/libvirt-sock
 fi
+start_daemon libvirtd /var/run/libvirt/libvirt-sock
 
 # Safety net for tests and the demo: addresses in the isolated test ranges that are not
 # on a test bridge (or routed to a VM by the prefix hook) are unreachable here, so a
