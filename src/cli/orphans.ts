@@ -1,0 +1,173 @@
+// `orphans`: resources with this CPI's names that nothing references any more, found
+// by listing (names are the index). Only things the CPI itself owns are candidates:
+//   - `<vm-cid>.<suffix>` volumes (root, ephemeral, config, settings) whose VM domain is gone;
+//   - `<cid>.meta` sidecars whose stemcell, disk or snapshot volume is gone;
+//   - domains named like this CPI's VMs that carry no bosh metadata.
+// Persistent disks, snapshots and stemcells are the director's: never orphans here.
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import type { Host } from '../driver/qemu/host.js';
+import { deleteVolumeIfExists, listVolumeNames } from '../driver/qemu/host.js';
+import { readVmMetadata } from '../driver/qemu/vm-metadata.js';
+import { deleteVM } from '../driver/qemu/vms.js';
+import type { VMCID } from '../driver/cids.js';
+import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
+import { existingPoolHost, formatBytes, openConnection } from './common.js';
+
+export interface Orphan {
+  kind: 'volume' | 'domain';
+  name: string;
+  reason: string;
+  /** allocated bytes of a volume */
+  bytes?: number;
+  /** seconds since the volume file last changed, when the pool reports it */
+  ageSeconds?: number;
+}
+
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Splits `<prefix><kind>-<uuid>[.<suffix>]` for exactly this CPI's prefix (another prefix is another CPI's). */
+export function parseOwnedName(prefix: string, name: string): { cid: string; kind: 'vm' | 'sc' | 'disk' | 'snap'; suffix?: string } | null {
+  const m = new RegExp(`^(${escape(prefix)}(vm|sc|disk|snap)-${UUID})(?:\\.([a-z0-9_-]+))?$`).exec(name);
+  if (!m) return null;
+  return { cid: m[1]!, kind: m[2] as 'vm' | 'sc' | 'disk' | 'snap', ...(m[3] !== undefined ? { suffix: m[3] } : {}) };
+}
+
+/** Pure: which names are orphans, given the domains (with whether they carry metadata) and the volumes. */
+export function classify(prefix: string, domains: Array<{ name: string; hasMetadata: boolean }>, volumes: string[]): Orphan[] {
+  const out: Orphan[] = [];
+  const domainNames = new Set(domains.map((d) => d.name));
+  const volumeNames = new Set(volumes);
+  for (const d of domains) {
+    const owned = parseOwnedName(prefix, d.name);
+    if (owned?.kind !== 'vm' || owned.suffix || d.hasMetadata) continue;
+    const its = volumes.filter((v) => v.startsWith(`${d.name}.`));
+    out.push({ kind: 'domain', name: d.name, reason: `named like a VM of this CPI but has no bosh metadata${its.length ? ` (its volumes go with it: ${its.join(', ')})` : ''}` });
+  }
+  for (const v of volumes) {
+    const owned = parseOwnedName(prefix, v);
+    if (!owned?.suffix) continue; // bare CIDs: stemcells, persistent disks, snapshots
+    if (owned.kind === 'vm') {
+      if (!domainNames.has(owned.cid)) out.push({ kind: 'volume', name: v, reason: `belongs to VM ${owned.cid}, which no longer exists` });
+    } else if (owned.suffix === 'meta' && !volumeNames.has(owned.cid)) {
+      out.push({ kind: 'volume', name: v, reason: `metadata of ${kindWord[owned.kind]} ${owned.cid}, which no longer exists` });
+    }
+  }
+  return out;
+}
+const kindWord = { vm: 'VM', sc: 'stemcell', disk: 'disk', snap: 'snapshot' } as const;
+
+export interface OrphanReport {
+  pool: string;
+  poolExists: boolean;
+  orphans: Orphan[];
+  /** volumes young enough to belong to a create_vm or delete_vm still in progress */
+  skippedYoung: string[];
+  deleted: string[];
+  failed: Array<{ name: string; error: string }>;
+}
+
+export async function findOrphans(config: Config, log: Logger, opts: { delete: boolean; minAgeSeconds: number }): Promise<OrphanReport> {
+  const conn = await openConnection(config);
+  const report: OrphanReport = { pool: config.storage.pool, poolExists: false, orphans: [], skippedYoung: [], deleted: [], failed: [] };
+  try {
+    const host = await existingPoolHost(conn, config, log);
+    const prefix = config.name_prefix;
+    const domains: Array<{ name: string; hasMetadata: boolean }> = [];
+    for (const dom of await conn.domains.listAll(0)) {
+      if (!parseOwnedName(prefix, dom.name)) continue;
+      try {
+        domains.push({ name: dom.name, hasMetadata: host ? (await readVmMetadata(host, dom)) !== null : await hasMetadata(conn, dom) });
+      } catch (e) {
+        if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e; // deleted meanwhile
+      }
+    }
+    const volumes = host ? await listVolumeNames(host) : [];
+    report.poolExists = host !== null;
+    const now = Date.now() / 1000;
+    for (const o of classify(prefix, domains, volumes)) {
+      if (o.kind === 'volume' && host) {
+        const details = await volumeFacts(host, o.name);
+        if (!details) continue; // gone meanwhile
+        Object.assign(o, { bytes: details.bytes }, details.changed !== undefined ? { ageSeconds: Math.max(0, Math.round(now - details.changed)) } : {});
+        // create_vm creates the VM's volumes before it defines the domain, and delete_vm
+        // removes the domain before the volumes: a young volume may be mid-call.
+        if (o.ageSeconds !== undefined && o.ageSeconds < opts.minAgeSeconds) {
+          report.skippedYoung.push(o.name);
+          continue;
+        }
+      }
+      report.orphans.push(o);
+    }
+    if (opts.delete && host) await deleteOrphans(host, report);
+    else if (opts.delete) {
+      for (const o of report.orphans) await deleteOrphanDomainWithoutPool(conn, o, report);
+    }
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+  return report;
+}
+
+async function hasMetadata(conn: Host['conn'], dom: Parameters<Host['conn']['domains']['getXMLDesc']>[0]): Promise<boolean> {
+  return /urn:bosh-libvirt-cpi:vm:1/.test(await conn.domains.getXMLDesc(dom, 0));
+}
+
+async function volumeFacts(host: Host, name: string): Promise<{ bytes: number; changed?: number } | null> {
+  let xml: string;
+  try {
+    xml = await host.conn.volumes.getXMLDesc(await host.conn.volumes.lookupByName(host.pool, name), 0);
+  } catch (e) {
+    if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return null;
+    throw e;
+  }
+  const bytes = Number(/<allocation[^>]*>(\d+)<\/allocation>/.exec(xml)?.[1] ?? 0);
+  // Directory pools report the file's times; the newest of mtime and ctime is the last change.
+  const times = ['mtime', 'ctime'].map((t) => Number(new RegExp(`<${t}>([\\d.]+)</${t}>`).exec(xml)?.[1] ?? NaN)).filter((t) => Number.isFinite(t));
+  return times.length ? { bytes, changed: Math.max(...times) } : { bytes };
+}
+
+async function deleteOrphans(host: Host, report: OrphanReport): Promise<void> {
+  for (const o of report.orphans) {
+    try {
+      if (o.kind === 'volume') {
+        if (await deleteVolumeIfExists(host, o.name)) report.deleted.push(o.name);
+      } else {
+        // delete_vm's own path: the domain and every `<cid>.*` volume it owns.
+        const its = (await listVolumeNames(host)).filter((v) => v.startsWith(`${o.name}.`));
+        await deleteVM(host, o.name as VMCID);
+        report.deleted.push(o.name, ...its);
+      }
+    } catch (e) {
+      report.failed.push({ name: o.name, error: (e as Error).message });
+    }
+  }
+}
+
+/** Without the pool there are no volumes to remove: only the domain itself. */
+async function deleteOrphanDomainWithoutPool(conn: Host['conn'], o: Orphan, report: OrphanReport): Promise<void> {
+  try {
+    const dom = await conn.domains.lookupByName(o.name);
+    if ((await conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF) await conn.domains.destroy(dom, 0);
+    await conn.domains.undefine(dom, UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA | UndefineFlags.NVRAM | UndefineFlags.CHECKPOINTS_METADATA);
+    report.deleted.push(o.name);
+  } catch (e) {
+    report.failed.push({ name: o.name, error: (e as Error).message });
+  }
+}
+
+export function printReport(r: OrphanReport, deleting: boolean, out: NodeJS.WritableStream = process.stdout): void {
+  if (!r.poolExists) out.write(`storage pool "${r.pool}" does not exist: only domains were checked\n`);
+  if (r.orphans.length === 0) out.write('no orphans\n');
+  for (const o of r.orphans) {
+    const size = o.bytes !== undefined ? ` (${formatBytes(o.bytes)})` : '';
+    const state = !deleting ? '' : r.deleted.includes(o.name) ? 'deleted  ' : r.failed.some((f) => f.name === o.name) ? 'FAILED   ' : 'gone     ';
+    out.write(`${state}${o.kind.padEnd(7)} ${o.name}${size}: ${o.reason}\n`);
+  }
+  const extra = r.deleted.filter((d) => !r.orphans.some((o) => o.name === d));
+  if (extra.length) out.write(`deleted with their domains: ${extra.join(', ')}\n`);
+  for (const f of r.failed) out.write(`could not delete ${f.name}: ${f.error}\n`);
+  if (r.skippedYoung.length) out.write(`skipped ${r.skippedYoung.length} volume(s) changed less than --min-age ago (a create_vm/delete_vm may be running): ${r.skippedYoung.join(', ')}\n`);
+  if (!deleting && r.orphans.length) out.write(`\n${r.orphans.length} orphan(s); run again with --delete to remove them\n`);
+}

@@ -1,0 +1,85 @@
+// `render vm <request.json>`: the domain XML create_vm would define, computed offline.
+// It runs create_vm's own decisions (argument schemas, cloud_properties decoding,
+// network planning, buildDomainSpec) with placeholders where create_vm would ask
+// libvirt: volume paths, the VM CID, DHCP reservations and on-link prefix checks.
+import { readFileSync } from 'node:fs';
+import type { Config } from '../config/schema.js';
+import { loadConfig, isPlainObject } from '../config/load.js';
+import { parseArgs } from '../cpi/args.js';
+import { createVM as createVmMethod } from '../cpi/vms.js';
+import { decodeVmCloudProperties } from '../driver/qemu/cloud-properties.js';
+import { buildDomainSpec, keepsSettingsVolume, ownedVolumeNames } from '../driver/qemu/vms.js';
+import { routedPrefixes } from '../driver/qemu/networking.js';
+import { planNetworks } from '../network/index.js';
+import { renderDomain, type DomainSpec } from '../xml/index.js';
+import { CliError } from './common.js';
+
+/** A VM CID that cannot collide with a real one (uuid all zeros). */
+export const PLACEHOLDER_UUID = '00000000-0000-0000-0000-000000000000';
+
+export interface RenderedVm {
+  spec: DomainSpec;
+  xml: string;
+  /** what differs from a real create_vm, for the operator */
+  notes: string[];
+}
+
+/** The request file: a whole CPI request, or just create_vm's arguments array. */
+export function readCreateVmRequest(file: string): { args: unknown[]; context: Record<string, unknown> } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new CliError(`Cannot read ${file} as JSON: ${(e as Error).message}`);
+  }
+  if (Array.isArray(doc)) return { args: doc, context: {} };
+  if (isPlainObject(doc)) {
+    if (doc.method !== undefined && doc.method !== 'create_vm') throw new CliError(`${file} is a ${JSON.stringify(doc.method)} request; render vm needs a create_vm request`);
+    if (!Array.isArray(doc.arguments)) throw new CliError(`${file} has no "arguments" array; expected {"method":"create_vm","arguments":[...]} or the arguments array itself`);
+    return { args: doc.arguments, context: isPlainObject(doc.context) ? doc.context : {} };
+  }
+  throw new CliError(`${file} must hold a create_vm request object or its arguments array`);
+}
+
+export function renderVm(configPath: string, file: string, opts: { vmCid?: string | undefined; domainType?: 'kvm' | 'qemu' | undefined }): RenderedVm {
+  const { args, context } = readCreateVmRequest(file);
+  // The director's cpi-config properties in the context override cpi.json, as in bin/cpi.
+  const config: Config = loadConfig(configPath, context);
+  const [agentId, stemcellCid, props, networks] = parseArgs('create_vm', createVmMethod.args, args) as [string, string, Record<string, unknown>, Record<string, unknown>, unknown, unknown];
+  const shape = decodeVmCloudProperties(props, config);
+  const plan = planNetworks(networks, config.network);
+  if (plan.nics.length === 0) throw new CliError('Invalid networks of create_vm: at least one manual or dynamic network is needed (vip networks get no NIC)');
+
+  const vmStemcell = isPlainObject(context.vm) && isPlainObject(context.vm.stemcell) ? context.vm.stemcell : {};
+  const stemcellApiVersion = typeof vmStemcell.api_version === 'number' ? vmStemcell.api_version : undefined;
+  const vm = opts.vmCid ?? `${config.name_prefix}vm-${PLACEHOLDER_UUID}`;
+  const notes: string[] = [];
+  let type: 'kvm' | 'qemu';
+  if (opts.domainType) type = opts.domainType;
+  else if (config.domain_type !== 'auto') type = config.domain_type;
+  else {
+    type = 'qemu';
+    notes.push("domain_type is auto: rendered type 'qemu'; create_vm asks libvirt's domain capabilities (use --domain-type kvm to preview a KVM host)");
+  }
+  const names = ownedVolumeNames(vm);
+  const dir = config.storage.path;
+  const spec = buildDomainSpec({
+    vm,
+    agentId,
+    stemcellCid,
+    ...(stemcellApiVersion !== undefined ? { stemcellApiVersion } : {}),
+    shape,
+    type,
+    plan,
+    paths: { root: `${dir}/${names.root}`, ...(shape.ephemeralMiB > 0 ? { ephemeral: `${dir}/${names.ephemeral}` } : {}), config: `${dir}/${names.config}` },
+    // Offline there is no network XML: no DHCP reservations, and every delegated prefix
+    // counts as routed (create_vm drops those that lie in a bridge subnet).
+    reservations: [],
+    prefixes: routedPrefixes(plan, new Map()),
+    serialLogDir: config.vm.serial_log_dir,
+  });
+  notes.push(`VM CID ${vm} and volume paths under ${dir} (storage.path) are placeholders; create_vm uses a new CID and the pool's paths`);
+  if (plan.nics.some((n) => n.source.kind === 'network' && !n.dhcp)) notes.push('DHCP reservations for static addresses are not shown: they depend on the live libvirt network');
+  if (keepsSettingsVolume(stemcellApiVersion)) notes.push(`stemcell api_version ${stemcellApiVersion}: a ${vm}.settings volume is kept for agent re-reads`);
+  return { spec, xml: renderDomain(spec), notes };
+}
