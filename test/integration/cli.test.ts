@@ -9,8 +9,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ROOT, request, runCpi } from '../helpers/cpi.js';
-import { cleanupPrefix, defineIsolatedNetwork, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
-import { parseDomain } from '../../src/xml/index.js';
+import { cleanupPrefix, cpi, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
+import { parseDomain, parseVmMetadata } from '../../src/xml/index.js';
 
 const PREFIX = 't-cli-';
 const NET = 't-cli-net';
@@ -194,6 +194,30 @@ describe('render vm', () => {
     const v = spawnSync('virt-xml-validate', [out, 'domain'], { encoding: 'utf8' });
     expect(v.status, v.stdout + v.stderr).toBe(0);
     expect(leftovers(PREFIX)).toEqual(before);
+  });
+
+  it('renders what create_vm then defines: same disks, NICs, console log and metadata for the same CID', async () => {
+    const tgz = tinyStemcell(32);
+    temps.push(dirname(tgz));
+    const sc = (await cpi(config, 'create_stemcell', [tgz, { disk_format: 'qcow2' }])) as string;
+    const req = JSON.parse(readFileSync(requestFile(), 'utf8')) as { arguments: unknown[] };
+    req.arguments[1] = sc;
+    const [vm] = (await cpi(config, 'create_vm', req.arguments)) as [string];
+    try {
+      const file = join(tempDir(), 'same.json');
+      writeFileSync(file, JSON.stringify(req));
+      const r = cli(['render', 'vm', file, '--config', config, '--vm-cid', vm, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const rendered = JSON.parse(r.stdout) as { xml: string; spec: { metadata: unknown } };
+      const { uuid: _u1, ...want } = parseDomain(rendered.xml);
+      const { uuid: _u2, ...got } = parseDomain(domainXml(vm));
+      expect(got).toEqual(want);
+      const metadata = execFileSync('virsh', ['-q', '-c', URI, 'metadata', vm, 'urn:bosh-libvirt-cpi:vm:1'], { encoding: 'utf8' });
+      expect(parseVmMetadata(metadata)).toEqual(rendered.spec.metadata);
+    } finally {
+      await cpi(config, 'delete_vm', [vm]);
+      await cpi(config, 'delete_stemcell', [sc]);
+    }
   });
 
   it('accepts the bare arguments array and rejects bad arguments like bin/cpi', () => {
