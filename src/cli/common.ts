@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import { CONFIG_ENV, loadConfig } from '../config/load.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { connect, parseUri, isLibvirtError, ErrorCode, type Connection, type PoolRef } from '../libvirt/index.js';
-import type { Host } from '../driver/qemu/host.js';
+import { connectOptions, type Host } from '../driver/qemu/host.js';
 
 /** An error meant for the operator: printed as one line, exit status 1 (or `exitCode`). */
 export class CliError extends Error {
@@ -48,21 +48,7 @@ export function cliLogger(args: GlobalArgs): Logger {
 export async function openConnection(config: Config): Promise<Connection> {
   const { libvirt } = config;
   try {
-    return await connect(libvirt.uri, {
-      callTimeoutMs: libvirt.call_timeout_seconds * 1000,
-      ssh: {
-        ...(libvirt.ssh.private_key ? { privateKey: libvirt.ssh.private_key } : {}),
-        ...(libvirt.ssh.known_hosts ? { knownHosts: libvirt.ssh.known_hosts } : {}),
-        strictHostKeyChecking: libvirt.ssh.strict_host_key_checking,
-        extraArgs: libvirt.ssh.extra_args,
-      },
-      tls: {
-        ...(libvirt.tls.ca_cert ? { caCert: libvirt.tls.ca_cert } : {}),
-        ...(libvirt.tls.client_cert ? { clientCert: libvirt.tls.client_cert } : {}),
-        ...(libvirt.tls.client_key ? { clientKey: libvirt.tls.client_key } : {}),
-        verify: libvirt.tls.verify,
-      },
-    });
+    return await connect(libvirt.uri, connectOptions(config));
   } catch (e) {
     throw new CliError(`Cannot connect to libvirt at ${libvirt.uri}: ${(e as Error).message}`);
   }

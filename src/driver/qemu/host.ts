@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../log/logger.js';
-import { connect, isLibvirtError, ErrorCode, type Connection, type PoolRef, type VolRef, type DomainRef } from '../../libvirt/index.js';
+import { connect, isLibvirtError, ErrorCode, type Connection, type ConnectOptions, type PoolRef, type VolRef, type DomainRef } from '../../libvirt/index.js';
 import { renderDirPool, renderVolume, parseVolume, type VolumeSpec } from '../../xml/index.js';
 import { CloudError } from '../../rpc/errors.js';
 
@@ -16,9 +16,10 @@ export interface Host {
   poolPath: string;
 }
 
-export async function openHost(config: Config, log: Logger): Promise<Host> {
+/** The client's connection options from the config's libvirt section (one mapping, shared with the CLI). */
+export function connectOptions(config: Config): ConnectOptions {
   const { libvirt } = config;
-  const conn = await connect(libvirt.uri, {
+  return {
     callTimeoutMs: libvirt.call_timeout_seconds * 1000,
     ssh: {
       ...(libvirt.ssh.private_key ? { privateKey: libvirt.ssh.private_key } : {}),
@@ -32,7 +33,12 @@ export async function openHost(config: Config, log: Logger): Promise<Host> {
       ...(libvirt.tls.client_key ? { clientKey: libvirt.tls.client_key } : {}),
       verify: libvirt.tls.verify,
     },
-  }).catch((e: unknown) => {
+  };
+}
+
+export async function openHost(config: Config, log: Logger): Promise<Host> {
+  const { libvirt } = config;
+  const conn = await connect(libvirt.uri, connectOptions(config)).catch((e: unknown) => {
     throw new CloudError(`Cannot connect to libvirt at ${libvirt.uri}: ${(e as Error).message}`, { okToRetry: true, cause: e });
   });
   try {
