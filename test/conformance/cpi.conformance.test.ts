@@ -249,6 +249,29 @@ describe('6. create_disk → has_disk → attach_disk → get_disks → set_disk
   }, LONG.timeout);
 });
 
+describe('6a. set_disk_metadata from concurrent processes', () => {
+  // The director runs calls in parallel as separate processes (max_in_flight): tagging
+  // one disk from several at once must not fail unexpectedly.
+  it('answers every call with null (or a proper, anticipated error)', async () => {
+    const disk = (await ok('create_disk', [64, {}, null])) as string;
+    try {
+      const calls = await Promise.all(Array.from({ length: 6 }, (_, i) => callCpi('set_disk_metadata', [disk, { deployment: 'conf', [`tag${i}`]: String(i) }])));
+      const bad = calls
+        .map((c, i) => {
+          const e = c.response?.error;
+          if (c.wireProblems.length) return `call ${i}: ${c.wireProblems.join('; ')}`;
+          if (e && /^Unexpected error/i.test(e.message)) return `call ${i}: ${e.type}: ${e.message}`;
+          return '';
+        })
+        .filter(Boolean);
+      expect(bad).toEqual([]);
+    } finally {
+      await callCpi('delete_disk', [disk]);
+    }
+    expect(await ok('has_disk', [disk])).toBe(false);
+  }, LONG.timeout);
+});
+
 describe('6b. detach_disk of a running VM whose guest has not released the disk', () => {
   // The director retries what the CPI marks ok_to_retry; the retry must then either finish
   // the detach or say DiskNotAttached / the same retriable error, never an unexpected one.
