@@ -110,15 +110,18 @@ export class RpcClient {
   }
 
   /** Sends one STREAM packet; returns false when the transport wants a drain first. */
-  sendStream(proc: number, serial: number, status: number, data?: Buffer): boolean {
+  sendStream(proc: number, serial: number, status: number, data?: Buffer | Buffer[]): boolean {
     this.throwIfFailed();
     const h: Header = { prog: REMOTE_PROGRAM, vers: REMOTE_PROTOCOL_VERSION, proc, type: MessageType.STREAM, serial, status };
     const w = this.transport.writable;
-    if (!data || data.length === 0) return w.write(encodePacket(h));
-    // Header and payload go out in one writev without copying the payload.
+    const parts = data === undefined ? [] : Array.isArray(data) ? data : [data];
+    const length = parts.reduce((n, b) => n + b.length, 0);
+    if (length === 0) return w.write(encodePacket(h));
+    // Header and payload pieces go out in one writev without copying the payload.
     w.cork();
-    w.write(prefixFor(h, data.length));
-    const ok = w.write(data);
+    w.write(prefixFor(h, length));
+    let ok = true;
+    for (const part of parts) ok = w.write(part);
     w.uncork();
     return ok;
   }

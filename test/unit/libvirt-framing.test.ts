@@ -191,3 +191,25 @@ describe('download stream ordering (fake daemon)', () => {
     expect(Buffer.concat(chunks).toString()).toBe('early-late');
   });
 });
+
+describe('upload packetisation (fake daemon)', () => {
+  it('gathers small source chunks into full stream packets, in order', async () => {
+    const { uploadVolume } = await import('../../src/libvirt/streams.js');
+    const { Readable } = await import('node:stream');
+    const { STREAM_CHUNK } = await import('../../src/libvirt/packet.js');
+    const f = fakeTransport();
+    const c = new RpcClient(f.t, { callTimeoutMs: 5000 });
+    // 600 chunks of 1000 bytes: 600,000 bytes, i.e. 3 packets (2 full), not 600.
+    const chunks = Array.from({ length: 600 }, (_, i) => Buffer.alloc(1000, i % 251));
+    const upload = uploadVolume(c, { pool: 'p', name: 'v', key: 'k' }, Readable.from(chunks));
+    await tick();
+    const call = f.packets[0]!.header;
+    f.toClient.write(encodePacket(hdr(call.serial, { proc: call.proc }), Buffer.alloc(0)));
+    for (let i = 0; i < 50 && !f.packets.some((p) => p.header.type === MessageType.STREAM && p.header.status === MessageStatus.OK); i++) await tick();
+    const data = f.packets.filter((p) => p.header.type === MessageType.STREAM && p.header.status === MessageStatus.CONTINUE);
+    expect(data.map((p) => p.body.length)).toEqual([STREAM_CHUNK, STREAM_CHUNK, 600_000 - 2 * STREAM_CHUNK]);
+    expect(Buffer.concat(data.map((p) => p.body)).equals(Buffer.concat(chunks))).toBe(true);
+    f.toClient.write(encodePacket(hdr(call.serial, { proc: call.proc, type: MessageType.STREAM, status: MessageStatus.OK }), Buffer.alloc(0)));
+    await upload;
+  });
+});
