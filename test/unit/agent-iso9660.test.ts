@@ -280,13 +280,20 @@ fi
 poweroff -f
 `;
 
-const noHostMount = mountUnavailable();
-const guest = noHostMount === null ? 'the host kernel mounts it' : guestPieces();
-if (noHostMount) console.warn(`[agent-iso9660] skipping the host mount test: ${noHostMount}`);
-if (typeof guest === 'string' && noHostMount) console.warn(`[agent-iso9660] skipping the guest-kernel mount test too: ${guest}`);
-
 describe('writeIso: Linux', () => {
-  it.skipIf(noHostMount !== null)('mounts with mount -o loop,ro and reads the files back', () => {
+  // One proof, two ways: the host's kernel when it has isofs and loop devices, else a
+  // throwaway guest kernel under qemu. Neither available is a failure, not a skip.
+  it('a Linux kernel mounts it with Rock Ridge names and reads every file back', () => {
+    const noHostMount = mountUnavailable();
+    if (noHostMount === null) return hostMount();
+    const guest = guestPieces();
+    if (typeof guest === 'string') throw new Error(`cannot prove that Linux mounts the image: host: ${noHostMount}; guest: ${guest}`);
+    guestMount(guest);
+  });
+});
+
+function hostMount(): void {
+  {
     const mnt = join(dir, 'mnt');
     mkdirSync(mnt);
     run('mount', ['-o', 'loop,ro', image, mnt]);
@@ -295,10 +302,11 @@ describe('writeIso: Linux', () => {
     } finally {
       run('umount', [mnt]);
     }
-  });
+  }
+}
 
-  it.skipIf(typeof guest === 'string')('a guest Linux kernel mounts it with Rock Ridge names and identical bytes', () => {
-    const pieces = guest as Exclude<typeof guest, string>;
+function guestMount(pieces: { kernel: string; modules: string[]; busybox: string }): void {
+  {
     const root = join(dir, 'initramfs');
     for (const d of ['bin', 'dev', 'proc', 'mnt']) mkdirSync(join(root, d), { recursive: true });
     writeFileSync(join(root, 'bin', 'busybox'), readFileSync(pieces.busybox), { mode: 0o755 });
@@ -320,8 +328,8 @@ describe('writeIso: Linux', () => {
     const seen = lines.filter((l) => /^[DF] /.test(l)).map((l) => (l.startsWith('D ') ? l.slice(2) : `${l.slice(35)} ${l.slice(2, 34)}`));
     const want = [...expectedTree(FILES)].map(([p, data]) => (p.endsWith('/') ? `./${p.slice(0, -1)}` : `./${p} ${createHash('md5').update(data).digest('hex')}`));
     expect(seen.sort()).toEqual(['.', ...want].sort());
-  });
-});
+  }
+}
 
 describe('writeIso: property', () => {
   const name = fc.stringMatching(/^[a-z0-9._-]{1,60}$/).filter((n) => n !== '.' && n !== '..');
