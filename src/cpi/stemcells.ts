@@ -6,7 +6,7 @@ import type { StemcellCID } from '../driver/cids.js';
 export const createStemcell = defineMethod(
   'create_stemcell',
   [
-    arg('image_path', z.string().min(1), 'the path of the stemcell image file'),
+    arg('image_path', z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'no NUL bytes'), 'the path of the stemcell image file (no NUL bytes)'),
     arg('cloud_properties', cloudProperties, "an object (the stemcell manifest's cloud_properties)"),
     arg('env', z.object({ tags: z.record(z.string(), z.unknown()).optional() }).passthrough().nullable(), 'an object like {"tags": {...}} (API v3)', true),
   ],

@@ -8,10 +8,11 @@ import { readVmMetadata, writeVmMetadata, affectFlags, listVmMetadata } from './
 import { persistentDiskSerial } from './serials.js';
 import { deleteSidecar, readSidecar, writeSidecar } from './sidecar.js';
 import { rewriteSettingsDisks } from './settings-volume.js';
+import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { DiskHint } from '../driver.js';
 import { parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
-import { DomainState, VolResizeFlags, type VolRef, type DomainRef } from '../../libvirt/index.js';
+import { AffectFlags, DomainState, DomainXMLFlags, type VolRef, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../rpc/errors.js';
 
 const MiB = 1024n * 1024n;
@@ -47,10 +48,10 @@ interface Attachment {
 }
 
 /** Where a disk is attached, read from the domains' XML (the truth), not from metadata. */
-export async function findAttachment(host: Host, diskPath: string, only?: DomainRef): Promise<Attachment | null> {
+export async function findAttachment(host: Host, diskPath: string, only?: DomainRef, xmlFlags = 0): Promise<Attachment | null> {
   const doms = only ? [only] : (await listVmMetadata(host)).map((m) => m.dom);
   for (const dom of doms) {
-    const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
+    const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, xmlFlags));
     const d = parsed.disks.find((x) => x.file === diskPath);
     if (d) {
       return { vm: dom.name, dom, disk: { device: 'disk', file: diskPath, format: 'qcow2', bus: (d.bus as DiskDevice['bus']) ?? 'virtio', target: d.target, ...(d.serial ? { serial: d.serial } : {}) } };
@@ -108,11 +109,16 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   const vol = isCid(diskCid, 'disk') ? await findVolume(host, diskCid) : null;
   if (!vol) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid} (the disk does not exist)`);
   const path = await host.conn.volumes.getPath(vol);
-  const att = await findAttachment(host, path, dom);
+  // Detach from wherever the disk still is: a retry after a guest that was slow to
+  // release it finds the disk gone from the persistent config but still live.
+  const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
+  const live = running ? await findAttachment(host, path, dom, 0) : null;
+  const saved = await findAttachment(host, path, dom, DomainXMLFlags.INACTIVE);
+  const att = live ?? saved;
   if (!att) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
-  const flags = await affectFlags(host, dom);
+  const flags = (live ? AffectFlags.LIVE : 0) | (saved ? AffectFlags.CONFIG : 0);
   await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
-  if (flags & 1 /* LIVE */) await waitForLiveDetach(host, dom, path);
+  if (live) await waitForLiveDetach(host, dom, path);
   const metadata = await readVmMetadata(host, dom);
   if (metadata) {
     metadata.disks = metadata.disks.filter((d) => d.cid !== diskCid);
@@ -162,14 +168,16 @@ export async function resizeDisk(host: Host, cid: DiskCID, newSizeMiB: number): 
   const info = await host.conn.pools.getInfo(host.pool);
   if (wanted > info.capacity) throw new NoDiskSpace(`Cannot grow disk ${cid} to ${newSizeMiB} MiB: pool ${host.config.storage.pool} holds ${info.capacity / MiB} MiB in all`);
   await host.conn.volumes.resize(vol, wanted, 0);
-  void VolResizeFlags;
 }
 
 export async function setDiskMetadata(host: Host, cid: DiskCID, tags: Record<string, string>): Promise<void> {
   await requireDisk(host, cid);
-  const current = (await readSidecar(host, cid)) ?? { kind: 'disk' };
-  const merged = { ...current, tags: { ...((current.tags as Record<string, string>) ?? {}), ...tags } };
-  await writeSidecar(host, cid, merged);
+  // Read-modify-write of the sidecar: serialized across CPI processes.
+  await withVolumeLock(host, cid, async () => {
+    const current = (await readSidecar(host, cid)) ?? { kind: 'disk' };
+    const merged = { ...current, tags: { ...((current.tags as Record<string, string>) ?? {}), ...tags } };
+    await writeSidecar(host, cid, merged);
+  });
 }
 
 export async function readDiskMetadata(host: Host, cid: DiskCID): Promise<Record<string, string>> {

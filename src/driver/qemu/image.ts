@@ -27,6 +27,7 @@ const HEAD = 512;
 
 /** Opens `imagePath` and positions a stream at root.img, having read its first bytes to learn its format. */
 export async function openRootImage(imagePath: string): Promise<RootImage> {
+  if (imagePath.includes('\0')) throw new CloudError(`Invalid image_path: got ${JSON.stringify(imagePath)}, expected a file path (it holds a NUL byte)`);
   const file = createReadStream(imagePath);
   const gunzip = createGunzip();
   const tar = tarExtract();
