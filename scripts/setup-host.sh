@@ -77,5 +77,25 @@ start_daemon libvirtd /var/run/libvirt/libvirt-sock
 ip route replace unreachable 198.18.0.0/15 2>/dev/null || true
 ip -6 route replace unreachable fd00::/8 2>/dev/null || true
 
+# The network fixtures/config/qemu.json (and so the demo) uses: isolated (no <forward>),
+# dual stack, no DHCP and no DNS, so libvirt runs no dnsmasq and sends no router
+# advertisements (docs/networking.md). Defined once; never libvirt's NAT `default`.
+if ! virsh -q -c qemu:///system net-info bosh-cpi >/dev/null 2>&1; then
+  log "defining the isolated libvirt network bosh-cpi (198.18.250.0/24, fd00:250::/64)"
+  net_xml=$(mktemp)
+  cat > "$net_xml" <<'XML'
+<network>
+  <name>bosh-cpi</name>
+  <bridge name='bosh-cpi0' stp='on' delay='0'/>
+  <dns enable='no'/>
+  <ip address='198.18.250.1' prefix='24'/>
+  <ip family='ipv6' address='fd00:250::1' prefix='64'/>
+</network>
+XML
+  virsh -q -c qemu:///system net-define "$net_xml" >/dev/null
+  rm -f "$net_xml"
+fi
+virsh -q -c qemu:///system net-info bosh-cpi | grep -q '^Active:.*yes' || virsh -q -c qemu:///system net-start bosh-cpi >/dev/null
+
 virsh -q -c qemu:///system version >/dev/null
 log "libvirtd is up: $(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' | sed 's/.*: //')"

@@ -1,20 +1,19 @@
 // The demo: a whole BOSH lifecycle against local libvirt with the project's test
 // stemcell, driving the built bin/cpi exactly as a director would (one process per call,
 // JSON on stdin and stdout), and showing what the guest reported from inside. It defines
-// an isolated dual-stack network (no <forward>, no router advertisements) if it is
-// missing and removes everything it created at the end, also after a failure.
+// on the isolated dual-stack network `bosh-cpi` that scripts/setup-host.sh defines (no
+// <forward>, no router advertisements), with fixtures/config/qemu.json as it is, and
+// removes everything it created at the end, also after a failure.
 import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, isLibvirtError, ErrorCode, type Connection } from '../libvirt/index.js';
-import { renderNetwork } from '../xml/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const URI = 'qemu:///system';
-const NETWORK = 'bosh-cpi-demo';
-const BRIDGE = 'bcpi-demo0';
+const NETWORK = 'bosh-cpi';
 const V4 = { net: '198.18.250', gw: '198.18.250.1', vm: '198.18.250.10' };
 const V6 = { gw: 'fd00:250::1', vm: 'fd00:250::10' };
 const PREFIX = 'demo-';
@@ -31,7 +30,8 @@ const config = join(work, 'cpi.json');
 function writeDemoConfig(): void {
   // The ready qemu config, with a name prefix and the demo's network.
   const base = JSON.parse(readFileSync(join(root, 'fixtures/config/qemu.json'), 'utf8')) as Record<string, Record<string, unknown>>;
-  const demo = { ...base, name_prefix: PREFIX, network: { ...base.network, name: NETWORK }, vm: { ...base.vm, ram: 256, ephemeral_disk_size: 256, reboot_timeout_seconds: 10 } };
+  if ((base.network as { name?: string } | undefined)?.name !== NETWORK) throw new Error(`fixtures/config/qemu.json must name the network ${NETWORK}`);
+  const demo = { ...base, name_prefix: PREFIX, vm: { ...base.vm, ram: 256, ephemeral_disk_size: 256, reboot_timeout_seconds: 10 } };
   writeFileSync(config, JSON.stringify(demo, null, 2));
 }
 
@@ -86,43 +86,24 @@ function describeGuest(r: Report): void {
   console.log(`    guest: ephemeral disk ${r.disks.ephemeral?.device} (found by ${r.disks.ephemeral?.resolved_by}); problems: ${r.errors.length ? r.errors.join('; ') : 'none'}`);
 }
 
-async function ensureNetwork(conn: Connection): Promise<boolean> {
+async function requireNetwork(conn: Connection): Promise<void> {
   try {
     const net = await conn.networks.lookupByName(NETWORK);
     if (!(await conn.networks.isActive(net))) await conn.networks.create(net);
-    return false;
   } catch (e) {
     if (!isLibvirtError(e, ErrorCode.NO_NETWORK)) throw e;
+    throw new Error(`libvirt network ${NETWORK} does not exist: run scripts/setup-host.sh (scripts/demo does) to define it`);
   }
-  const net = await conn.networks.defineXML(
-    renderNetwork({
-      name: NETWORK,
-      bridge: BRIDGE,
-      ips: [
-        { family: 'ipv4', address: V4.gw, prefix: 24 },
-        { family: 'ipv6', address: V6.gw, prefix: 64 },
-      ],
-      ipv6RouterAdvertisements: false,
-    }),
-  );
-  await conn.networks.create(net);
-  return true;
-}
-
-async function removeNetwork(conn: Connection): Promise<void> {
-  const net = await conn.networks.lookupByName(NETWORK);
-  await conn.networks.destroy(net).catch(() => undefined);
-  await conn.networks.undefine(net);
 }
 
 async function main(): Promise<void> {
   writeDemoConfig();
   console.log(`bosh-libvirt-cpi demo: a BOSH lifecycle on ${URI} (TCG), config ${config}\n`);
   const conn = await connect(URI);
-  const created: { network: boolean; vm?: string; disk?: string; snapshot?: string; stemcell?: string } = { network: false };
+  const created: { vm?: string; disk?: string; snapshot?: string; stemcell?: string } = {};
   try {
-    created.network = await ensureNetwork(conn);
-    console.log(`• isolated dual-stack network ${NETWORK} (${V4.net}.0/24, fd00:250::/64, no forwarding, no RAs)${created.network ? '' : ' (already there)'}`);
+    await requireNetwork(conn);
+    console.log(`• isolated dual-stack network ${NETWORK} (${V4.net}.0/24, fd00:250::/64, no forwarding, no RAs)`);
     cpi('info');
 
     console.log('• building the test stemcell (cached after the first run)');
@@ -175,7 +156,6 @@ async function main(): Promise<void> {
     if (created.disk) step('delete_disk', () => cpi('delete_disk', [created.disk]));
     if (created.vm) step('delete_vm', () => cpi('delete_vm', [created.vm]));
     if (created.stemcell) step('delete_stemcell', () => cpi('delete_stemcell', [created.stemcell]));
-    if (created.network) await removeNetwork(conn).catch((e: unknown) => console.log(`  (cleanup: network: ${(e as Error).message})`));
     const left = (await conn.domains.listAll(0)).filter((d) => d.name.startsWith(PREFIX)).map((d) => d.name);
     console.log(left.length ? `✗ left behind: ${left.join(', ')}` : `✓ nothing left behind (no ${PREFIX}* domains)`);
     await conn.close();
