@@ -34,8 +34,11 @@ const common = {
   logLevel: 'warning',
 };
 
+// bin/cpi is two files: a small entry (dist/cpi.mjs, which answers `info`) and the rest
+// (dist/cpi-core.mjs), which the entry imports from its own directory when needed.
 const entries = [
   ['src/main.ts', 'dist/cpi.mjs'],
+  ['src/core.ts', 'dist/cpi-core.mjs'],
   ['src/cli/main.ts', 'dist/cli.mjs'],
   ['src/demo/main.ts', 'dist/demo.mjs'],
 ].filter(([src]) => existsSync(src));

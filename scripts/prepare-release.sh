@@ -50,7 +50,9 @@ if [ "$build" = 1 ]; then
   log "npm run build"
   npm run -s build
 fi
-[ -s dist/cpi.mjs ] || { echo "dist/cpi.mjs is missing: run npm run build" >&2; exit 1; }
+for f in dist/cpi.mjs dist/cpi-core.mjs; do
+  [ -s "$f" ] || { echo "$f is missing: run npm run build" >&2; exit 1; }
+done
 
 # Node.js, verified against the release's published SHASUMS256.txt.
 node_file="node-${NODE_VERSION}-linux-x64.tar.xz"
@@ -73,6 +75,7 @@ printf -- '--- {}\n' >"$staging/config/blobs.yml"
 # plain directory (no git), so create-release records commit "non-git".
 log "adding blobs in $staging"
 bosh add-blob --dir "$staging" dist/cpi.mjs libvirt_cpi/cpi.mjs >/dev/null
+bosh add-blob --dir "$staging" dist/cpi-core.mjs libvirt_cpi/cpi-core.mjs >/dev/null
 bosh add-blob --dir "$staging" "$node_dir/$node_file" "node/$node_file" >/dev/null
 
 log "bosh create-release $version"

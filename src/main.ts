@@ -3,7 +3,8 @@
 // response with all three keys: the director treats anything else as InvalidResponse.
 //
 // Only light modules are imported statically; the dispatcher (zod schemas, handlers,
-// the libvirt client) is loaded on demand so `info` stays cheap (bench/info-startup.mjs).
+// the libvirt client) lives in dist/cpi-core.mjs, loaded on demand, so `info` stays
+// cheap (bench/info-startup.mjs).
 import { createLogger } from './log/logger.js';
 import { redact, redactString } from './log/redact.js';
 import { tryFastInfo } from './rpc/fast-info.js';
@@ -47,7 +48,10 @@ try {
     logger.debug({ method: 'info', result: fast.result }, 'response (fast path)');
     respond(fast);
   } else {
-    const { handleRequest } = await import('./rpc/dispatch.js');
+    // dist/cpi-core.mjs sits next to this file (src/core.ts); the path is computed so the
+    // entry bundle does not pull it in.
+    const core = new URL('./cpi-core.mjs', import.meta.url).href;
+    const { handleRequest } = (await import(core)) as typeof import('./core.js');
     const res = await handleRequest(raw, { argv, env: process.env, logger });
     // Give injected/late crashes a tick to land before answering, so tests see them.
     setImmediate(() => respond(res));

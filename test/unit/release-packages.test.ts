@@ -85,16 +85,19 @@ describe('packages/', () => {
         expect(existsSync(join(ROOT, 'src', dir)), `${name}: src/${dir} would shadow the blob`).toBe(false);
       }
     }
-    expect(readSpec('libvirt_cpi').files).toEqual(['libvirt_cpi/cpi.mjs']);
+    expect(readSpec('libvirt_cpi').files).toEqual(['libvirt_cpi/cpi.mjs', 'libvirt_cpi/cpi-core.mjs']);
     expect(readSpec('libvirt_cpi_node').files).toEqual(['node/node-v*-linux-x64.tar.xz']);
   });
 
-  it('libvirt_cpi installs the bundle as cpi.mjs', () => {
+  it('libvirt_cpi installs the entry and the core side by side', () => {
     const bundle = join(scratch, 'cpi.mjs');
+    const core = join(scratch, 'cpi-core.mjs');
     writeFileSync(bundle, 'console.log("bundle")\n');
-    const { status, stderr, target } = runPackaging('libvirt_cpi', { 'libvirt_cpi/cpi.mjs': bundle });
+    writeFileSync(core, 'console.log("core")\n');
+    const { status, stderr, target } = runPackaging('libvirt_cpi', { 'libvirt_cpi/cpi.mjs': bundle, 'libvirt_cpi/cpi-core.mjs': core });
     expect(status, stderr).toBe(0);
     expect(readFileSync(join(target, 'cpi.mjs'), 'utf8')).toBe('console.log("bundle")\n');
+    expect(readFileSync(join(target, 'cpi-core.mjs'), 'utf8')).toBe('console.log("core")\n');
   });
 
   it('libvirt_cpi_node unpacks bin/node (and the licence, not npm) from the official tarball', () => {

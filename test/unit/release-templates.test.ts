@@ -150,6 +150,7 @@ function vcapLayout(rendered: Rendered): { root: string; packages: string; jobs:
   mkdirSync(join(packages, 'libvirt_cpi'), { recursive: true });
   mkdirSync(join(packages, 'libvirt_cpi_node/bin'), { recursive: true });
   copyFileSync(bundle, join(packages, 'libvirt_cpi/cpi.mjs'));
+  copyFileSync(join(dirname(bundle), 'cpi-core.mjs'), join(packages, 'libvirt_cpi/cpi-core.mjs'));
   symlinkSync(process.execPath, join(packages, 'libvirt_cpi_node/bin/node'));
   for (const dest of Object.values(spec.templates)) {
     mkdirSync(dirname(join(jobs, 'libvirt_cpi', dest)), { recursive: true });
@@ -449,6 +450,14 @@ describe('create-env mode (cloud_provider.properties only)', () => {
     ]);
     expect(response, stderr).toMatchObject({ error: null, result: { api_version: 3 } });
     expect(response).toHaveProperty('log');
+  });
+
+  it('bin/cpi loads cpi-core.mjs from the package for calls past info', () => {
+    const layout = vcapLayout(r);
+    // create_network is answered by a handler in cpi-core.mjs without touching libvirt.
+    const input = JSON.stringify({ method: 'create_network', arguments: [{}, {}], context: { director_uuid: 'x' } });
+    const { response, stderr } = runCpi(join(layout.jobs, 'libvirt_cpi/bin/cpi'), [`BOSH_PACKAGES_DIR=${layout.packages}`, `BOSH_JOBS_DIR=${layout.jobs}`], input);
+    expect(response, stderr).toMatchObject({ result: null, error: { type: 'Bosh::Clouds::NotImplemented', message: expect.stringMatching(/managed networks/) } });
   });
 
   it('bin/cpi answers in the CPI response shape when the node package is missing', () => {
