@@ -95,7 +95,13 @@ XML
   virsh -q -c qemu:///system net-define "$net_xml" >/dev/null
   rm -f "$net_xml"
 fi
-virsh -q -c qemu:///system net-info bosh-cpi | grep -q '^Active:.*yes' || virsh -q -c qemu:///system net-start bosh-cpi >/dev/null
+# (read into a variable: `| grep -q` would end the pipe early and pipefail would call
+# the SIGPIPE a failure)
+net_info=$(virsh -q -c qemu:///system net-info bosh-cpi)
+case "$net_info" in
+  *"Active:"*yes*) ;;
+  *) virsh -q -c qemu:///system net-start bosh-cpi >/dev/null ;;
+esac
 
 virsh -q -c qemu:///system version >/dev/null
 log "libvirtd is up: $(virsh -c qemu:///system version 2>/dev/null | grep -i 'running hypervisor' | sed 's/.*: //')"
