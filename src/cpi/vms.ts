@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defineMethod } from './method.js';
 import { arg, cidArg, cidString, cloudProperties, metadataObject, stringifyValues } from './args.js';
 import type { DiskCID, StemcellCID, VMCID } from '../driver/cids.js';
+import { CpiError, VMCreationFailed } from '../rpc/errors.js';
 
 // More networks than any VM can carry NICs for is bad input, not a plan to attempt.
 const MAX_NETWORKS = 64;
@@ -23,7 +24,12 @@ export const createVM = defineMethod(
     arg('env', z.record(z.string(), z.unknown()).nullable(), 'an object (the agent env)'),
   ],
   async (ctx, agentId, stemcellCid, props, networks, diskCids, env) => {
-    const driver = await ctx.driver();
+    // The director retries create_vm only on VMCreationFailed with ok_to_retry: a
+    // libvirt host that is briefly unreachable must be reported that way.
+    const driver = await ctx.driver().catch((e: unknown) => {
+      if (e instanceof CpiError && e.okToRetry) throw new VMCreationFailed(`create_vm failed before creating anything: ${e.message}`, { okToRetry: true, cause: e });
+      throw e;
+    });
     const [cid, nets] = await driver.createVM({
       agentId,
       stemcellCid: stemcellCid as StemcellCID,

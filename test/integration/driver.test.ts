@@ -84,6 +84,16 @@ describe('create_stemcell / delete_stemcell', () => {
     expect(volumes()).toEqual(before);
   });
 
+  it('fails (and does not hang) on a truncated image, leaving no volume', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 't-drv-trunc-'));
+    execFileSync('sh', ['-c', `head -c 8388608 /dev/urandom > ${dir}/root.img && tar -C ${dir} -czf ${dir}/full root.img && head -c 4194304 ${dir}/full > ${dir}/image`]);
+    const before = volumes();
+    const err = await cpiError(config, 'create_stemcell', [join(dir, 'image'), {}]);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toMatch(/Cannot read stemcell image .*(unexpected end|Unexpected end)/i);
+    expect(volumes()).toEqual(before);
+  });
+
   it('rejects a tarball without root.img', async () => {
     const dir = mkdtempSync(join(tmpdir(), 't-drv-noroot-'));
     writeFileSync(join(dir, 'other.img'), 'x');
@@ -336,6 +346,33 @@ describe('disks', () => {
     expect((await cpiError(config, 'set_disk_metadata', [ghostDisk, {}])).type).toBe('Bosh::Clouds::DiskNotFound');
     expect((await cpiError(config, 'snapshot_disk', [ghostDisk, {}])).type).toBe('Bosh::Clouds::DiskNotFound');
     expect(await cpi(config, 'has_disk', ['<x>&"'])).toBe(false);
+  });
+});
+
+describe('recovery', () => {
+  it('a delete_vm interrupted before the domain is undefined finishes on retry', async () => {
+    const [vm] = await createVM('198.18.51.50');
+    const err = await cpiError(config, 'delete_vm', [vm], { env: { BOSH_LIBVIRT_CPI_FAULTS: 'delete_vm:before-undefine' } });
+    expect(err.message).toContain('injected fault at delete_vm:before-undefine');
+    expect(virsh('dominfo', vm).status).toBe(0); // still there, with the metadata that says what to remove
+    await cpi(config, 'delete_vm', [vm]);
+    expect(leftovers(PREFIX).filter((n) => n.startsWith(vm))).toEqual([]);
+    expect(virsh('net-dumpxml', NET).stdout).not.toContain("ip='198.18.51.50'");
+  });
+
+  it('a reservation left by a VM removed behind the CPI\'s back does not block its address; delete_vm sweeps its volumes', async () => {
+    const [gone, nets] = await createVM('198.18.51.51');
+    virsh('destroy', gone);
+    virsh('undefine', gone);
+    expect(virsh('net-dumpxml', NET).stdout).toContain(`<host mac='${nets.default!.mac}' ip='198.18.51.51'/>`);
+    const [vm, again] = await createVM('198.18.51.51');
+    const dhcp = virsh('net-dumpxml', NET).stdout;
+    expect(dhcp).toContain(`<host mac='${again.default!.mac}' ip='198.18.51.51'/>`);
+    expect(dhcp).not.toContain(`<host mac='${nets.default!.mac}'`);
+    await cpi(config, 'delete_vm', [vm]);
+    expect(volumes().filter((v) => v.startsWith(gone)).length).toBeGreaterThan(0);
+    expect((await cpiError(config, 'delete_vm', [gone])).type).toBe('Bosh::Clouds::VMNotFound');
+    expect(volumes().filter((v) => v.startsWith(gone))).toEqual([]);
   });
 });
 

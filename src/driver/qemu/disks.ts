@@ -4,7 +4,7 @@
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { requireDomain } from './vms.js';
-import { readVmMetadata, writeVmMetadata, affectFlags, listVmMetadata } from './vm-metadata.js';
+import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
 import { persistentDiskSerial } from './serials.js';
 import { deleteSidecar, readSidecar, writeSidecar } from './sidecar.js';
 import { rewriteSettingsDisks } from './settings-volume.js';
@@ -12,7 +12,7 @@ import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { DiskHint } from '../driver.js';
 import { parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
-import { AffectFlags, DomainState, DomainXMLFlags, type VolRef, type DomainRef } from '../../libvirt/index.js';
+import { AffectFlags, DomainState, DomainXMLFlags, ErrorCode, isLibvirtError, type VolRef, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../rpc/errors.js';
 
 const MiB = 1024n * 1024n;
@@ -49,9 +49,18 @@ interface Attachment {
 
 /** Where a disk is attached, read from the domains' XML (the truth), not from metadata. */
 export async function findAttachment(host: Host, diskPath: string, only?: DomainRef, xmlFlags = 0): Promise<Attachment | null> {
-  const doms = only ? [only] : (await listVmMetadata(host)).map((m) => m.dom);
+  // Every domain named like one of this CPI's VMs, with or without readable metadata.
+  const doms = only ? [only] : (await host.conn.domains.listAll(0)).filter((d) => d.name.startsWith(host.config.name_prefix) && isCid(d.name, 'vm'));
   for (const dom of doms) {
-    const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, xmlFlags));
+    let xml: string;
+    try {
+      xml = await host.conn.domains.getXMLDesc(dom, xmlFlags);
+    } catch (e) {
+      // Deleted by a concurrent delete_vm between the listing and this read.
+      if (!only && isLibvirtError(e, ErrorCode.NO_DOMAIN)) continue;
+      throw e;
+    }
+    const parsed = parseDomain(xml);
     const d = parsed.disks.find((x) => x.file === diskPath);
     if (d) {
       return { vm: dom.name, dom, disk: { device: 'disk', file: diskPath, format: 'qcow2', bus: (d.bus as DiskDevice['bus']) ?? 'virtio', target: d.target, ...(d.serial ? { serial: d.serial } : {}) } };

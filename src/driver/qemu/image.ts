@@ -3,7 +3,7 @@
 // most a few chunks are in memory: gunzip → tar → the upload's backpressure.
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import { extract as tarExtract } from 'tar-stream';
 import { CloudError } from '../../rpc/errors.js';
 
@@ -34,13 +34,23 @@ export async function openRootImage(imagePath: string): Promise<RootImage> {
   const fail = (e: unknown): CloudError =>
     e instanceof CloudError ? e : new CloudError(`Cannot read stemcell image ${imagePath}: ${(e as Error).message} (expected a gzipped tarball holding root.img)`);
 
+  // A failure anywhere in file → gunzip → tar (a truncated or corrupt image) must end
+  // the root.img stream too, or the upload reading it would wait forever: pipeline()
+  // reports it once, and the entry is destroyed with the error.
+  let entryStream: { destroy(err?: Error): void } | undefined;
+  let failFound: ((e: Error) => void) | undefined;
+  pipeline(file, gunzip, tar as unknown as NodeJS.WritableStream, (err) => {
+    if (!err) return;
+    const e = fail(err);
+    failFound?.(e);
+    entryStream?.destroy(e);
+  });
   const found = new Promise<{ size: number; entry: AsyncIterable<Buffer> }>((resolve, reject) => {
-    file.on('error', (e) => reject(fail(e)));
-    gunzip.on('error', (e) => reject(fail(e)));
-    tar.on('error', (e: Error) => reject(fail(e)));
+    failFound = reject;
     tar.on('entry', (header, entry, next) => {
       const name = header.name.replace(/^(\.\/)+/, '');
       if (name === 'root.img' && header.type === 'file') {
+        entryStream = entry;
         resolve({ size: header.size ?? 0, entry: entry as unknown as AsyncIterable<Buffer> });
         entry.on('end', next);
       } else {
@@ -50,7 +60,6 @@ export async function openRootImage(imagePath: string): Promise<RootImage> {
     });
     tar.on('finish', () => reject(new CloudError(`Stemcell image ${imagePath} holds no root.img (expected the openstack-qcow2/openstack-raw layout)`)));
   });
-  file.pipe(gunzip).pipe(tar as unknown as NodeJS.WritableStream);
   const close = () => {
     file.destroy();
     gunzip.destroy();
@@ -71,8 +80,22 @@ export async function openRootImage(imagePath: string): Promise<RootImage> {
   // Read the head to learn the format; then replay it in front of the rest.
   const headChunks: Buffer[] = [];
   let headLen = 0;
+  // Errors of the file, gunzip or tar reach us through the entry: name the image in them.
+  const next = async (): Promise<IteratorResult<Buffer>> => {
+    try {
+      return await iterator.next();
+    } catch (e) {
+      throw fail(e);
+    }
+  };
   while (headLen < HEAD) {
-    const r = await iterator.next();
+    let r: IteratorResult<Buffer>;
+    try {
+      r = await next();
+    } catch (e) {
+      close();
+      throw e;
+    }
     if (r.done) break;
     headChunks.push(r.value);
     headLen += r.value.length;
@@ -92,7 +115,7 @@ export async function openRootImage(imagePath: string): Promise<RootImage> {
   async function* replay(): AsyncGenerator<Buffer> {
     if (head.length) yield head;
     for (;;) {
-      const r = await iterator.next();
+      const r = await next();
       if (r.done) return;
       yield r.value;
     }

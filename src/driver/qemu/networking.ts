@@ -6,7 +6,7 @@
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, NetworkUpdateFlags, type NetworkRef } from '../../libvirt/index.js';
 import { parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
-import { inSubnet, formatCidr, networkBase } from '../../network/index.js';
+import { inSubnet, formatCidr, networkBase, sameIp } from '../../network/index.js';
 import type { NetworkPlan, NicPlan } from '../../network/index.js';
 import { CloudError, NetworkNotFound } from '../../rpc/errors.js';
 
@@ -111,7 +111,42 @@ async function dhcpParentIndex(host: Host, ref: NetworkRef, r: VmMetadata['reser
 
 export async function addReservation(host: Host, r: VmMetadata['reservations'][number]): Promise<void> {
   const ref = await host.conn.networks.lookupByName(r.network);
-  await host.conn.networks.update(ref, NetworkUpdateCommand.ADD_LAST, NetworkUpdateSection.IP_DHCP_HOST, await dhcpParentIndex(host, ref, r), hostXml(r), await updateFlags(host, ref));
+  const add = async () =>
+    host.conn.networks.update(ref, NetworkUpdateCommand.ADD_LAST, NetworkUpdateSection.IP_DHCP_HOST, await dhcpParentIndex(host, ref, r), hostXml(r), await updateFlags(host, ref));
+  try {
+    await add();
+  } catch (e) {
+    // libvirt refuses a second <host> for the same address. An entry whose owner is
+    // gone (a delete_vm or a failed create_vm that could not finish its cleanup) would
+    // otherwise block this static IP forever: reclaim it; a live owner is a real conflict.
+    const stale = await staleReservationFor(host, ref, r);
+    if (!stale) throw e;
+    host.log.warn({ network: r.network, ip: r.ip, stale }, 'replacing a DHCP reservation whose VM no longer exists');
+    await removeReservation(host, { ...stale, network: r.network });
+    await add();
+  }
+}
+
+/** The reservation holding r's address, if no defined domain owns it any more. */
+async function staleReservationFor(host: Host, ref: NetworkRef, r: VmMetadata['reservations'][number]): Promise<VmMetadata['reservations'][number] | null> {
+  const parsed = parseNetwork(await host.conn.networks.getXMLDesc(ref, 0));
+  const entry = parsed.ips
+    .filter((ip) => ip.family === r.family)
+    .flatMap((ip) => ip.hosts ?? [])
+    .find((h) => sameIp(h.ip, r.ip));
+  if (!entry) return null;
+  const doms = await host.conn.domains.listAll(0);
+  if (r.family === 'ipv6') {
+    // IPv6 entries are keyed by the owning VM's name.
+    if (!entry.name || doms.some((d) => d.name === entry.name)) return null;
+    return { network: r.network, family: 'ipv6', name: entry.name, ip: entry.ip };
+  }
+  if (!entry.mac) return null;
+  for (const d of doms) {
+    const xml = await host.conn.domains.getXMLDesc(d, 0).catch(() => '');
+    if (xml.toLowerCase().includes(`'${entry.mac.toLowerCase()}'`)) return null;
+  }
+  return { network: r.network, family: 'ipv4', mac: entry.mac, ip: entry.ip };
 }
 
 /** Removes a reservation; one that is already gone (or a network that is gone) is fine. */

@@ -23,7 +23,12 @@ export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Recor
   const live = attached !== null && (await host.conn.domains.getState(attached.dom, 0)).state !== DomainState.SHUTOFF;
   if (!live) {
     const xml = renderVolume({ name: snap, capacityBytes: details.capacityBytes, allocationBytes: 0n, format: 'qcow2' });
-    await host.conn.volumes.createXMLFrom(host.pool, xml, vol, 0);
+    try {
+      await host.conn.volumes.createXMLFrom(host.pool, xml, vol, 0);
+    } catch (e) {
+      await deleteVolumeIfExists(host, snap).catch(() => undefined);
+      throw e;
+    }
   } else {
     await copyWhilePaused(host, attached.dom, vol, snap);
   }

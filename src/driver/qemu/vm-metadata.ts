@@ -3,7 +3,7 @@
 // prefixes, DHCP reservations, tags). Reading it is how delete_vm knows what to remove.
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, MetadataType, AffectFlags, DomainState, type DomainRef } from '../../libvirt/index.js';
-import { BOSH_METADATA_NS, BOSH_METADATA_PREFIX, parseVmMetadata, renderVmMetadata, type VmMetadata } from '../../xml/index.js';
+import { BOSH_METADATA_NS, BOSH_METADATA_PREFIX, XmlParseError, parseVmMetadata, renderVmMetadata, type VmMetadata } from '../../xml/index.js';
 import { isCid } from '../cids.js';
 
 export async function readVmMetadata(host: Host, dom: DomainRef): Promise<VmMetadata | null> {
@@ -35,7 +35,13 @@ export async function listVmMetadata(host: Host): Promise<Array<{ name: string; 
       const metadata = await readVmMetadata(host, dom);
       if (metadata) out.push({ name: dom.name, dom, metadata });
     } catch (e) {
-      if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e; // deleted meanwhile
+      if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) continue; // deleted meanwhile
+      // One domain with unreadable metadata must not break every caller host-wide.
+      if (e instanceof XmlParseError) {
+        host.log.warn({ domain: dom.name, err: e.message }, 'ignoring unreadable bosh metadata');
+        continue;
+      }
+      throw e;
     }
   }
   return out;

@@ -105,7 +105,10 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
   // Networks are checked against the host before anything exists: a missing libvirt
   // network is NetworkNotFound and an address outside its subnets a CloudError, both
   // for the operator to fix, not creation failures a retry could help.
-  const nets = await checkNetworks(host, plan);
+  const nets = await checkNetworks(host, plan).catch((e: unknown) => {
+    if (e instanceof CpiError) throw e;
+    throw new VMCreationFailed(`create_vm failed while checking networks: ${(e as Error).message}; nothing had been created`, { okToRetry: isTransient(e), cause: e });
+  });
   const vm = newCid(config.name_prefix, 'vm');
   const names = ownedVolumeNames(vm);
   const undo: Array<{ what: string; run: () => Promise<unknown> }> = [];
@@ -214,6 +217,11 @@ export function isTransient(e: unknown): boolean {
 }
 
 async function removeDomain(host: Host, dom: DomainRef): Promise<void> {
+  await stopDomain(host, dom);
+  await undefineDomain(host, dom);
+}
+
+async function stopDomain(host: Host, dom: DomainRef): Promise<void> {
   try {
     const { state } = await host.conn.domains.getState(dom, 0);
     if (state !== DomainState.SHUTOFF) await host.conn.domains.destroy(dom, 0);
@@ -221,6 +229,9 @@ async function removeDomain(host: Host, dom: DomainRef): Promise<void> {
     if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) return;
     if (!isLibvirtError(e, ErrorCode.OPERATION_INVALID)) throw e; // not running: fine
   }
+}
+
+async function undefineDomain(host: Host, dom: DomainRef): Promise<void> {
   try {
     await host.conn.domains.undefine(dom, UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA | UndefineFlags.NVRAM | UndefineFlags.CHECKPOINTS_METADATA);
   } catch (e) {
@@ -234,15 +245,31 @@ export async function requireDomain(host: Host, cid: string): Promise<DomainRef>
   return dom;
 }
 
+/**
+ * The domain is undefined last: it holds the metadata that says what to remove, so a
+ * delete_vm that fails halfway (a dropped connection, a busy volume) can be retried by
+ * the director and finish the job, instead of answering VMNotFound with volumes and
+ * DHCP reservations left behind.
+ */
 export async function deleteVM(host: Host, cid: VMCID): Promise<void> {
-  const dom = await requireDomain(host, cid);
+  const dom = isCid(cid, 'vm') ? await findDomain(host, cid) : null;
+  if (!dom) {
+    // Volumes named after a VM that is gone are still its own: sweep them, then report.
+    if (isCid(cid, 'vm')) await deleteOwnedVolumes(host, cid, []);
+    throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
+  }
   const metadata = await readVmMetadata(host, dom);
-  await removeDomain(host, dom);
+  await stopDomain(host, dom);
   for (const r of metadata?.reservations ?? []) await removeReservation(host, r);
-  // Owned volumes: what the metadata lists, plus anything named after the VM (a
-  // half-finished attach or an older CPI version); never persistent disks (disk-…).
-  const owned = new Set(metadata?.volumes ?? []);
-  for (const name of await listVolumeNames(host)) if (name.startsWith(`${cid}.`)) owned.add(name);
+  await deleteOwnedVolumes(host, cid, metadata?.volumes ?? []);
+  maybeFail('delete_vm:before-undefine');
+  await undefineDomain(host, dom);
+}
+
+/** What the metadata lists plus anything named `<vm>.…`; never persistent disks (disk-…). */
+async function deleteOwnedVolumes(host: Host, vm: string, listed: string[]): Promise<void> {
+  const owned = new Set(listed);
+  for (const name of await listVolumeNames(host)) if (name.startsWith(`${vm}.`)) owned.add(name);
   for (const name of owned) await deleteVolumeIfExists(host, name);
 }
 
