@@ -27,6 +27,7 @@ import {
   type CpiCall,
 } from './harness.js';
 import { METHOD_SHAPES, batteryCases, envelopeCases, type BatteryCase, type Resources } from './battery.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const LONG = { timeout: 600_000 };
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
@@ -392,7 +393,7 @@ describe('9. failures', () => {
   describe('an invalid configuration answers an error with a message and a log', () => {
     let dir: string;
     beforeAll(() => {
-      dir = mkdtempSync(join(tmpdir(), 't-conf-config-'));
+      dir = scratchDir('t-conf-config-');
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { requireBundle } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, leftovers, removeNetwork, testConfig } from '../helpers/driver-fixtures.js';
 import { agentUrl, buildTestStemcell, fetchGuestReport, readGuestReport, resolveGuestDisk, type GuestReport } from '../helpers/stemcell.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-e2e-';
 const NET = 't-e2e-net';
@@ -59,7 +60,7 @@ beforeAll(async () => {
   defineIsolatedNetwork(NET, 't-e2e-br0', 52);
   ({ path: config } = testConfig({ prefix: PREFIX, network: NET, overrides: {} }));
   const tarball = await buildTestStemcell();
-  const dir = mkdtempSync(join(tmpdir(), 't-e2e-sc-'));
+  const dir = scratchDir('t-e2e-sc-');
   execFileSync('tar', ['-xzf', tarball, '-C', dir, 'image', 'stemcell.MF']);
   const manifest = readFileSync(join(dir, 'stemcell.MF'), 'utf8');
   expect(manifest).toMatch(/api_version: 3/);

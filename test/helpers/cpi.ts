@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { scratchDir } from './scratch.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CPI_BUNDLE = join(ROOT, 'dist/cpi.mjs');
@@ -42,7 +43,7 @@ export async function runCpi(input: unknown, opts: { config?: string | null; env
 
 /** Writes a config file (object → JSON) into a fresh temp dir and returns its path. */
 export function writeConfig(config: unknown, name = 'cpi.json'): string {
-  const dir = mkdtempSync(join(tmpdir(), 't-cpi-config-'));
+  const dir = scratchDir('t-cpi-config-');
   const path = join(dir, name);
   writeFileSync(path, typeof config === 'string' ? config : JSON.stringify(config));
   return path;

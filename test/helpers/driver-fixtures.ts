@@ -7,13 +7,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, runCpi, writeConfig } from './cpi.js';
+import { scratchDir } from './scratch.js';
 
 const URI = 'qemu:///system';
 const virsh = (...args: string[]) => spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' });
 
 /** A stemcell image tarball (tgz holding a qcow2 root.img of `virtualMiB`); returns its path. */
 export function tinyStemcell(virtualMiB = 64, format: 'qcow2' | 'raw' = 'qcow2'): string {
-  const dir = mkdtempSync(join(tmpdir(), 't-stemcell-'));
+  const dir = scratchDir('t-stemcell-');
   if (format === 'qcow2') execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', join(dir, 'root.img'), `${virtualMiB}M`]);
   else execFileSync('truncate', ['-s', `${virtualMiB}M`, join(dir, 'root.img')]);
   execFileSync('tar', ['-C', dir, '-czf', join(dir, 'image'), 'root.img']);
@@ -37,7 +38,7 @@ export function defineIsolatedNetwork(name: string, bridge: string, third: numbe
   const xml = `<network><name>${name}</name><bridge name='${bridge}' stp='on' delay='0'/>${opts.dhcp ? '' : "<dns enable='no'/>"}
     <ip address='198.18.${third}.1' prefix='24'>${dhcp}</ip><ip family='ipv6' address='fd00:${third}::1' prefix='64'/></network>`;
   removeNetwork(name);
-  const dir = mkdtempSync(join(tmpdir(), 't-net-'));
+  const dir = scratchDir('t-net-');
   const file = join(dir, 'net.xml');
   writeFileSync(file, xml);
   try {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { scratchDir } from './scratch.js';
 
 export const DAEMON_SOCKET = '/var/run/libvirt/libvirt-sock';
 export const PREFIX = 't-rpc-';
@@ -26,7 +27,7 @@ export function uniq(kind: string): string {
 }
 
 export function tempDir(kind: string): string {
-  return mkdtempSync(join(tmpdir(), `${PREFIX}${kind}-`));
+  return scratchDir(`${PREFIX}${kind}-`);
 }
 
 export interface Proxy {

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { ROOT, request, runCpi } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { parseDomain, parseVmMetadata } from '../../src/xml/index.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-cli-';
 const NET = 't-cli-net';
@@ -38,7 +39,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Run {
 }
 
 function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 't-cli-'));
+  const d = scratchDir('t-cli-');
   temps.push(d);
   return d;
 }

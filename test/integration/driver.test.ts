@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireBundle } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-drv-';
 const NET = 't-drv-net';
@@ -29,14 +30,14 @@ async function createVM(ip: string, opts: { props?: Record<string, unknown>; env
 
 /** ec2/latest/user-data from a VM's config drive volume, read with xorriso (not our own reader). */
 function configDriveSettings(vm: string): Record<string, any> {
-  const out = join(mkdtempSync(join(tmpdir(), 't-drv-iso-')), 'user-data');
+  const out = join(scratchDir('t-drv-iso-'), 'user-data');
   execFileSync('xorriso', ['-osirrox', 'on', '-indev', `${poolPath}/${vm}.config`, '-extract', '/ec2/latest/user-data', out], { stdio: 'ignore' });
   return JSON.parse(readFileSync(out, 'utf8'));
 }
 
 /** A sidecar volume's JSON, downloaded with virsh (not our own client). */
 function sidecar(name: string): Record<string, any> {
-  const out = join(mkdtempSync(join(tmpdir(), 't-drv-meta-')), 'meta.json');
+  const out = join(scratchDir('t-drv-meta-'), 'meta.json');
   execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'vol-download', '--pool', pool, `${name}.meta`, out]);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
@@ -76,7 +77,7 @@ describe('create_stemcell / delete_stemcell', () => {
 
   it('rejects an image that is not a gzipped tarball, leaving no volume', async () => {
     const before = volumes();
-    const bad = join(mkdtempSync(join(tmpdir(), 't-drv-bad-')), 'image');
+    const bad = join(scratchDir('t-drv-bad-'), 'image');
     writeFileSync(bad, 'not a tarball');
     const err = await cpiError(config, 'create_stemcell', [bad, {}]);
     expect(err.type).toBe('Bosh::Clouds::CloudError');
@@ -85,7 +86,7 @@ describe('create_stemcell / delete_stemcell', () => {
   });
 
   it('fails (and does not hang) on a truncated image, leaving no volume', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 't-drv-trunc-'));
+    const dir = scratchDir('t-drv-trunc-');
     execFileSync('sh', ['-c', `head -c 8388608 /dev/urandom > ${dir}/root.img && tar -C ${dir} -czf ${dir}/full root.img && head -c 4194304 ${dir}/full > ${dir}/image`]);
     const before = volumes();
     const err = await cpiError(config, 'create_stemcell', [join(dir, 'image'), {}]);
@@ -95,7 +96,7 @@ describe('create_stemcell / delete_stemcell', () => {
   });
 
   it('rejects a tarball without root.img', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 't-drv-noroot-'));
+    const dir = scratchDir('t-drv-noroot-');
     writeFileSync(join(dir, 'other.img'), 'x');
     execFileSync('tar', ['-C', dir, '-czf', join(dir, 'image'), 'other.img']);
     expect((await cpiError(config, 'create_stemcell', [join(dir, 'image'), {}])).message).toMatch(/holds no root\.img/);
@@ -133,7 +134,7 @@ describe('create_vm', () => {
   });
 
   it('renders XML that passes libvirt\'s schema', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 't-drv-xml-')), 'dom.xml');
+    const file = join(scratchDir('t-drv-xml-'), 'dom.xml');
     writeFileSync(file, domainXml(vm));
     expect(spawnSync('virt-xml-validate', [file, 'domain'], { encoding: 'utf8' }).status).toBe(0);
   });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { requireBundle } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell, type IsolatedNetwork } from '../helpers/driver-fixtures.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const URI = 'qemu:///system';
 const PREFIX = 't-net-n-';
@@ -25,7 +26,7 @@ let config = '';
 let pool = '';
 let stemcell = '';
 let quiet: IsolatedNetwork;
-const scratch = mkdtempSync(join(tmpdir(), 't-net-n-'));
+const scratch = scratchDir('t-net-n-');
 
 type Networks = Record<string, Record<string, unknown>>;
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ROOT, requireBundle } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, domainXml, removeNetwork, testConfig, tinyStemcell, type IsolatedNetwork } from '../helpers/driver-fixtures.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const URI = 'qemu:///system';
 const HOOK = join(ROOT, 'scripts/libvirt-hook-qemu');
@@ -21,7 +22,7 @@ const NS = 'urn:bosh-libvirt-cpi:vm:1';
 
 const virsh = (...args: string[]) => execFileSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' });
 const routes = (family: '-4' | '-6', prefix: string) => execFileSync('ip', [family, 'route', 'show', prefix], { encoding: 'utf8' }).trim();
-const scratch = mkdtempSync(join(tmpdir(), 't-net-p-'));
+const scratch = scratchDir('t-net-p-');
 
 /** Runs the hook script from the checkout in dry-run mode; returns its output. */
 function dryRun(xml: string, op: string, env: Record<string, string> = {}): { stdout: string; stderr: string; status: number | null } {

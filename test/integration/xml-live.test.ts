@@ -25,10 +25,11 @@ import {
   BOSH_METADATA_PREFIX,
 } from '../../src/xml/index.js';
 import type { DhcpHostSpec, DomainSpec, VmMetadata } from '../../src/xml/index.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const URI = 'qemu:///system';
 const SOCKET = '/var/run/libvirt/libvirt-sock';
-const work = mkdtempSync(join(tmpdir(), 'xml-live-'));
+const work = scratchDir('xml-live-');
 
 function virsh(...args: string[]): string {
   try {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConfigDrive, configDriveFiles, CONFIG_DRIVE_LABEL } from '../../src/agent/config-drive.js';
 import { buildAgentSettings, parseAgentSettings, withPersistentDisk } from '../../src/agent/settings.js';
 import { CloudError } from '../../src/rpc/errors.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const NOW = new Date('2024-05-06T07:08:09Z');
 const VM = 'vm-0d5e7a3c-1111-2222-3333-444455556666';
@@ -24,7 +25,7 @@ let dir: string;
 let image: string;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'agent-config-drive-'));
+  dir = scratchDir('agent-config-drive-');
   image = join(dir, 'config.iso');
   writeFileSync(image, buildConfigDrive(settings, { instanceId: VM, publicKey: KEY }, { now: NOW }));
 });

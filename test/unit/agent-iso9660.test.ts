@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SECTOR_SIZE, writeIso, type IsoFile } from '../../src/agent/iso9660.js';
 import { CloudError } from '../../src/rpc/errors.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const NOW = new Date('2024-05-06T07:08:09.100Z');
 const LONG = `${'long-name.'.repeat(20)}with-dashes_and.dots-end`; // 234 bytes: needs SUSP continuation
@@ -44,7 +45,7 @@ let dir: string;
 let image: string;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'agent-iso9660-'));
+  dir = scratchDir('agent-iso9660-');
   image = join(dir, 'config.iso');
   writeFileSync(image, writeIso({ volumeId: 'config-2', files: FILES, now: NOW }));
 });

@@ -9,9 +9,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { scratchDir } from '../helpers/scratch.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const scratch = mkdtempSync(join(tmpdir(), 'release-packages-'));
+const scratch = scratchDir('release-packages-');
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 interface PackageSpec {

@@ -12,6 +12,7 @@ import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigSchema } from '../../src/config/schema.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const JOB_DIR = join(ROOT, 'jobs/libvirt_cpi');
@@ -32,7 +33,7 @@ interface JobSpec {
 const spec = parseYaml(readFileSync(join(JOB_DIR, 'spec'), 'utf8')) as JobSpec;
 const specNames = new Set(Object.keys(spec.properties));
 
-const scratch = mkdtempSync(join(tmpdir(), 'release-templates-'));
+const scratch = scratchDir('release-templates-');
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 let renders = 0;
 

@@ -22,10 +22,11 @@ import {
   renderVmMetadata,
   renderVolume,
 } from '../../src/xml/index.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/xml');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
-const work = mkdtempSync(join(tmpdir(), 'xml-golden-'));
+const work = scratchDir('xml-golden-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 type Schema = 'domain' | 'storagevol' | 'storagepool' | 'network';
