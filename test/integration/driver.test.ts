@@ -377,6 +377,23 @@ describe('recovery', () => {
   });
 });
 
+describe('q35 machines', () => {
+  // libvirt 9.0 adds hot-pluggable PCIe root ports to q35 domains by itself; this
+  // guards that attach_disk keeps working there (rendering extra ports broke define).
+  it('attach_disk hot-plugs into a running q35 VM', async () => {
+    const [vm] = await createVM('198.18.51.60', { props: { machine: 'q35' } });
+    const disk = (await cpi(config, 'create_disk', [16, {}, vm])) as string;
+    try {
+      expect(virsh('domstate', vm).stdout.trim()).toBe('running');
+      const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { id: string };
+      expect(domainXml(vm)).toContain(`<serial>${hint.id}</serial>`);
+    } finally {
+      await cpi(config, 'delete_vm', [vm]);
+      await cpi(config, 'delete_disk', [disk]);
+    }
+  });
+});
+
 describe('stemcells in use and old stemcells', () => {
   it('delete_stemcell refuses while a VM is based on it', async () => {
     const [vm] = await createVM('198.18.51.40');
