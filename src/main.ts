@@ -6,18 +6,16 @@
 // the libvirt client) lives in dist/cpi-core.mjs, loaded on demand, so `info` stays
 // cheap (bench/info-startup.mjs).
 import { createLogger } from './log/logger.js';
-import { redact, redactString } from './log/redact.js';
+import { redact } from './log/redact.js';
 import { tryFastInfo } from './rpc/fast-info.js';
-import { CpiError } from './rpc/errors.js';
-import type { CpiResponse } from './rpc/response-shape.js';
+import { failure, serialize, type CpiResponse } from './rpc/response.js';
 
 let responded = false;
 
 function respond(res: CpiResponse): void {
   if (responded) return;
   responded = true;
-  const body = JSON.stringify(res, (_k, v) => (typeof v === 'bigint' ? Number(v) : v));
-  process.stdout.write(`${body}\n`, () => process.exit(0));
+  process.stdout.write(`${serialize(res)}\n`, () => process.exit(0));
 }
 
 function crash(kind: string, err: unknown): void {
@@ -26,8 +24,7 @@ function crash(kind: string, err: unknown): void {
   } catch {
     /* logging must not prevent the response */
   }
-  const e = err instanceof CpiError ? err : new CpiError(`Unexpected error: ${err instanceof Error ? err.message : String(err)}`);
-  respond({ result: null, error: { ...e.toJSON(), message: redactString(e.message) }, log: `${kind}: the CPI failed unexpectedly` });
+  respond(failure(err, `${kind}: the CPI failed unexpectedly`));
 }
 
 const logger = createLogger();

@@ -8,9 +8,8 @@ import { loadConfig, isPlainObject } from '../config/load.js';
 import { parseArgs } from '../cpi/args.js';
 import { createVM as createVmMethod } from '../cpi/vms.js';
 import { decodeVmCloudProperties } from '../driver/qemu/cloud-properties.js';
-import { buildDomainSpec, keepsSettingsVolume, ownedVolumeNames } from '../driver/qemu/vms.js';
+import { buildDomainSpec, keepsSettingsVolume, ownedVolumeNames, planVmNetworks } from '../driver/qemu/vms.js';
 import { routedPrefixes } from '../driver/qemu/networking.js';
-import { planNetworks } from '../network/index.js';
 import { renderDomain, type DomainSpec } from '../xml/index.js';
 import { CliError } from './common.js';
 
@@ -47,8 +46,7 @@ export function renderVm(configPath: string, file: string, opts: { vmCid?: strin
   const config: Config = loadConfig(configPath, context);
   const [agentId, stemcellCid, props, networks] = parseArgs('create_vm', createVmMethod.args, args) as [string, string, Record<string, unknown>, Record<string, unknown>, unknown, unknown];
   const shape = decodeVmCloudProperties(props, config);
-  const plan = planNetworks(networks, config.network);
-  if (plan.nics.length === 0) throw new CliError('Invalid networks of create_vm: at least one manual or dynamic network is needed (vip networks get no NIC)');
+  const plan = planVmNetworks(networks, config);
 
   const vmStemcell = isPlainObject(context.vm) && isPlainObject(context.vm.stemcell) ? context.vm.stemcell : {};
   const stemcellApiVersion = typeof vmStemcell.api_version === 'number' ? vmStemcell.api_version : undefined;

@@ -3,7 +3,7 @@
 // a CloudError that names the argument, the value and the expectation.
 import { z } from 'zod';
 import { CloudError, show } from '../rpc/errors.js';
-import { isCid, type CidKind } from '../driver/cids.js';
+import type { CidKind } from '../driver/cids.js';
 
 export interface ArgSpec<T = unknown> {
   name: string;
@@ -61,4 +61,3 @@ export function stringifyValues(m: Record<string, unknown>): Record<string, stri
   return out;
 }
 
-export { isCid };

@@ -32,9 +32,8 @@ export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Recor
   } else {
     await copyWhilePaused(host, attached.dom, vol, snap);
   }
-  const paused = live;
   try {
-    await writeSidecar(host, snap, { kind: 'snapshot', disk: diskCid, format: 'qcow2', consistency: paused ? 'crash-consistent (VM paused)' : 'exact (disk detached or VM off)', metadata, created_at: new Date().toISOString() });
+    await writeSidecar(host, snap, { kind: 'snapshot', disk: diskCid, format: 'qcow2', consistency: live ? 'crash-consistent (VM paused)' : 'exact (disk detached or VM off)', metadata, created_at: new Date().toISOString() });
   } catch (e) {
     await deleteVolumeIfExists(host, snap).catch(() => undefined);
     throw e;

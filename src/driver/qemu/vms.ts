@@ -1,6 +1,7 @@
 // VMs are domains named after their CID. create_vm builds, in order: root overlay,
 // ephemeral disk, config drive, DHCP reservations, domain definition, start; each step
 // records an undo, and any failure undoes everything before raising VMCreationFailed.
+import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
 import { findStemcell } from './stemcells.js';
@@ -95,12 +96,18 @@ export function buildDomainSpec(i: VmDomainInput): DomainSpec {
   };
 }
 
+/** create_vm's networks as NICs: a VM needs at least one (vip networks get none). */
+export function planVmNetworks(networks: unknown, config: Config): NetworkPlan {
+  const plan = planNetworks(networks, config.network);
+  if (plan.nics.length === 0) throw new CloudError('Invalid networks of create_vm: at least one manual or dynamic network is needed (vip networks get no NIC)');
+  return plan;
+}
+
 export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID, Networks]> {
   const { config } = host;
   // Input problems are the caller's to fix: plain CloudErrors, raised before anything exists.
   const shape = decodeVmCloudProperties(req.cloudProperties, config);
-  const plan = planNetworks(req.networks, config.network);
-  if (plan.nics.length === 0) throw new CloudError('Invalid networks of create_vm: at least one manual or dynamic network is needed (vip networks get no NIC)');
+  const plan = planVmNetworks(req.networks, config);
 
   // Networks are checked against the host before anything exists: a missing libvirt
   // network is NetworkNotFound and an address outside its subnets a CloudError, both
