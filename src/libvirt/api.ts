@@ -101,7 +101,12 @@ export interface Connection {
     getXMLDesc(vol: VolRef, flags?: number): Promise<string>;
     getPath(vol: VolRef): Promise<string>;
     resize(vol: VolRef, capacity: bigint, flags?: number): Promise<void>;
-    /** Streams `source` into the volume (STORAGE_VOL_UPLOAD) with backpressure; resolves after the daemon confirms. */
+    /**
+     * Streams `source` into the volume (STORAGE_VOL_UPLOAD) with backpressure; resolves
+     * after the daemon confirms. With `flags: VolStreamFlags.SPARSE_STREAM`, runs of
+     * zeros in `source` (>= 64 KiB) are sent as holes: the daemon skips them, so a file
+     * volume created sparse stays sparse.
+     */
     upload(vol: VolRef, source: Readable, opts?: UploadOptions): Promise<void>;
     /** A readable of the volume's bytes (STORAGE_VOL_DOWNLOAD); errors surface as stream errors. */
     download(vol: VolRef, opts?: DownloadOptions): Readable;

@@ -11,8 +11,8 @@ import {
   encodePacket, prefixFor, writePrefix, type Header, type Packet,
 } from './packet.js';
 import { PROC_BY_NUMBER, Proc, type ProcDef } from './procedures.js';
-import { remoteError } from './remote-types.js';
-import { XdrError, XdrWriter, decode } from './xdr.js';
+import { remoteError, streamHole } from './remote-types.js';
+import { XdrError, XdrWriter, decode, encode } from './xdr.js';
 
 /** A byte pipe to a daemon (unix/tcp/tls socket, or an ssh child's stdio). */
 export interface Transport {
@@ -124,6 +124,18 @@ export class RpcClient {
     for (const part of parts) ok = w.write(part);
     w.uncork();
     return ok;
+  }
+
+  /**
+   * Sends one STREAM_HOLE packet: `length` bytes of zeros the daemon skips instead of
+   * receiving (only on streams opened with the SPARSE_STREAM flag). Returns false when
+   * the transport wants a drain first.
+   */
+  sendStreamHole(proc: number, serial: number, length: bigint): boolean {
+    this.throwIfFailed();
+    const h: Header = { prog: REMOTE_PROGRAM, vers: REMOTE_PROTOCOL_VERSION, proc, type: MessageType.STREAM_HOLE, serial, status: MessageStatus.CONTINUE };
+    const body = encode(streamHole, { length, flags: 0 });
+    return this.transport.writable.write(Buffer.concat([prefixFor(h, body.length), body]));
   }
 
   /** Resolves when the transport can take more data; rejects if the connection fails or stalls. */

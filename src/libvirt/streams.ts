@@ -3,6 +3,8 @@
 // transport while the consumer is behind.
 //
 // Upload:   CALL → REPLY OK → STREAM/CONTINUE data… → STREAM/OK (finish) → daemon STREAM/OK.
+//           With SPARSE_STREAM, STREAM_HOLE/CONTINUE packets (virNetStreamHole) stand for
+//           runs of zeros between the data packets.
 // Download: CALL → REPLY OK → STREAM/CONTINUE data… → daemon's empty STREAM packet (EOF)
 //           → STREAM/OK (finish) → daemon STREAM/OK (confirm).
 // Either side may send status ERROR (a remote_error body) at any point; the client
@@ -14,6 +16,7 @@ import { type RpcClient, type StreamSink, decodeRemoteError } from './client.js'
 import { ProtocolError } from './errors.js';
 import { MessageStatus, MessageType, STREAM_CHUNK, type Packet } from './packet.js';
 import { Proc } from './procedures.js';
+import { HoleFinder, type Piece } from './holes.js';
 import { streamHole } from './remote-types.js';
 import { decode } from './xdr.js';
 
@@ -60,8 +63,9 @@ export async function uploadVolume(client: RpcClient, vol: VolRef, source: Reada
     },
     onClose: (err) => failWith(err),
   };
+  const sparse = ((opts.flags ?? 0) & VolStreamFlags.SPARSE_STREAM) !== 0;
   const serial = client.startStream(Proc.STORAGE_VOL_UPLOAD, {
-    vol, offset: opts.offset ?? 0n, length: opts.length ?? 0n, flags: (opts.flags ?? 0) & ~VolStreamFlags.SPARSE_STREAM,
+    vol, offset: opts.offset ?? 0n, length: opts.length ?? 0n, flags: opts.flags ?? 0,
   }, sink);
 
   try {
@@ -75,7 +79,8 @@ export async function uploadVolume(client: RpcClient, vol: VolRef, source: Reada
   // ~65,000 packets per GiB, each costing a round through both sides' dispatch. Small
   // chunks are therefore gathered into one packet of up to STREAM_CHUNK bytes, sent as
   // one writev of the pieces (no copy, at most one packet's worth held); large chunks
-  // are split into full packets.
+  // are split into full packets. With SPARSE_STREAM, runs of zeros become STREAM_HOLE
+  // packets instead (see holes.ts); the data between them is gathered the same way.
   const pending: Buffer[] = [];
   let pendingLen = 0;
   const flush = async () => {
@@ -84,18 +89,31 @@ export async function uploadVolume(client: RpcClient, vol: VolRef, source: Reada
     pendingLen = 0;
     if (!client.sendStream(proc, serial, MessageStatus.CONTINUE, pieces)) await client.waitDrain();
   };
+  const send = async (piece: Piece) => {
+    if (failure) throw failure;
+    if ('hole' in piece) {
+      await flush();
+      if (!client.sendStreamHole(proc, serial, BigInt(piece.hole))) await client.waitDrain();
+      return;
+    }
+    let buf = piece.data;
+    while (buf.length > 0) {
+      if (failure) throw failure;
+      const take = Math.min(buf.length, STREAM_CHUNK - pendingLen);
+      pending.push(buf.subarray(0, take));
+      pendingLen += take;
+      buf = buf.subarray(take);
+      if (pendingLen === STREAM_CHUNK) await flush();
+    }
+  };
+  const holes = sparse ? new HoleFinder() : null;
   try {
     for await (const chunk of source as AsyncIterable<Buffer | string>) {
-      let buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      while (buf.length > 0) {
-        if (failure) throw failure;
-        const take = Math.min(buf.length, STREAM_CHUNK - pendingLen);
-        pending.push(buf.subarray(0, take));
-        pendingLen += take;
-        buf = buf.subarray(take);
-        if (pendingLen === STREAM_CHUNK) await flush();
-      }
+      const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      if (!holes) await send({ data });
+      else for (const piece of holes.push(data)) await send(piece);
     }
+    if (holes) for (const piece of holes.end()) await send(piece);
     if (failure) throw failure;
     await flush();
     if (failure) throw failure;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConnectionClosedError, DomainState, DrvFeature, ErrorCode, MetadataType, NetworkUpdateCommand, NetworkUpdateSection,
   NoDomainError, NoDomainMetadataError, NoNetworkError, NoStoragePoolError, NoStorageVolError, RemoteConnection,
-  StorageVolExistError, connect, isLibvirtError, type Connection, type DomainRef, type NetworkRef, type PoolRef,
+  StorageVolExistError, VolStreamFlags, connect, isLibvirtError, type Connection, type DomainRef, type NetworkRef, type PoolRef,
 } from '../../src/libvirt/index.js';
 import { requireDaemon, startUnixProxy, tempDir, uniq } from '../helpers/libvirt-fixtures.js';
 
@@ -262,6 +262,43 @@ describe('volume streams on qemu:///system', () => {
     expect(bytes).toBe(size);
     expect(dstHash.digest('hex')).toBe(srcHash.digest('hex'));
   }, 300_000);
+
+  it('sends runs of zeros as holes with SPARSE_STREAM: the volume stays sparse and reads back identical', async () => {
+    // zeros 2 MiB | data 1 MiB | zeros 5 KiB (too short for a hole) | data 1 MiB |
+    // zeros 8 MiB | 100 bytes of data off any block boundary | zeros 3 MiB (trailing)
+    const parts: Array<[kind: 'zero' | 'data', bytes: number]> = [
+      ['zero', 2 * MiB], ['data', MiB], ['zero', 5 * 1024], ['data', MiB], ['zero', 8 * MiB], ['data', 100], ['zero', 3 * MiB],
+    ];
+    const whole = Buffer.concat(parts.map(([k, n]) => (k === 'zero' ? Buffer.alloc(n) : randomBytes(n).fill(7, 0, 1))));
+    const dataBytes = parts.filter(([k]) => k === 'data').reduce((n, [, b]) => n + b, 0);
+    // Chunks of an odd size, so zero runs and data straddle chunk boundaries.
+    const chunks = (buf: Buffer) => Readable.from((function* () {
+      for (let off = 0; off < buf.length; off += 77_777) yield buf.subarray(off, off + 77_777);
+    })());
+    const create = async (tag: string) => c.volumes.createXML(pool,
+      `<volume><name>${uniq(tag)}.raw</name><capacity unit='bytes'>${whole.length}</capacity><allocation>0</allocation><target><format type='raw'/></target></volume>`);
+
+    const sparse = await create('sparse');
+    await c.volumes.upload(sparse, chunks(whole), { length: BigInt(whole.length), flags: VolStreamFlags.SPARSE_STREAM });
+    const dense = await create('dense');
+    await c.volumes.upload(dense, chunks(whole), { length: BigInt(whole.length) });
+
+    const sparseInfo = await c.volumes.getInfo(sparse);
+    const denseInfo = await c.volumes.getInfo(dense);
+    expect(sparseInfo.capacity).toBe(BigInt(whole.length));
+    // Only the data (plus the short zero run and block rounding) is allocated…
+    expect(Number(sparseInfo.allocation)).toBeLessThan(dataBytes + 256 * 1024);
+    // …while the same bytes sent as data allocate everything.
+    expect(Number(denseInfo.allocation)).toBeGreaterThanOrEqual(whole.length);
+
+    for (const flags of [0, VolStreamFlags.SPARSE_STREAM]) {
+      const got: Buffer[] = [];
+      for await (const chunk of c.volumes.download(sparse, { flags })) got.push(Buffer.from(chunk as Buffer));
+      const back = Buffer.concat(got);
+      expect(back.length).toBe(whole.length);
+      expect(back.equals(whole)).toBe(true);
+    }
+  }, 120_000);
 
   it('reports STORAGE_VOL_EXIST for a duplicate volume name', async () => {
     const xml = `<volume><name>${uniq('dup')}.raw</name><capacity unit='bytes'>65536</capacity></volume>`;
