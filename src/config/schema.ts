@@ -72,6 +72,7 @@ export const VmDefaultsSchema = z
     firmware: z.enum(['bios', 'efi']).default('bios').describe('guest firmware'),
     serial_log_dir: nonEmpty.default('/var/log/libvirt/qemu').describe('directory on the libvirt host for each VM\'s serial console log (<dir>/<vm_cid>-console.log); it must exist there (the CPI may be remote): the default is where libvirt keeps QEMU\'s own logs'),
     reboot_timeout_seconds: z.number().positive().default(60).describe('graceful reboot wait before a hard reset'),
+    detach_timeout_seconds: z.number().positive().default(60).describe('how long detach_disk waits for a running guest to release a disk (ACPI unplug) before failing with ok_to_retry'),
   })
   .describe('VM defaults');
 

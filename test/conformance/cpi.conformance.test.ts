@@ -288,6 +288,7 @@ describe('6b. detach_disk of a running VM whose guest has not released the disk'
       if (firstError) {
         expect(firstError.type).toBe('Bosh::Clouds::CloudError');
         expect(firstError.ok_to_retry, firstError.message).toBe(true);
+        expect(firstError.message).toMatch(/did not release the disk within \d+ s \(vm\.detach_timeout_seconds\)/);
         const retry = await callCpi('detach_disk', [vm, disk]);
         expect(retry.wireProblems).toEqual([]);
         const e = retry.response!.error;

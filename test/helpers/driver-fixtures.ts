@@ -58,7 +58,8 @@ export function removeNetwork(name: string): void {
 export interface TestConfigOptions {
   prefix: string;
   network?: string;
-  overrides?: Record<string, unknown>;
+  /** top-level keys replace the fixture's; `vm` keys are merged into the test defaults */
+  overrides?: Record<string, unknown> & { vm?: Record<string, unknown> };
 }
 
 /** fixtures/config/qemu.json with a per-test name prefix and storage pool under /var/tmp. */
@@ -71,8 +72,8 @@ export function testConfig({ prefix, network, overrides = {} }: TestConfigOption
     name_prefix: prefix,
     storage: { pool, path: poolPath, create_pool: true },
     network: { ...base.network, ...(network ? { name: network } : {}) },
-    vm: { ...base.vm, ram: 256, ephemeral_disk_size: 64, reboot_timeout_seconds: 5 },
     ...overrides,
+    vm: { ...base.vm, ram: 256, ephemeral_disk_size: 64, reboot_timeout_seconds: 5, ...(overrides.vm ?? {}) },
   };
   return { path: writeConfig(config), pool, poolPath };
 }

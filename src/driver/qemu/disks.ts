@@ -144,13 +144,14 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
  * gets an error it may retry, rather than a disk silently still in use.
  */
 async function waitForLiveDetach(host: Host, dom: DomainRef, path: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
+  const seconds = host.config.vm.detach_timeout_seconds;
+  const deadline = Date.now() + seconds * 1000;
   for (;;) {
     const { state } = await host.conn.domains.getState(dom, 0);
     if (state === DomainState.SHUTOFF) return;
     const live = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
     if (!live.disks.some((d) => d.file === path)) return;
-    if (Date.now() > deadline) throw new CloudError(`The guest of ${dom.name} did not release the disk within 60 s; it stays attached until the guest lets go (retry detach_disk)`, { okToRetry: true });
+    if (Date.now() > deadline) throw new CloudError(`The guest of ${dom.name} did not release the disk within ${seconds} s (vm.detach_timeout_seconds); it stays attached until the guest lets go (retry detach_disk)`, { okToRetry: true });
     await new Promise((r) => setTimeout(r, 250));
   }
 }
