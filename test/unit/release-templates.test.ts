@@ -318,7 +318,7 @@ describe('jobs/libvirt_cpi/spec', () => {
       domain_type: 'qemu',
       storage: { pool: 'bosh-test', path: '/srv/bosh', create_pool: false },
       network: { name: 'bosh', bridge: 'br0', model: 'e1000' },
-      vm: { cpu: 2, ram: 2048, ephemeral_disk_size: 0, machine: 'q35', firmware: 'efi', serial_log_dir: '/srv/logs', reboot_timeout_seconds: 5 },
+      vm: { cpu: 2, ram: 2048, ephemeral_disk_size: 0, machine: 'q35', firmware: 'efi', serial_log_dir: '/srv/logs', reboot_timeout_seconds: 5, detach_timeout_seconds: 7 },
       name_prefix: 'ci-1',
       agent: { mbus: 'nats://10.0.0.6:4222', blobstore: { options: { extra: 'yes' } } },
       ntp: ['ntp.example'],
@@ -410,6 +410,15 @@ describe('director mode (instance group properties)', () => {
     expect(script).toContain('"$BOSH_PACKAGES_DIR/libvirt_cpi/cpi.mjs"');
     expect(script).toMatch(/exec "\$node"/);
     expect(script).not.toMatch(/^\s*(exec\s+)?(env\s+)?node\s/m); // never node from PATH
+  });
+
+  it('bin/cpi passes node the same flags as the repository\'s bin/cpi', () => {
+    // The flags bound create_stemcell's memory (docs/benchmarks.md); a release without
+    // them would import stemcells over the 100 MB budget.
+    const flags = (text: string) => /exec (?:"\$node"|node)((?: --[a-z-]+=\S+)*)/.exec(text)?.[1]?.trim();
+    const repo = flags(readFileSync(join(ROOT, 'bin/cpi'), 'utf8'));
+    expect(repo).toBe('--max-semi-space-size=1');
+    expect(flags(r.file('bin/cpi'))).toBe(repo);
   });
 
   it('bin/cpi answers info with only PATH set, through its /var/vcap defaults', () => {

@@ -7,6 +7,7 @@ import { readSidecar, writeSidecar, deleteSidecar } from './sidecar.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
 import { CloudError } from '../../rpc/errors.js';
+import { VolStreamFlags } from '../../libvirt/index.js';
 import { listVmMetadata } from './vm-metadata.js';
 
 export interface StemcellInfo {
@@ -26,7 +27,9 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
   try {
     const vol = await createVolume(host, { name: cid, capacityBytes: BigInt(image.fileSize), allocationBytes: 0n, format: 'raw' });
     try {
-      await host.conn.volumes.upload(vol, image.stream, { offset: 0n, length: BigInt(image.fileSize) });
+      // A raw root.img is a whole disk, mostly zeros the tarball stores in full: sent as
+      // holes, they are neither transferred nor written, and the volume stays sparse.
+      await host.conn.volumes.upload(vol, image.stream, { offset: 0n, length: BigInt(image.fileSize), flags: VolStreamFlags.SPARSE_STREAM });
       await writeSidecar(host, cid, {
         kind: 'stemcell',
         format: image.format,
