@@ -75,6 +75,30 @@ describe('create_stemcell / delete_stemcell', () => {
     expect(volumes().filter((v) => v.startsWith(raw))).toEqual([]);
   });
 
+  it('imports a raw disk\'s free space as holes: the volume is sparse and byte-identical', async () => {
+    // A 96 MiB raw disk with 2 MiB of data, stored in the tarball as a plain (non-sparse)
+    // member, zeros and all, as the stemcell builder's `tar zcf` does.
+    const dir = scratchDir('t-drv-sparse-');
+    const img = join(dir, 'root.img');
+    execFileSync('sh', ['-c', [
+      `truncate -s 96M ${img}`,
+      `head -c 2097152 /dev/urandom | dd of=${img} bs=1M seek=10 conv=notrunc status=none`,
+      `printf 'end' | dd of=${img} bs=1 seek=$((80*1048576+5)) conv=notrunc status=none`,
+      `tar -C ${dir} -czf ${dir}/image root.img`,
+    ].join(' && ')]);
+    expect(execFileSync('tar', ['-tvzf', join(dir, 'image')], { encoding: 'utf8' })).not.toMatch(/^S/m);
+    const raw = (await cpi(config, 'create_stemcell', [join(dir, 'image'), { disk_format: 'raw' }])) as string;
+    try {
+      const path = `${poolPath}/${raw}`;
+      execFileSync('cmp', [img, path]);
+      const [blocks, blockSize] = execFileSync('stat', ['-c', '%b %B', path], { encoding: 'utf8' }).trim().split(' ').map(Number);
+      expect(blocks! * blockSize!).toBeLessThan(4 * 1024 * 1024);
+      expect(sidecar(raw)).toMatchObject({ format: 'raw', virtual_size: String(96 * 1024 * 1024) });
+    } finally {
+      await cpi(config, 'delete_stemcell', [raw]);
+    }
+  });
+
   it('rejects an image that is not a gzipped tarball, leaving no volume', async () => {
     const before = volumes();
     const bad = join(scratchDir('t-drv-bad-'), 'image');
@@ -249,6 +273,8 @@ describe('disks', () => {
     expect(disk).toMatch(/^t-drv-disk-/);
     const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', `${poolPath}/${disk}`], { encoding: 'utf8' }));
     expect(info).toMatchObject({ format: 'qcow2', 'virtual-size': 100 * 1024 * 1024 });
+    // Some data, for the snapshot tests below to copy (the guest here writes nothing).
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xab 1M 2M', '-c', 'write -P 0x5a 50M 64K', `${poolPath}/${disk}`], { stdio: 'ignore' });
     expect(await cpi(config, 'has_disk', [other])).toBe(true);
     await cpi(config, 'delete_disk', [other]);
     expect(await cpi(config, 'has_disk', [other])).toBe(false);
@@ -284,6 +310,8 @@ describe('disks', () => {
     const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', `${poolPath}/${snap}`], { encoding: 'utf8' }));
     expect(info.format).toBe('qcow2');
     expect(info['virtual-size']).toBe(100 * 1024 * 1024);
+    // Same guest-visible content (the guest boots nothing, so the disk did not change since).
+    execFileSync('qemu-img', ['compare', '-U', `${poolPath}/${disk}`, `${poolPath}/${snap}`]);
     await cpi(config, 'delete_snapshot', [snap]);
     expect(volumes().filter((v) => v.startsWith(snap))).toEqual([]);
   });
@@ -292,6 +320,18 @@ describe('disks', () => {
     await cpi(config, 'set_disk_metadata', [disk, { deployment: 'cf', instance_index: 0, attached_at: '2026-11-22T00:00:00Z' }]);
     await cpi(config, 'set_disk_metadata', [disk, { instance_group: 'db' }]);
     expect(sidecar(disk).tags).toEqual({ deployment: 'cf', instance_index: '0', attached_at: '2026-11-22T00:00:00Z', instance_group: 'db' });
+  });
+
+  it('set_disk_metadata rewrites the sidecar in place, never deleting it first, also when it gets shorter', async () => {
+    const file = `${poolPath}/${disk}.meta`;
+    const inode = () => execFileSync('stat', ['-c', '%i', file], { encoding: 'utf8' }).trim();
+    const before = inode();
+    await cpi(config, 'set_disk_metadata', [disk, { deployment: 'a-much-longer-deployment-name-than-before'.repeat(4) }]);
+    expect(inode()).toBe(before);
+    await cpi(config, 'set_disk_metadata', [disk, { deployment: 'x' }]);
+    expect(inode()).toBe(before);
+    expect(sidecar(disk).tags).toMatchObject({ deployment: 'x', instance_group: 'db' });
+    expect(await cpi(config, 'has_disk', [disk])).toBe(true);
   });
 
   // A live detach needs the guest to answer the ACPI unplug request; this stemcell boots

@@ -130,6 +130,35 @@ export async function writeBufferVolume(host: Host, name: string, data: Buffer):
   }
 }
 
+/**
+ * Replaces a small text document held in a volume without a moment in which it is
+ * missing: an existing volume is overwritten in place (grown first if the document got
+ * longer; a shorter one is padded with spaces, which JSON ignores), a missing one is
+ * created. Deleting and re-creating instead would lose the document to a crash between
+ * the two steps.
+ */
+export async function rewriteTextVolume(host: Host, name: string, text: string): Promise<void> {
+  const data = Buffer.from(text);
+  const vol = await findVolume(host, name);
+  if (!vol) {
+    await writeBufferVolume(host, name, data);
+    return;
+  }
+  const { capacity, allocation } = await host.conn.volumes.getInfo(vol);
+  let size = Number(capacity);
+  if (data.length > size) {
+    // libvirt refuses a capacity below what the file already occupies (a filesystem
+    // block): grow to whole 4 KiB blocks, which also leaves room for later rewrites.
+    const want = BigInt(Math.max(data.length, Number(allocation)));
+    const grown = (want + 4095n) / 4096n * 4096n;
+    await host.conn.volumes.resize(vol, grown, 0);
+    size = Number(grown);
+  }
+  const padded = Buffer.alloc(size, ' ');
+  data.copy(padded);
+  await host.conn.volumes.upload(vol, Readable.from([padded]), { offset: 0n, length: BigInt(size) });
+}
+
 export async function readBufferVolume(host: Host, vol: VolRef, limit = 1 << 20): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;

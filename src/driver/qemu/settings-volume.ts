@@ -3,7 +3,7 @@
 // document is kept in a raw volume `<vm>.settings` for those VMs only: an ISO is
 // simpler to write than to read back.
 import type { Host } from './host.js';
-import { findVolume, readBufferVolume, writeBufferVolume, deleteVolumeIfExists } from './host.js';
+import { findVolume, readBufferVolume, rewriteTextVolume, writeBufferVolume } from './host.js';
 import { configDriveName } from './config-drive.js';
 import { buildConfigDrive, parseAgentSettings, type AgentSettings, type DiskHint } from '../../agent/index.js';
 import { Readable } from 'node:stream';
@@ -18,8 +18,7 @@ export async function rewriteSettingsDisks(host: Host, vm: string, change: (p: R
   if (!vol) throw new CloudError(`VM ${vm} uses a stemcell older than API v2 but has no settings volume to rewrite`);
   const settings: AgentSettings = parseAgentSettings(await readBufferVolume(host, vol));
   settings.disks.persistent = change(settings.disks.persistent ?? {});
-  await deleteVolumeIfExists(host, settingsVolumeName(vm));
-  await writeBufferVolume(host, settingsVolumeName(vm), Buffer.from(JSON.stringify(settings)));
+  await rewriteTextVolume(host, settingsVolumeName(vm), JSON.stringify(settings));
   // Rewrite the ISO in place (same file, same inode) so the guest's next read sees it.
   const iso = buildConfigDrive(settings, { instanceId: vm });
   const cfg = await findVolume(host, configDriveName(vm));

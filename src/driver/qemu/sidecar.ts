@@ -2,16 +2,14 @@
 // resource (`<cid>.meta`): libvirt volumes have no metadata element, and libvirt must
 // stay the only state store. It survives CPI restarts and is readable by any director.
 import type { Host } from './host.js';
-import { deleteVolumeIfExists, findVolume, readBufferVolume, writeBufferVolume } from './host.js';
+import { deleteVolumeIfExists, findVolume, readBufferVolume, rewriteTextVolume } from './host.js';
 
 export function sidecarName(cid: string): string {
   return `${cid}.meta`;
 }
 
 export async function writeSidecar(host: Host, cid: string, data: Record<string, unknown>): Promise<void> {
-  // Replace, not update: volumes cannot shrink in place and the document is tiny.
-  await deleteVolumeIfExists(host, sidecarName(cid));
-  await writeBufferVolume(host, sidecarName(cid), Buffer.from(`${JSON.stringify(data)}\n`));
+  await rewriteTextVolume(host, sidecarName(cid), `${JSON.stringify(data)}\n`);
 }
 
 export async function readSidecar(host: Host, cid: string): Promise<Record<string, unknown> | null> {

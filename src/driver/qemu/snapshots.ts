@@ -3,7 +3,7 @@
 // (STORAGE_VOL_CREATE_XML_FROM, qemu-img convert) and the copy is exact. For a disk
 // attached to a running VM, QEMU holds the image's write lock, so qemu-img cannot open
 // it; the domain is paused instead (QEMU drains in-flight I/O first), the file's bytes
-// are streamed through libvirt (download → upload, bounded memory) and the domain
+// are streamed through libvirt (sparse download → sparse upload, bounded memory) and the domain
 // resumes. That snapshot is crash-consistent: what a power cut at that instant would
 // leave; writes the guest still holds in its own page cache are not in it. The pause
 // lasts as long as the copy, which is proportional to the disk's allocated size.
@@ -13,7 +13,7 @@ import { findAttachment, requireDisk } from './disks.js';
 import { deleteSidecar, writeSidecar } from './sidecar.js';
 import { newCid, isCid, type DiskCID, type SnapshotCID } from '../cids.js';
 import { renderVolume } from '../../xml/index.js';
-import { DomainState, type DomainRef, type VolRef } from '../../libvirt/index.js';
+import { DomainState, VolStreamFlags, type DomainRef, type VolRef } from '../../libvirt/index.js';
 
 export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Record<string, unknown>): Promise<SnapshotCID> {
   const vol = await requireDisk(host, diskCid);
@@ -50,7 +50,10 @@ async function copyWhilePaused(host: Host, dom: DomainRef, vol: VolRef, snap: st
     const length = physical > 0n ? physical : (await host.conn.volumes.getInfo(vol)).allocation;
     const target = await createVolume(host, { name: snap, capacityBytes: length, allocationBytes: 0n, format: 'raw' });
     try {
-      await host.conn.volumes.upload(target, host.conn.volumes.download(vol, { offset: 0n, length }), { offset: 0n, length });
+      // Sparse both ways: the daemon skips the image's holes when reading, the upload
+      // skips runs of zeros when writing. Less to move means a shorter pause.
+      const sparse = VolStreamFlags.SPARSE_STREAM;
+      await host.conn.volumes.upload(target, host.conn.volumes.download(vol, { offset: 0n, length, flags: sparse }), { offset: 0n, length, flags: sparse });
     } catch (e) {
       await deleteVolumeIfExists(host, snap).catch(() => undefined);
       throw e;
