@@ -28,12 +28,14 @@ const HEAD = 512;
 /** Opens `imagePath` and positions a stream at root.img, having read its first bytes to learn its format. */
 export async function openRootImage(imagePath: string): Promise<RootImage> {
   if (imagePath.includes('\0')) throw new CloudError(`Invalid image_path: got ${JSON.stringify(imagePath)}, expected a file path (it holds a NUL byte)`);
-  // Inflating is the slow part of an import (one deflate stream, one core). zlib's
-  // default 16 KiB output chunks cost half its rate in per-chunk overhead; 256 KiB
-  // chunks (about one stream packet each) doubled create_stemcell's throughput here.
-  // The price is more short-lived 256 KiB buffers, which bin/cpi keeps from piling up
-  // with a small V8 young generation (see bin/cpi and docs/benchmarks.md).
-  const file = createReadStream(imagePath);
+  // Inflating is the slow part of an import (one deflate stream, one core), and every
+  // chunk costs a round trip between zlib's thread and this one. zlib's default 16 KiB
+  // output chunks halved its rate; 256 KiB output chunks (about one stream packet) fed
+  // with 256 KiB reads doubled create_stemcell's throughput (bench/create-stemcell.mjs).
+  // The price is more short-lived large buffers, which bin/cpi keeps from piling up
+  // with a small V8 young generation; 512 KiB reads were a few percent faster still
+  // but left too little margin under the 100 MB RSS budget (docs/benchmarks.md).
+  const file = createReadStream(imagePath, { highWaterMark: 256 * 1024 });
   const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   const tar = tarExtract();
   const fail = (e: unknown): CloudError =>
