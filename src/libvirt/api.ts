@@ -64,6 +64,11 @@ export interface Connection {
     /** pauses the vCPUs (QEMU drains in-flight I/O first) */
     suspend(dom: DomainRef): Promise<void>;
     resume(dom: DomainRef): Promise<void>;
+    /** starts a backup job (virDomainBackupBegin); it runs in libvirtd, watch it with getJobStats */
+    backupBegin(dom: DomainRef, backupXml: string, checkpointXml: string | null, flags?: number): Promise<void>;
+    /** the active job (flags 0) or, with JobStatsFlags.COMPLETED, the last finished one */
+    getJobStats(dom: DomainRef, flags?: number): Promise<JobStats>;
+    abortJob(dom: DomainRef): Promise<void>;
     shutdown(dom: DomainRef, flags?: number): Promise<void>;
     setMetadata(dom: DomainRef, type: number, metadata: string | null, key: string | null, uri: string | null, flags?: number): Promise<void>;
     getMetadata(dom: DomainRef, type: number, uri: string | null, flags?: number): Promise<string>;
@@ -163,6 +168,20 @@ export const StorageVolCreateFlags = { PREALLOC_METADATA: 1, REFLINK: 2, VALIDAT
 export const StorageVolDeleteFlags = { NORMAL: 0, ZEROED: 1, WITH_SNAPSHOTS: 2 } as const;
 /** VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM / VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM */
 export const VolStreamFlags = { SPARSE_STREAM: 1 } as const;
+/** virDomainJobType, the `type` of getJobStats */
+export const DomainJobType = { NONE: 0, BOUNDED: 1, UNBOUNDED: 2, COMPLETED: 3, FAILED: 4, CANCELLED: 5 } as const;
+/** virDomainGetJobStatsFlags */
+export const JobStatsFlags = { COMPLETED: 1, KEEP_COMPLETED: 2 } as const;
+/** virDomainJobOperation, the job stats' `operation` value */
+export const DomainJobOperation = { BACKUP: 9 } as const;
+/** virDomainBackupBeginFlags */
+export const BackupBeginFlags = { REUSE_EXTERNAL: 1 } as const;
+
+/** A job's type and its typed parameters by field name (operation, time_elapsed, disk_processed, errmsg…). */
+export interface JobStats {
+  type: number;
+  params: Record<string, number | bigint | boolean | string>;
+}
 export const ConnectOpenFlags = { RO: 1, NO_ALIASES: 2 } as const;
 /** virDrvFeature (src/libvirt_internal.h), for supportsFeature(). */
 export const DrvFeature = { REMOTE: 2, FD_PASSING: 8, TYPED_PARAM_STRING: 9, PROGRAM_KEEPALIVE: 10, NETWORK_UPDATE_HAS_CORRECT_ORDER: 16 } as const;

@@ -3,7 +3,7 @@
 import type { Readable } from 'node:stream';
 import {
   AuthType, ConnectOpenFlags, DrvFeature,
-  type Connection, type ConnectOptions, type DhcpLease, type DomainRef, type InterfaceAddresses,
+  type Connection, type ConnectOptions, type DhcpLease, type DomainRef, type InterfaceAddresses, type JobStats,
   type NetworkRef, type PoolRef, type SnapshotRef, type VolRef,
 } from './api.js';
 import { DEFAULT_CALL_TIMEOUT_MS, RpcClient } from './client.js';
@@ -148,6 +148,13 @@ function domainOps(c: RpcClient) {
     updateDevice: (dom: DomainRef, xml: string, flags = 0): Promise<void> => c.call(Proc.DOMAIN_UPDATE_DEVICE_FLAGS, { dom, xml, flags }),
     interfaceAddresses: async (dom: DomainRef, source: number, flags = 0): Promise<InterfaceAddresses[]> =>
       (await c.call(Proc.DOMAIN_INTERFACE_ADDRESSES, { dom, source, flags })).ifaces,
+    backupBegin: (dom: DomainRef, backupXml: string, checkpointXml: string | null, flags = 0): Promise<void> =>
+      c.call(Proc.DOMAIN_BACKUP_BEGIN, { dom, backup_xml: backupXml, checkpoint_xml: checkpointXml, flags }),
+    getJobStats: async (dom: DomainRef, flags = 0): Promise<JobStats> => {
+      const r = await c.call(Proc.DOMAIN_GET_JOB_STATS, { dom, flags });
+      return { type: r.type, params: Object.fromEntries(r.params.map((p) => [p.field, p.value.value])) };
+    },
+    abortJob: (dom: DomainRef): Promise<void> => c.call(Proc.DOMAIN_ABORT_JOB, { dom }),
     snapshotCreateXML: async (dom: DomainRef, xml: string, flags = 0): Promise<SnapshotRef> =>
       (await c.call(Proc.DOMAIN_SNAPSHOT_CREATE_XML, { dom, xml_desc: xml, flags })).snap,
     snapshotLookupByName: async (dom: DomainRef, name: string, flags = 0): Promise<SnapshotRef> =>

@@ -6,8 +6,8 @@ import {
 } from './xdr.js';
 import {
   REMOTE_AUTH_TYPE_LIST_MAX, REMOTE_DOMAIN_INTERFACE_MAX, REMOTE_DOMAIN_IP_ADDR_MAX, REMOTE_DOMAIN_LIST_MAX,
-  REMOTE_NETWORK_DHCP_LEASES_MAX, REMOTE_NETWORK_LIST_MAX, REMOTE_STORAGE_POOL_LIST_MAX, REMOTE_STORAGE_VOL_LIST_MAX,
-  nonnullDomain, nonnullNetwork, nonnullPool, nonnullSnapshot, nonnullString, nonnullVol, remoteString, uuid,
+  REMOTE_DOMAIN_JOB_STATS_MAX, REMOTE_NETWORK_DHCP_LEASES_MAX, REMOTE_NETWORK_LIST_MAX, REMOTE_STORAGE_POOL_LIST_MAX, REMOTE_STORAGE_VOL_LIST_MAX,
+  nonnullDomain, nonnullNetwork, nonnullPool, nonnullSnapshot, nonnullString, nonnullVol, remoteString, typedParams, uuid,
 } from './remote-types.js';
 
 export interface ProcDef<A, R> {
@@ -115,6 +115,11 @@ export const Proc = {
     xstruct({ dom: nonnullDomain, type: xint, metadata: remoteString, key: remoteString, uri: remoteString, flags: xuint }), xvoid),
   DOMAIN_GET_METADATA: def(265, 'DOMAIN_GET_METADATA',
     xstruct({ dom: nonnullDomain, type: xint, uri: remoteString, flags: xuint }), xstruct({ metadata: nonnullString })),
+  DOMAIN_ABORT_JOB: def(164, 'DOMAIN_ABORT_JOB', dom, xvoid),
+  DOMAIN_GET_JOB_STATS: def(298, 'DOMAIN_GET_JOB_STATS', domFlags,
+    xstruct({ type: xint, params: typedParams(REMOTE_DOMAIN_JOB_STATS_MAX) })),
+  DOMAIN_BACKUP_BEGIN: def(421, 'DOMAIN_BACKUP_BEGIN',
+    xstruct({ dom: nonnullDomain, backup_xml: nonnullString, checkpoint_xml: remoteString, flags: xuint }), xvoid),
   DOMAIN_DEFINE_XML_FLAGS: def(350, 'DOMAIN_DEFINE_XML_FLAGS', xstruct({ xml: nonnullString, flags: xuint }), retDom),
   DOMAIN_INTERFACE_ADDRESSES: def(353, 'DOMAIN_INTERFACE_ADDRESSES',
     xstruct({ dom: nonnullDomain, source: xuint, flags: xuint }),

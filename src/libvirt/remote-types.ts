@@ -1,7 +1,7 @@
 // Shared structs of src/remote/remote_protocol.x, as codecs.
 import type { DomainRef, NetworkRef, PoolRef, SnapshotRef, VolRef } from './api.js';
 import {
-  type Codec, xfixedOpaque, xhyper, xint, xoptional, xstring, xstruct, xuint,
+  type Codec, xarray, xfixedOpaque, xhyper, xint, xmap, xoptional, xstring, xstruct, xuhyper, xuint, xunion,
 } from './xdr.js';
 
 /** REMOTE_STRING_MAX (4 MiB since libvirt 1.2.x; older daemons used 1 MiB). */
@@ -45,3 +45,35 @@ export const remoteError = xstruct({
 
 /** virNetStreamHole (virnetprotocol.x) */
 export const streamHole = xstruct({ length: xhyper, flags: xuint });
+
+/** REMOTE_DOMAIN_JOB_STATS_MAX */
+export const REMOTE_DOMAIN_JOB_STATS_MAX = 64;
+
+/** XDR double: 8 bytes, IEEE 754 big-endian. */
+const xdouble: Codec<number> = xmap(
+  xfixedOpaque(8),
+  (b) => b.readDoubleBE(0),
+  (d) => {
+    const b = Buffer.alloc(8);
+    b.writeDoubleBE(d, 0);
+    return b;
+  },
+);
+
+export type TypedParamValue = number | bigint | boolean | string;
+
+/** remote_typed_param: a named value whose union arm is virTypedParameterType (INT=1 … STRING=7). */
+export const typedParam: Codec<{ field: string; value: { type: number; value: TypedParamValue } }> = xstruct({
+  field: nonnullString,
+  value: xunion<TypedParamValue>({
+    1: xint as Codec<TypedParamValue>,
+    2: xuint as Codec<TypedParamValue>,
+    3: xhyper as Codec<TypedParamValue>,
+    4: xuhyper as Codec<TypedParamValue>,
+    5: xdouble as Codec<TypedParamValue>,
+    6: xmap(xint, (i) => i !== 0, (b) => (b ? 1 : 0)) as Codec<TypedParamValue>,
+    7: nonnullString as Codec<TypedParamValue>,
+  }),
+});
+
+export const typedParams = (max: number) => xarray(typedParam, max);

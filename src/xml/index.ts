@@ -1,7 +1,7 @@
 // The public surface of src/xml: pure renderers and parsers for libvirt XML.
 export { renderDomain, renderDiskDevice, renderInterfaceDevice, parseDomain } from './domain.js';
 export { renderVmMetadata, parseVmMetadata } from './metadata.js';
-export { renderVolume, parseVolume, renderDirPool, parsePool } from './storage.js';
+export { renderVolume, parseVolume, renderDirPool, parsePool, renderBackup } from './storage.js';
 export { renderNetwork, renderDhcpHost, parseNetwork } from './network.js';
 export { XmlRenderError, XmlParseError } from './errors.js';
 export { DOMAIN_DEFAULTS, NETWORK_DEFAULTS, VOLUME_DEFAULTS } from './defaults.js';

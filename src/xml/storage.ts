@@ -3,8 +3,8 @@ import type { El } from './dom.js';
 import { parseRoot } from './dom.js';
 import { XmlParseError, XmlRenderError } from './errors.js';
 import { VOLUME_DEFAULTS } from './defaults.js';
-import { objectName, text } from './text.js';
-import type { DirPoolSpec, ParsedPool, ParsedVolume, VolumeSpec } from './types.js';
+import { attr, objectName, text } from './text.js';
+import type { BackupSpec, DirPoolSpec, ParsedPool, ParsedVolume, VolumeSpec } from './types.js';
 
 /**
  * A <volume> for STORAGE_VOL_CREATE_XML. With `backing` it is a copy-on-write overlay
@@ -87,4 +87,17 @@ function sizeInBytes(el: El): bigint {
     throw new XmlParseError(`<${el.name}> ${JSON.stringify(raw)} ${JSON.stringify(unit)} is not a size`);
   }
   return BigInt(raw) * factor;
+}
+
+/**
+ * A <domainbackup> that copies one disk, as it is at the moment the job starts, into
+ * `targetFile`; the domain's other disks are not listed and so not backed up.
+ */
+export function renderBackup(b: BackupSpec): string {
+  const doc = document();
+  const disk = doc.ele('domainbackup', { mode: 'push' }).ele('disks')
+    .ele('disk', { name: attr('backup disk', b.disk), backup: 'yes', type: 'file' });
+  disk.ele('driver', { type: b.format });
+  disk.ele('target', { file: attr('backup target file', b.targetFile) });
+  return serialize(doc);
 }

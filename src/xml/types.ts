@@ -154,3 +154,12 @@ export interface ParsedPool {
   type: string;
   path: string;
 }
+
+/** A push-mode backup of one disk of a running domain into an existing file (virDomainBackupBegin). */
+export interface BackupSpec {
+  /** the disk's target in the domain, e.g. `vdc` */
+  disk: string;
+  /** an existing file of the same virtual size (the snapshot volume) */
+  targetFile: string;
+  format: 'qcow2' | 'raw';
+}

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireBundle } from '../helpers/cpi.js';
+import { connect, DomainJobOperation, DomainJobType } from '../../src/libvirt/index.js';
 import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { scratchDir } from '../helpers/scratch.js';
 
@@ -302,10 +303,12 @@ describe('disks', () => {
     expect(err.message).toMatch(/is attached to VM .*detach it/);
   });
 
-  it('snapshot_disk copies an attached disk while the VM pauses, and the VM runs on', async () => {
+  it('snapshot_disk copies an attached disk with a backup job: the VM never pauses', async () => {
+    expect(virsh('domstate', '--reason', vm).stdout.trim()).toBe('running (booted)');
     const snap = (await cpi(config, 'snapshot_disk', [disk, { deployment: 'd' }])) as string;
     expect(snap).toMatch(/^t-drv-snap-/);
-    expect(virsh('domstate', vm).stdout.trim()).toBe('running');
+    // A pause and resume would have left "running (unpaused)".
+    expect(virsh('domstate', '--reason', vm).stdout.trim()).toBe('running (booted)');
     expect(virsh('dominfo', vm).stdout).toMatch(/Persistent:\s+yes/);
     const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', `${poolPath}/${snap}`], { encoding: 'utf8' }));
     expect(info.format).toBe('qcow2');
@@ -314,6 +317,42 @@ describe('disks', () => {
     execFileSync('qemu-img', ['compare', '-U', `${poolPath}/${disk}`, `${poolPath}/${snap}`]);
     await cpi(config, 'delete_snapshot', [snap]);
     expect(volumes().filter((v) => v.startsWith(snap))).toEqual([]);
+  });
+
+  it('a backup job cancelled mid-copy fails snapshot_disk, leaves no volume and the VM running', async () => {
+    // 1 GiB of data takes QEMU about a second to copy; the job is aborted within
+    // milliseconds of appearing, through the project's own client.
+    // A VM of its own: the guest boots nothing, so the disk cannot be detached live.
+    const [own] = await createVM('198.18.51.32');
+    const big = (await cpi(config, 'create_disk', [1024, {}, own])) as string;
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0xcd 0 1G', `${poolPath}/${big}`], { stdio: 'ignore' });
+    await cpi(config, 'attach_disk', [own, big]);
+    const before = volumes();
+    const conn = await connect('qemu:///system');
+    try {
+      const dom = await conn.domains.lookupByName(own);
+      const pending = cpiError(config, 'snapshot_disk', [big, {}]);
+      let aborted = false;
+      for (const deadline = Date.now() + 30_000; !aborted && Date.now() < deadline;) {
+        const job = await conn.domains.getJobStats(dom, 0);
+        if (job.type !== DomainJobType.NONE && job.params.operation === DomainJobOperation.BACKUP) {
+          expect(typeof job.params.time_elapsed).toBe('bigint');
+          await conn.domains.abortJob(dom);
+          aborted = true;
+        } else {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+      const err = await pending;
+      expect(aborted).toBe(true);
+      expect(err.message).toMatch(/the backup job copying vd[a-z] of t-drv-vm-\S+ was cancelled/);
+      expect(volumes()).toEqual(before);
+      expect(virsh('domstate', '--reason', own).stdout.trim()).toBe('running (booted)');
+    } finally {
+      await conn.close();
+      await cpi(config, 'delete_vm', [own]);
+      await cpi(config, 'delete_disk', [big]);
+    }
   });
 
   it('set_disk_metadata persists tags in a sidecar volume', async () => {

@@ -4,7 +4,7 @@ import {
   XdrError, decode, encode, xarray, xbool, xfixedOpaque, xhyper, xint, xopaque, xoptional, xstring, xstruct,
   xuhyper, xuint, xunion,
 } from '../../src/libvirt/xdr.js';
-import { nonnullDomain, remoteError } from '../../src/libvirt/remote-types.js';
+import { nonnullDomain, remoteError, typedParam } from '../../src/libvirt/remote-types.js';
 
 const domArb = fc.record({
   name: fc.string({ maxLength: 40 }),
@@ -119,5 +119,26 @@ describe('XDR rejects malformed input', () => {
       str1: 'Domain not found', str2: null, str3: null, int1: 0, int2: 0, net: null,
     };
     expect(decode(remoteError, encode(remoteError, v))).toEqual(v);
+  });
+
+  it('round-trips every typed parameter arm (job statistics) and refuses an unknown type', () => {
+    const arm = fc.oneof(
+      fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff }).map((v) => ({ type: 1, value: v })),
+      fc.integer({ min: 0, max: 0xffff_ffff }).map((v) => ({ type: 2, value: v })),
+      fc.bigInt({ min: -(1n << 63n), max: (1n << 63n) - 1n }).map((v) => ({ type: 3, value: v })),
+      fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map((v) => ({ type: 4, value: v })),
+      fc.double({ noNaN: true }).map((v) => ({ type: 5, value: v })),
+      fc.boolean().map((v) => ({ type: 6, value: v })),
+      fc.string({ maxLength: 40 }).map((v) => ({ type: 7, value: v })),
+    );
+    fc.assert(fc.property(fc.string({ maxLength: 20 }), arm, (field, value) => {
+      expect(decode(typedParam, encode(typedParam, { field, value }))).toEqual({ field, value });
+    }));
+    // A double is 8 bytes big-endian on the wire: 1.5 = 0x3ff8000000000000.
+    const wire = encode(typedParam, { field: 'x', value: { type: 5, value: 1.5 } });
+    expect(wire.subarray(-8).toString('hex')).toBe('3ff8000000000000');
+    const unknown = Buffer.from(wire);
+    unknown.writeInt32BE(8, 8); // field "x": length 4 + 1 byte padded to 4, then the discriminant
+    expect(() => decode(typedParam, unknown)).toThrow(XdrError);
   });
 });

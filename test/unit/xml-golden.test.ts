@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { create } from 'xmlbuilder2';
 import * as specs from '../../fixtures/xml/specs.js';
 import {
+  renderBackup,
   renderDhcpHost,
   renderDirPool,
   renderDiskDevice,
@@ -29,7 +30,7 @@ const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const work = scratchDir('xml-golden-');
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-type Schema = 'domain' | 'storagevol' | 'storagepool' | 'network';
+type Schema = 'domain' | 'storagevol' | 'storagepool' | 'network' | 'domainbackup';
 
 /** Runs libvirt's validator; its stderr names the offending element when it fails. */
 function validate(xml: string, schema: Schema, label: string): void {
@@ -83,6 +84,7 @@ const goldens: Golden[] = [
   { file: 'volume-base.xml', render: () => renderVolume(specs.baseVolume), schema: 'storagevol' },
   { file: 'volume-raw.xml', render: () => renderVolume(specs.rawVolume), schema: 'storagevol' },
   { file: 'pool-dir.xml', render: () => renderDirPool(specs.dirPool), schema: 'storagepool' },
+  { file: 'backup-push.xml', render: () => renderBackup(specs.backup), schema: 'domainbackup' },
   { file: 'network-dual-stack.xml', render: () => renderNetwork(specs.dualStackNetwork), schema: 'network' },
   { file: 'network-quiet.xml', render: () => renderNetwork(specs.quietNetwork), schema: 'network' },
   {

@@ -2,18 +2,23 @@
 // Consistency: for a detached disk (or a stopped VM) libvirt copies it server-side
 // (STORAGE_VOL_CREATE_XML_FROM, qemu-img convert) and the copy is exact. For a disk
 // attached to a running VM, QEMU holds the image's write lock, so qemu-img cannot open
-// it; the domain is paused instead (QEMU drains in-flight I/O first), the file's bytes
-// are streamed through libvirt (sparse download → sparse upload, bounded memory) and the domain
-// resumes. That snapshot is crash-consistent: what a power cut at that instant would
-// leave; writes the guest still holds in its own page cache are not in it. The pause
-// lasts as long as the copy, which is proportional to the disk's allocated size.
+// it; instead the CPI starts a libvirt backup job (virDomainBackupBegin, push mode) that
+// has QEMU copy the disk into the snapshot volume as it was when the job started, while
+// the guest keeps running: blocks the guest overwrites during the copy are copied out
+// first (copy-before-write). That snapshot is crash-consistent: what a power cut at that
+// instant would leave; writes the guest still holds in its own page cache are not in it.
+// The job belongs to the domain, not to this process: if the CPI dies during the copy,
+// the job still finishes (or fails) on its own and the VM is never left paused.
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { findAttachment, requireDisk } from './disks.js';
 import { deleteSidecar, writeSidecar } from './sidecar.js';
 import { newCid, isCid, type DiskCID, type SnapshotCID } from '../cids.js';
-import { renderVolume } from '../../xml/index.js';
-import { DomainState, VolStreamFlags, type DomainRef, type VolRef } from '../../libvirt/index.js';
+import { renderBackup, renderVolume } from '../../xml/index.js';
+import { CloudError } from '../../rpc/errors.js';
+import {
+  BackupBeginFlags, DomainJobOperation, DomainJobType, DomainState, ErrorCode, JobStatsFlags, isLibvirtError, type DomainRef,
+} from '../../libvirt/index.js';
 
 export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Record<string, unknown>): Promise<SnapshotCID> {
   const vol = await requireDisk(host, diskCid);
@@ -30,10 +35,10 @@ export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Recor
       throw e;
     }
   } else {
-    await copyWhilePaused(host, attached.dom, vol, snap);
+    await backupWhileRunning(host, attached.dom, attached.disk.target, snap, details.capacityBytes);
   }
   try {
-    await writeSidecar(host, snap, { kind: 'snapshot', disk: diskCid, format: 'qcow2', consistency: live ? 'crash-consistent (VM paused)' : 'exact (disk detached or VM off)', metadata, created_at: new Date().toISOString() });
+    await writeSidecar(host, snap, { kind: 'snapshot', disk: diskCid, format: 'qcow2', consistency: live ? 'crash-consistent (backup job; the VM kept running)' : 'exact (disk detached or VM off)', metadata, created_at: new Date().toISOString() });
   } catch (e) {
     await deleteVolumeIfExists(host, snap).catch(() => undefined);
     throw e;
@@ -41,25 +46,43 @@ export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Recor
   return snap;
 }
 
-async function copyWhilePaused(host: Host, dom: DomainRef, vol: VolRef, snap: string): Promise<void> {
-  const wasRunning = (await host.conn.domains.getState(dom, 0)).state === DomainState.RUNNING;
-  if (wasRunning) await host.conn.domains.suspend(dom);
+/** Polling a backup job: often at first (small disks finish in milliseconds), then once a second. */
+const POLL_MS = [20, 50, 100, 200, 500, 1000];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function backupWhileRunning(host: Host, dom: DomainRef, target: string, snap: string, capacityBytes: bigint): Promise<void> {
+  // The target must exist with the disk's virtual size; libvirt reuses it as it is.
+  const vol = await createVolume(host, { name: snap, capacityBytes, allocationBytes: 0n, format: 'qcow2' });
+  let started = false;
   try {
-    // The image file's own length (qcow2 metadata included), read while nothing writes.
-    const physical = BigInt(/<physical unit='bytes'>(\d+)<\/physical>/.exec(await host.conn.volumes.getXMLDesc(vol, 0))?.[1] ?? '0');
-    const length = physical > 0n ? physical : (await host.conn.volumes.getInfo(vol)).allocation;
-    const target = await createVolume(host, { name: snap, capacityBytes: length, allocationBytes: 0n, format: 'raw' });
+    const targetFile = await host.conn.volumes.getPath(vol);
     try {
-      // Sparse both ways: the daemon skips the image's holes when reading, the upload
-      // skips runs of zeros when writing. Less to move means a shorter pause.
-      const sparse = VolStreamFlags.SPARSE_STREAM;
-      await host.conn.volumes.upload(target, host.conn.volumes.download(vol, { offset: 0n, length, flags: sparse }), { offset: 0n, length, flags: sparse });
+      await host.conn.domains.backupBegin(dom, renderBackup({ disk: target, targetFile, format: 'qcow2' }), null, BackupBeginFlags.REUSE_EXTERNAL);
     } catch (e) {
-      await deleteVolumeIfExists(host, snap).catch(() => undefined);
+      if (isLibvirtError(e, ErrorCode.NO_SUPPORT) || isLibvirtError(e, ErrorCode.OPERATION_UNSUPPORTED)) {
+        throw new CloudError(`snapshot_disk: this host's libvirt cannot run backup jobs, which a snapshot of a disk attached to a running VM needs (domain capabilities lack <backup supported='yes'/>; libvirt said: ${(e as Error).message}); detach the disk or stop the VM to snapshot it`);
+      }
       throw e;
     }
-  } finally {
-    if (wasRunning) await host.conn.domains.resume(dom);
+    started = true;
+    // The job is the domain's one asynchronous job until it ends; then its final
+    // statistics say how it ended (reading them also clears them).
+    for (let i = 0; (await host.conn.domains.getJobStats(dom, 0)).type !== DomainJobType.NONE; i++) {
+      await sleep(POLL_MS[Math.min(i, POLL_MS.length - 1)]!);
+    }
+    started = false;
+    const done = await host.conn.domains.getJobStats(dom, JobStatsFlags.COMPLETED);
+    if (done.type !== DomainJobType.COMPLETED || done.params.operation !== DomainJobOperation.BACKUP) {
+      const how = done.type === DomainJobType.FAILED ? `failed: ${String(done.params.errmsg ?? 'libvirt gave no reason')}`
+        : done.type === DomainJobType.CANCELLED ? 'was cancelled (virsh domjobabort?)'
+          : `ended without a result (job type ${done.type}, operation ${String(done.params.operation ?? 'unknown')})`;
+      throw new CloudError(`snapshot_disk: the backup job copying ${target} of ${dom.name} ${how}`);
+    }
+  } catch (e) {
+    // Stop a job that is still copying into the volume before deleting the volume.
+    if (started) await host.conn.domains.abortJob(dom).catch(() => undefined);
+    await deleteVolumeIfExists(host, snap).catch(() => undefined);
+    throw e;
   }
 }
 
