@@ -3,7 +3,8 @@
 //   - `<vm-cid>.<suffix>` volumes (root, ephemeral, config, settings) whose VM domain is gone;
 //   - `<cid>.meta` sidecars whose stemcell, disk or snapshot volume is gone;
 //   - domains named like this CPI's VMs that carry no bosh metadata.
-// Persistent disks, snapshots and stemcells are the director's: never orphans here.
+//   - snapshot volumes without their sidecar (snapshot_disk never returned them).
+// Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { Host } from '../driver/qemu/host.js';
@@ -47,7 +48,17 @@ export function classify(prefix: string, domains: Array<{ name: string; hasMetad
   }
   for (const v of volumes) {
     const owned = parseOwnedName(prefix, v);
-    if (!owned?.suffix) continue; // bare CIDs: stemcells, persistent disks, snapshots
+    if (!owned) continue;
+    if (!owned.suffix) {
+      // Bare CIDs (stemcells, persistent disks, snapshots) are the director's, except a
+      // snapshot without its sidecar: snapshot_disk writes the sidecar before it returns
+      // the CID, so the director never received this one (the CPI died or lost its
+      // connection during the copy).
+      if (owned.kind === 'snap' && !volumeNames.has(`${v}.meta`)) {
+        out.push({ kind: 'volume', name: v, reason: 'snapshot whose snapshot_disk never finished (no metadata sidecar), so the director never received its CID' });
+      }
+      continue;
+    }
     if (owned.kind === 'vm') {
       if (!domainNames.has(owned.cid)) out.push({ kind: 'volume', name: v, reason: `belongs to VM ${owned.cid}, which no longer exists` });
     } else if (owned.suffix === 'meta' && !volumeNames.has(owned.cid)) {

@@ -238,6 +238,8 @@ describe('orphans', () => {
   const bare = `${PREFIX}vm-${randomUUID()}`;
   const disk = `${PREFIX}disk-${randomUUID()}`;
   const goneDisk = `${PREFIX}disk-${randomUUID()}`;
+  const halfSnap = `${PREFIX}snap-${randomUUID()}`;
+  const snap = `${PREFIX}snap-${randomUUID()}`;
 
   beforeAll(() => {
     const vol = (name: string) => execFileSync('virsh', ['-q', '-c', URI, 'vol-create-as', pool, name, '1M', '--format', 'raw']);
@@ -245,6 +247,9 @@ describe('orphans', () => {
     vol(`${goneDisk}.meta`); // its disk is gone
     vol(disk); // a persistent disk: BOSH's, never an orphan
     vol(`${disk}.meta`);
+    vol(halfSnap); // a snapshot_disk that never finished: no sidecar
+    vol(snap); // a finished snapshot: the director's
+    vol(`${snap}.meta`);
     vol(`${bare}.config`);
     // A domain named like a VM of this CPI, without bosh metadata.
     const xml = join(tempDir(), 'dom.xml');
@@ -256,7 +261,7 @@ describe('orphans', () => {
     const r = cli(['orphans', '--config', config, '--json']);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as { orphans: Array<{ name: string }>; skippedYoung: string[] };
-    expect(report.skippedYoung.sort()).toEqual([`${gone}.root`, `${goneDisk}.meta`].sort());
+    expect(report.skippedYoung.sort()).toEqual([`${gone}.root`, `${goneDisk}.meta`, halfSnap].sort());
     expect(report.orphans.map((o) => o.name)).toEqual([bare]);
   });
 
@@ -266,8 +271,10 @@ describe('orphans', () => {
     expect(r.stdout).toMatch(new RegExp(`^volume\\s+${gone}\\.root \\(.*\\): belongs to VM ${gone}, which no longer exists$`, 'm'));
     expect(r.stdout).toMatch(new RegExp(`^volume\\s+${goneDisk}\\.meta \\(.*\\): metadata of disk ${goneDisk}, which no longer exists$`, 'm'));
     expect(r.stdout).toMatch(new RegExp(`^domain\\s+${bare}: named like a VM of this CPI but has no bosh metadata \\(its volumes go with it: ${bare}\\.config\\)$`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^volume\\s+${halfSnap} \\(.*\\): snapshot whose snapshot_disk never finished \\(no metadata sidecar\\)`, 'm'));
     expect(r.stdout).not.toContain(`${disk}`);
-    expect(r.stdout).toMatch(/3 orphan\(s\); run again with --delete/);
+    expect(r.stdout).not.toContain(`${snap}`);
+    expect(r.stdout).toMatch(/4 orphan\(s\); run again with --delete/);
   });
 
   it('--delete removes them and reports each, leaving the persistent disk alone', () => {
@@ -277,9 +284,14 @@ describe('orphans', () => {
     expect(r.stdout).toMatch(new RegExp(`^deleted\\s+volume\\s+${goneDisk}\\.meta`, 'm'));
     expect(r.stdout).toMatch(new RegExp(`^deleted\\s+domain\\s+${bare}`, 'm'));
     expect(r.stdout).toContain(`deleted with their domains: ${bare}.config`);
-    expect(volumes()).toEqual([disk, `${disk}.meta`].sort());
+    expect(r.stdout).toMatch(new RegExp(`^deleted\\s+volume\\s+${halfSnap}`, 'm'));
+    expect(volumes()).toEqual([disk, `${disk}.meta`, snap, `${snap}.meta`].sort());
     expect(virsh('dominfo', bare).status).not.toBe(0);
     expect(cli(['orphans', '--config', config, '--min-age', '0']).stdout).toBe('no orphans\n');
+  });
+
+  afterAll(() => {
+    for (const v of [snap, `${snap}.meta`]) virsh('vol-delete', v, '--pool', pool);
   });
 });
 
