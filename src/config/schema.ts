@@ -43,7 +43,7 @@ export const LibvirtSchema = z
     uri: nonEmpty.default('qemu:///system').describe('libvirt connection URI: qemu:///system, qemu+ssh://user@host/system, qemu+tls://host/system, lxc:///, vbox:///session, test+unix:///default'),
     ssh: SshSchema.default({ strict_host_key_checking: true, extra_args: [] }),
     tls: TlsSchema.default({ verify: true }),
-    call_timeout_seconds: z.number().positive().default(120).describe('upper bound for one libvirt RPC call'),
+    call_timeout_seconds: z.number().positive().default(120).describe('upper bound for one libvirt RPC call (the server-side copy of a detached disk snapshot gets a minute per GiB allocated instead)'),
   })
   .describe('how to reach libvirt');
 

@@ -100,7 +100,8 @@ export interface Connection {
     lookupByName(pool: PoolRef, name: string): Promise<VolRef>;
     lookupByPath(path: string): Promise<VolRef>;
     createXML(pool: PoolRef, xml: string, flags?: number): Promise<VolRef>;
-    createXMLFrom(pool: PoolRef, xml: string, clone: VolRef, flags?: number): Promise<VolRef>;
+    /** a server-side copy in one call; `timeoutMs` overrides the call timeout (the copy takes as long as the data) */
+    createXMLFrom(pool: PoolRef, xml: string, clone: VolRef, flags?: number, timeoutMs?: number): Promise<VolRef>;
     delete(vol: VolRef, flags?: number): Promise<void>;
     getInfo(vol: VolRef): Promise<VolInfo>;
     getXMLDesc(vol: VolRef, flags?: number): Promise<string>;

@@ -187,8 +187,8 @@ function volumeOps(c: RpcClient) {
     lookupByName: async (pool: PoolRef, name: string): Promise<VolRef> => (await c.call(Proc.STORAGE_VOL_LOOKUP_BY_NAME, { pool, name })).vol,
     lookupByPath: async (path: string): Promise<VolRef> => (await c.call(Proc.STORAGE_VOL_LOOKUP_BY_PATH, { path })).vol,
     createXML: async (pool: PoolRef, xml: string, flags = 0): Promise<VolRef> => (await c.call(Proc.STORAGE_VOL_CREATE_XML, { pool, xml, flags })).vol,
-    createXMLFrom: async (pool: PoolRef, xml: string, clone: VolRef, flags = 0): Promise<VolRef> =>
-      (await c.call(Proc.STORAGE_VOL_CREATE_XML_FROM, { pool, xml, clonevol: clone, flags })).vol,
+    createXMLFrom: async (pool: PoolRef, xml: string, clone: VolRef, flags = 0, timeoutMs?: number): Promise<VolRef> =>
+      (await c.call(Proc.STORAGE_VOL_CREATE_XML_FROM, { pool, xml, clonevol: clone, flags }, timeoutMs)).vol,
     delete: (vol: VolRef, flags = 0): Promise<void> => c.call(Proc.STORAGE_VOL_DELETE, { vol, flags }),
     getInfo: (vol: VolRef) => c.call(Proc.STORAGE_VOL_GET_INFO, { vol }),
     getXMLDesc: async (vol: VolRef, flags = 0): Promise<string> => (await c.call(Proc.STORAGE_VOL_GET_XML_DESC, { vol, flags })).xml,

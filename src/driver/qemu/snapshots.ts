@@ -1,11 +1,11 @@
 // A snapshot is a full copy of the disk volume, named after the snapshot CID.
 // Consistency: for a detached disk (or a stopped VM) libvirt copies it server-side
-// (STORAGE_VOL_CREATE_XML_FROM, qemu-img convert) and the copy is exact. For a disk
-// attached to a running VM, QEMU holds the image's write lock, so qemu-img cannot open
-// it; instead the CPI starts a libvirt backup job (virDomainBackupBegin, push mode) that
-// has QEMU copy the disk into the snapshot volume as it was when the job started, while
-// the guest keeps running: blocks the guest overwrites during the copy are copied out
-// first (copy-before-write). That snapshot is crash-consistent: what a power cut at that
+// (STORAGE_VOL_CREATE_XML_FROM, qemu-img convert; one call, allowed a minute per GiB
+// allocated) and the copy is exact. For a disk attached to a running VM, QEMU holds the
+// image's write lock, so qemu-img cannot open it; instead the CPI starts a libvirt
+// backup job (virDomainBackupBegin, push mode) that has QEMU copy the disk into the
+// snapshot volume as it was when the job started, while the guest keeps running: blocks
+// the guest overwrites during the copy are copied out first (copy-before-write). That snapshot is crash-consistent: what a power cut at that
 // instant would leave; writes the guest still holds in its own page cache are not in it.
 // The job belongs to the domain, not to this process: if the CPI dies during the copy,
 // the job still finishes (or fails) on its own and the VM is never left paused.
@@ -29,7 +29,8 @@ export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Recor
   if (!live) {
     const xml = renderVolume({ name: snap, capacityBytes: details.capacityBytes, allocationBytes: 0n, format: 'qcow2' });
     try {
-      await host.conn.volumes.createXMLFrom(host.pool, xml, vol, 0);
+      const timeoutMs = copyTimeoutMs(details.allocationBytes, host.config.libvirt.call_timeout_seconds * 1000);
+      await host.conn.volumes.createXMLFrom(host.pool, xml, vol, 0, timeoutMs);
     } catch (e) {
       await deleteVolumeIfExists(host, snap).catch(() => undefined);
       throw e;
@@ -44,6 +45,17 @@ export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Recor
     throw e;
   }
   return snap;
+}
+
+/**
+ * How long the server-side copy of a detached disk may take. It is one call, in which
+ * libvirtd runs qemu-img convert over the disk's whole allocation, so the usual per-call
+ * bound (`libvirt.call_timeout_seconds`) would fail every large disk: allow a minute per
+ * GiB allocated (a floor of about 17 MiB/s), never less than the call timeout.
+ */
+export function copyTimeoutMs(allocationBytes: bigint, callTimeoutMs: number): number {
+  const perGiBMs = 60_000;
+  return Math.max(callTimeoutMs, Math.ceil((Number(allocationBytes) / 2 ** 30) * perGiBMs));
 }
 
 /** Polling a backup job: often at first (small disks finish in milliseconds), then once a second. */
