@@ -1,7 +1,7 @@
 // Shared structs of src/remote/remote_protocol.x, as codecs.
 import type { DomainRef, NetworkRef, PoolRef, SnapshotRef, VolRef } from './api.js';
 import {
-  type Codec, xarray, xfixedOpaque, xhyper, xint, xmap, xoptional, xstring, xstruct, xuhyper, xuint, xunion,
+  type Codec, intBool, xarray, xfixedOpaque, xhyper, xint, xmap, xoptional, xstring, xstruct, xuhyper, xuint, xunion,
 } from './xdr.js';
 
 /** REMOTE_STRING_MAX (4 MiB since libvirt 1.2.x; older daemons used 1 MiB). */
@@ -71,7 +71,7 @@ export const typedParam: Codec<{ field: string; value: { type: number; value: Ty
     3: xhyper as Codec<TypedParamValue>,
     4: xuhyper as Codec<TypedParamValue>,
     5: xdouble as Codec<TypedParamValue>,
-    6: xmap(xint, (i) => i !== 0, (b) => (b ? 1 : 0)) as Codec<TypedParamValue>,
+    6: intBool as Codec<TypedParamValue>,
     7: nonnullString as Codec<TypedParamValue>,
   }),
 });

@@ -5,10 +5,12 @@
 // image's write lock, so qemu-img cannot open it; instead the CPI starts a libvirt
 // backup job (virDomainBackupBegin, push mode) that has QEMU copy the disk into the
 // snapshot volume as it was when the job started, while the guest keeps running: blocks
-// the guest overwrites during the copy are copied out first (copy-before-write). That snapshot is crash-consistent: what a power cut at that
-// instant would leave; writes the guest still holds in its own page cache are not in it.
+// the guest overwrites during the copy are copied out first (copy-before-write). That
+// snapshot is crash-consistent: what a power cut at that instant would leave; writes
+// the guest still holds in its own page cache are not in it.
 // The job belongs to the domain, not to this process: if the CPI dies during the copy,
 // the job still finishes (or fails) on its own and the VM is never left paused.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { findAttachment, requireDisk } from './disks.js';
@@ -53,14 +55,13 @@ export async function snapshotDisk(host: Host, diskCid: DiskCID, metadata: Recor
  * bound (`libvirt.call_timeout_seconds`) would fail every large disk: allow a minute per
  * GiB allocated (a floor of about 17 MiB/s), never less than the call timeout.
  */
-export function copyTimeoutMs(allocationBytes: bigint, callTimeoutMs: number): number {
+function copyTimeoutMs(allocationBytes: bigint, callTimeoutMs: number): number {
   const perGiBMs = 60_000;
   return Math.max(callTimeoutMs, Math.ceil((Number(allocationBytes) / 2 ** 30) * perGiBMs));
 }
 
 /** Polling a backup job: often at first (small disks finish in milliseconds), then once a second. */
 const POLL_MS = [20, 50, 100, 200, 500, 1000];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function backupWhileRunning(host: Host, dom: DomainRef, target: string, snap: string, capacityBytes: bigint): Promise<void> {
   // The target must exist with the disk's virtual size; libvirt reuses it as it is.

@@ -1,6 +1,7 @@
 // VMs are domains named after their CID. create_vm builds, in order: root overlay,
 // ephemeral disk, config drive, DHCP reservations, domain definition, start; each step
 // records an undo, and any failure undoes everything before raising VMCreationFailed.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
@@ -328,4 +329,3 @@ export function calculateVMCloudProperties(req: { cpu: number; ram: number; ephe
   return { cpu: req.cpu, ram: req.ram, ephemeral_disk: { size: req.ephemeral_disk_size } };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
