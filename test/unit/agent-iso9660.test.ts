@@ -269,6 +269,8 @@ const GUEST_INIT = `#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t devtmpfs dev /dev
 insmod /cdrom.ko; insmod /isofs.ko; insmod /loop.ko
+# The firmware may leave its progress dots on an unterminated line: start a fresh one.
+echo
 if mount -o loop,ro /image.iso /mnt; then
   grep ' /mnt ' /proc/mounts | sed 's/^/M /'
   cd /mnt
@@ -324,11 +326,12 @@ function guestMount(pieces: { kernel: string; modules: string[]; busybox: string
     );
     // The serial console also carries firmware output and terminal resets; keep our lines.
     const lines = vm.stdout.replace(/\x1b(c|\[[0-9;?]*[A-Za-z])/g, '\n').replace(/\r/g, '').split('\n');
-    expect(lines.filter((l) => l.startsWith('X '))).toEqual([]);
-    expect(lines.find((l) => l.startsWith('M '))).toMatch(/ iso9660 ro/);
+    const console = `guest console:\n${vm.stdout}${vm.stderr}`;
+    expect(lines.filter((l) => l.startsWith('X ')), console).toEqual([]);
+    expect(lines.find((l) => l.startsWith('M ')) ?? 'no M line', console).toMatch(/ iso9660 ro/);
     const seen = lines.filter((l) => /^[DF] /.test(l)).map((l) => (l.startsWith('D ') ? l.slice(2) : `${l.slice(35)} ${l.slice(2, 34)}`));
     const want = [...expectedTree(FILES)].map(([p, data]) => (p.endsWith('/') ? `./${p.slice(0, -1)}` : `./${p} ${createHash('md5').update(data).digest('hex')}`));
-    expect(seen.sort()).toEqual(['.', ...want].sort());
+    expect(seen.sort(), console).toEqual(['.', ...want].sort());
   }
 }
 
