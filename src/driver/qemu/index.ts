@@ -9,6 +9,7 @@ import * as vms from './vms.js';
 import * as disks from './disks.js';
 import * as snapshots from './snapshots.js';
 import { NotSupported } from '../../rpc/errors.js';
+import { describeIgnored, KNOWN_DISK_KEYS, unknownKeys } from './cloud-properties.js';
 
 export async function openQemuDriver(config: Config, log: Logger): Promise<Driver> {
   return new QemuDriver(await openHost(config, log));
@@ -47,7 +48,9 @@ export class QemuDriver implements Driver {
     return vms.calculateVMCloudProperties(req);
   }
 
-  createDisk(sizeMiB: number, _props: CloudProperties, vmCid: VMCID | null): Promise<DiskCID> {
+  createDisk(sizeMiB: number, props: CloudProperties, vmCid: VMCID | null): Promise<DiskCID> {
+    const ignored = unknownKeys(props, KNOWN_DISK_KEYS);
+    if (ignored.length) this.host.log.warn({ ignored }, `create_disk: ${describeIgnored({ cloud_properties: ignored }, 'qemu')}`);
     return disks.createDisk(this.host, sizeMiB, vmCid);
   }
   deleteDisk(cid: DiskCID): Promise<void> {

@@ -6,7 +6,7 @@ import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
 import { findStemcell } from './stemcells.js';
-import { decodeVmCloudProperties, type VmShape } from './cloud-properties.js';
+import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys, type VmShape } from './cloud-properties.js';
 import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';
 import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
@@ -108,6 +108,9 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
   const { config } = host;
   // Input problems are the caller's to fix: plain CloudErrors, raised before anything exists.
   const shape = decodeVmCloudProperties(req.cloudProperties, config);
+  const ignored = ignoredCloudPropertyKeys(req.cloudProperties, req.networks);
+  const warning = describeIgnored(ignored, 'qemu');
+  if (warning) host.log.warn({ ignored }, `create_vm: ${warning}`);
   const plan = planVmNetworks(req.networks, config);
 
   // Networks are checked against the host before anything exists: a missing libvirt
