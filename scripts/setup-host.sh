@@ -62,6 +62,11 @@ if ! cmp -s scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu 2>/dev/null; then
 fi
 
 mkdir -p /var/run/libvirt
+# libvirt writes each network's MAC map into its dnsmasq state directory whenever a VM
+# joins the network, but creates that directory only when a network with DHCP or DNS
+# first starts. The quiet network below has neither, so on a fresh host every VM start
+# would fail with "Failed to create file '/var/lib/libvirt/dnsmasq/bosh-cpi0.macs.new'".
+install -d -m 0755 /var/lib/libvirt/dnsmasq
 start_daemon virtlogd /var/run/libvirt/virtlogd-sock
 if $restart_libvirtd && pgrep -x libvirtd >/dev/null; then
   log "restarting libvirtd so it picks up the new hook"

@@ -20,6 +20,14 @@ export interface Check {
 /** Free space below this in the pool is a warning: one stemcell plus a few VMs. */
 const LOW_FREE_BYTES = 5n * 1024n ** 3n;
 export const HOOK_PATH = '/etc/libvirt/hooks/qemu';
+/**
+ * libvirt's network driver writes each network's MAC map (`<bridge>.macs`) here when a
+ * VM's NIC joins the network, but creates the directory only when a network with DHCP or
+ * DNS first starts. On a fresh host whose networks have neither (like the CPI's quiet,
+ * RA-free networks), every VM start then fails with "Failed to create file
+ * '/var/lib/libvirt/dnsmasq/<bridge>.macs.new'".
+ */
+export const DNSMASQ_STATE_DIR = '/var/lib/libvirt/dnsmasq';
 
 export interface LocalHost {
   /** /proc/cpuinfo text, or null when unreadable */
@@ -58,6 +66,7 @@ export async function runDoctor(config: Config, configFile: string, local: Local
     await kvm(conn, config, local, add);
     await pool(conn, config, add);
     await network(conn, config, local, add);
+    networkStateDir(local, add);
     serialLogDir(config, local, add);
     hook(local, add);
   } finally {
@@ -225,6 +234,14 @@ async function network(conn: Connection, config: Config, local: LocalHost | null
   else {
     const cause = [dhcp.length ? 'DHCP' : '', dnsEnabled ? 'DNS enabled' : ''].filter(Boolean).join(' and ');
     add('ra', 'WARN', `router advertisements are sent for ${v6.join(', ')} (dnsmasq runs for ${cause}): guests may autoconfigure SLAAC addresses and routes beside the ones BOSH assigns; see docs/networking.md "Router advertisement hardening"`);
+  }
+}
+
+function networkStateDir(local: LocalHost | null, add: Add): void {
+  if (!local) return;
+  if (local.pathExists(DNSMASQ_STATE_DIR)) add('network_state_dir', 'OK', `${DNSMASQ_STATE_DIR} exists`);
+  else {
+    add('network_state_dir', 'FAIL', `${DNSMASQ_STATE_DIR} does not exist: libvirt creates it only when a network with DHCP or DNS first starts, and until then every VM on a libvirt network fails to start ("Failed to create file …macs.new"); create it (mkdir -p ${DNSMASQ_STATE_DIR}; scripts/setup-host.sh does)`);
   }
 }
 
