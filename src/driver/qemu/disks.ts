@@ -112,7 +112,7 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
 }
 
 /** The VM's metadata (and an old stemcell's settings) name the disk; a no-op when they already do. */
-async function recordAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCid: DiskCID, hint: DiskHint, target: string): Promise<void> {
+async function recordAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCid: DiskCID, hint: { id: string; path: string }, target: string): Promise<void> {
   const metadata = await readVmMetadata(host, dom);
   if (!metadata || metadata.disks.some((d) => d.cid === diskCid && d.serial === hint.id && d.target === target)) return;
   metadata.disks = [...metadata.disks.filter((d) => d.cid !== diskCid), { cid: diskCid, serial: hint.id, target }];
