@@ -15,13 +15,13 @@ import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-crash-k-';
 const NET = { name: 't-crash-n121', bridge: 't-crash-br121', third: 121 };
-const TRIALS = Number(process.env.CRASH_TRIALS ?? 24);
+const TRIALS = Number(process.env.CRASH_TRIALS ?? 40);
 const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 2 ** 31);
 
 type Op = 'create_vm' | 'create_stemcell' | 'attach_disk' | 'snapshot_disk';
 const OPS: Op[] = ['create_vm', 'create_stemcell', 'attach_disk', 'snapshot_disk'];
 /** Upper bound of the kill delay per method: about its duration on the loaded test machine, so kills land all along it. */
-const MAX_DELAY_MS: Record<Op, number> = { create_vm: 2500, create_stemcell: 1500, attach_disk: 1200, snapshot_disk: 1200 };
+const MAX_DELAY_MS: Record<Op, number> = { create_vm: 2500, create_stemcell: 1200, attach_disk: 900, snapshot_disk: 900 };
 
 let config = '';
 let pool = '';
