@@ -35,7 +35,7 @@ export interface CuttingProxy {
 
 /** Splits a byte stream into libvirt packets (4-byte big-endian length including itself). */
 function framer(onPacket: (p: Buffer) => void): (d: Buffer) => void {
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   return (d) => {
     buf = buf.length ? Buffer.concat([buf, d]) : d;
     while (buf.length >= 4) {

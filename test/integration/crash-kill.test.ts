@@ -20,8 +20,19 @@ const SEED = Number(process.env.CRASH_SEED ?? Date.now() % 2 ** 31);
 
 type Op = 'create_vm' | 'create_stemcell' | 'attach_disk' | 'snapshot_disk';
 const OPS: Op[] = ['create_vm', 'create_stemcell', 'attach_disk', 'snapshot_disk'];
-/** Upper bound of the kill delay per method: about its duration on the loaded test machine, so kills land all along it. */
-const MAX_DELAY_MS: Record<Op, number> = { create_vm: 2500, create_stemcell: 1200, attach_disk: 900, snapshot_disk: 900 };
+/**
+ * Upper bound of the kill delay per method: how long one whole call took here just
+ * before (measured in beforeAll, so it follows the machine's load), so kills land all
+ * along the call, start-up included, and a few after it.
+ */
+const MAX_DELAY_MS: Record<Op, number> = { create_vm: 0, create_stemcell: 0, attach_disk: 0, snapshot_disk: 0 };
+
+async function timed<T>(op: Op, fn: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  const r = await fn();
+  MAX_DELAY_MS[op] = Math.round((performance.now() - t0) * 1.1);
+  return r;
+}
 
 let config = '';
 let pool = '';
@@ -71,12 +82,15 @@ beforeAll(async () => {
   execFileSync('dd', ['if=/dev/urandom', `of=${join(dir, 'root.img')}`, 'bs=1M', 'count=24', 'status=none']);
   execFileSync('tar', ['-C', dir, '-czf', join(dir, 'image'), 'root.img']);
   image = join(dir, 'image');
-  stemcell = (await cpi(config, 'create_stemcell', [image, {}])) as string;
+  stemcell = (await timed('create_stemcell', () => cpi(config, 'create_stemcell', [image, {}]))) as string;
   // The VM attach_disk works on is shut off (the test stemcell boots nothing, so a live
   // detach would wait for an unplug that never comes); the live paths are in crash.test.ts.
-  [vm] = (await cpi(config, 'create_vm', ['agent-kill', stemcell, {}, { default: manual('198.18.121.5') }, [], {}])) as [string];
+  [vm] = (await timed('create_vm', () => cpi(config, 'create_vm', ['agent-kill', stemcell, {}, { default: manual('198.18.121.5') }, [], {}]))) as [string];
   execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'destroy', vm]);
   disk = (await cpi(config, 'create_disk', [64, {}, vm])) as string;
+  await timed('attach_disk', () => cpi(config, 'attach_disk', [vm, disk]));
+  await cpi(config, 'detach_disk', [vm, disk]);
+  await cpi(config, 'delete_snapshot', [await timed('snapshot_disk', () => cpi(config, 'snapshot_disk', [disk, {}]))]);
 }, 180_000);
 
 afterAll(() => {
@@ -86,13 +100,14 @@ afterAll(() => {
 
 describe('SIGKILL at random points, then orphans --delete', () => {
   it('leaves libvirt exactly as before', async () => {
-    console.log(`crash-kill: seed ${SEED} (CRASH_SEED=${SEED} replays it), ${TRIALS} trials`);
+    console.log(`crash-kill: seed ${SEED} (CRASH_SEED=${SEED} replays it), ${TRIALS} trials; kill delays up to ${JSON.stringify(MAX_DELAY_MS)} ms`);
     const random = prng(SEED);
     const before = libvirtState(PREFIX, pool, NET.name);
-    const figures = { kills: 0, finished: 0, answerLost: 0, byOp: {} as Record<string, number> };
+    const figures = { kills: 0, finished: 0, answerLost: 0, byOp: {} as Record<string, number>, leftSomething: {} as Record<string, number> };
+    let seen = new Set([...before.domains, ...before.volumes, ...before.dhcp]);
     for (let i = 0; i < TRIALS; i++) {
       const op = OPS[Math.floor(random() * OPS.length)]!;
-      const delay = 50 + Math.floor(random() * MAX_DELAY_MS[op]);
+      const delay = Math.floor(random() * MAX_DELAY_MS[op]);
       const args: Record<Op, unknown[]> = {
         create_vm: ['agent-kill', stemcell, {}, { default: manual(`198.18.121.${20 + i}`) }, [], {}],
         create_stemcell: [image, {}],
@@ -103,6 +118,10 @@ describe('SIGKILL at random points, then orphans --delete', () => {
       if (run.killed) {
         figures.kills++;
         figures.byOp[op] = (figures.byOp[op] ?? 0) + 1;
+        const now = libvirtState(PREFIX, pool, NET.name);
+        const all = [...now.domains, ...now.volumes, ...now.dhcp];
+        if (all.some((x) => !seen.has(x))) figures.leftSomething[op] = (figures.leftSomething[op] ?? 0) + 1;
+        seen = new Set([...seen, ...all]);
       } else {
         figures.finished++;
       }
@@ -140,7 +159,8 @@ describe('SIGKILL at random points, then orphans --delete', () => {
     const dry = await orphansCli(config, ['--min-age', '0']);
     const cleaned = await orphansCli(config, ['--min-age', '0', '--delete']);
     const after = libvirtState(PREFIX, pool, NET.name);
-    console.log(`crash-kill: ${figures.kills} kills (${Object.entries(figures.byOp).map(([k, v]) => `${k} ${v}`).join(', ')}), ${figures.finished} calls finished first, ${figures.answerLost} complete but unanswered; ` +
+    const per = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ');
+    console.log(`crash-kill: ${figures.kills} kills (${per(figures.byOp)}), of which left something in libvirt: ${per(figures.leftSomething) || 'none'}; ${figures.finished} calls finished first, ${figures.answerLost} complete but unanswered; ` +
       `left before cleanup: ${newDomains.length} domains, ${newVolumes.length} volumes, ${newDhcp.length} DHCP hosts; orphans listed ${dry.report.orphans.length}, skipped ${dry.report.skippedYoung.length}, deleted ${cleaned.report.deleted.length}, failed ${cleaned.report.failed.length}`);
     expect(cleaned.report.failed).toEqual([]);
     expect(after).toEqual(before);
