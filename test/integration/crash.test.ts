@@ -115,6 +115,21 @@ describe('delete_vm losing its connection', () => {
   }, 120_000);
 });
 
+describe('delete_vm without a way back to libvirt', () => {
+  it('says a retry finishes the job (ok_to_retry), and the retry does', async () => {
+    const [vm] = (await cpi(viaProxy, 'create_vm', createArgs('198.18.120.15'))) as [string];
+    proxy.arm({ procedure: STORAGE_VOL_DELETE, when: 'after-reply', thenRefuse: true });
+    const err = await cpiError(viaProxy, 'delete_vm', [vm]);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toMatch(/delete_vm lost its connection to libvirt .* could not reconnect .* a retry finishes it/);
+    expect(err.ok_to_retry).toBe(true);
+    proxy.allow();
+    await expect(cpi(viaProxy, 'delete_vm', [vm])).resolves.toBeNull();
+    expect(leftBehind()).toEqual([]);
+    expect(dhcpHosts(NET.name)).toEqual([]);
+  }, 120_000);
+});
+
 describe('attach_disk losing its connection', () => {
   it('after the live attach, before the metadata write: completes the record on a new connection', async () => {
     const [vm] = (await cpi(direct, 'create_vm', createArgs('198.18.120.14'))) as [string];

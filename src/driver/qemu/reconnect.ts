@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Host } from './host.js';
 import { connectOptions } from './host.js';
 import { connect, ConnectionClosedError } from '../../libvirt/index.js';
+import { CloudError } from '../../rpc/errors.js';
 
 /** Waits between reconnect attempts: about 7.5 s in all, longer than a daemon restart takes. */
 export const RECONNECT_DELAYS_MS = [0, 250, 500, 1000, 2000, 3750];
@@ -47,7 +48,9 @@ export async function onLiveConnection<T>(host: Host, what: string, fn: () => Pr
   } catch (e) {
     if (!isConnectionLost(e)) throw e;
     host.log.warn({ err: String(e), what }, 'connection to libvirt lost; reconnecting to finish');
-    await reconnect(host);
+    await reconnect(host).catch((again: unknown) => {
+      throw new CloudError(`${what} lost its connection to libvirt (${(e as Error).message}) and could not reconnect (${(again as Error).message}); it is safe to repeat, and a retry finishes it`, { okToRetry: true, cause: e });
+    });
     return fn();
   }
 }
