@@ -3,7 +3,9 @@
 //   - `<vm-cid>.<suffix>` volumes (root, ephemeral, config, settings) whose VM domain is gone;
 //   - `<cid>.meta` sidecars whose stemcell, disk or snapshot volume is gone;
 //   - domains named like this CPI's VMs that carry no bosh metadata.
-//   - snapshot volumes without their sidecar (snapshot_disk never returned them).
+//   - snapshot volumes without their sidecar (snapshot_disk never returned them);
+//   - stemcell volumes without their sidecar (create_stemcell writes it last);
+//   - domains still marked as being created whose creator is gone (create_vm never returned).
 // Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
@@ -13,6 +15,8 @@ import { readVmMetadata } from '../driver/qemu/vm-metadata.js';
 import { deleteVM } from '../driver/qemu/vms.js';
 import type { VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
+import { creatorState, markerAgeSeconds } from '../driver/qemu/creator.js';
+import { parseVmMetadata, type VmMetadata } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 
 export interface Orphan {
@@ -35,16 +39,24 @@ export function parseOwnedName(prefix: string, name: string): { cid: string; kin
   return { cid: m[1]!, kind: m[2] as 'vm' | 'sc' | 'disk' | 'snap', ...(m[3] !== undefined ? { suffix: m[3] } : {}) };
 }
 
+export interface DomainFacts {
+  name: string;
+  hasMetadata: boolean;
+  /** why this domain is an unfinished create_vm whose creator is gone (see unfinishedCreate) */
+  unfinished?: string;
+}
+
 /** Pure: which names are orphans, given the domains (with whether they carry metadata) and the volumes. */
-export function classify(prefix: string, domains: Array<{ name: string; hasMetadata: boolean }>, volumes: string[]): Orphan[] {
+export function classify(prefix: string, domains: DomainFacts[], volumes: string[]): Orphan[] {
   const out: Orphan[] = [];
   const domainNames = new Set(domains.map((d) => d.name));
   const volumeNames = new Set(volumes);
   for (const d of domains) {
     const owned = parseOwnedName(prefix, d.name);
-    if (owned?.kind !== 'vm' || owned.suffix || d.hasMetadata) continue;
+    if (owned?.kind !== 'vm' || owned.suffix || (d.hasMetadata && d.unfinished === undefined)) continue;
     const its = volumes.filter((v) => v.startsWith(`${d.name}.`));
-    out.push({ kind: 'domain', name: d.name, reason: `named like a VM of this CPI but has no bosh metadata${its.length ? ` (its volumes go with it: ${its.join(', ')})` : ''}` });
+    const why = d.hasMetadata ? d.unfinished : 'named like a VM of this CPI but has no bosh metadata';
+    out.push({ kind: 'domain', name: d.name, reason: `${why}${its.length ? ` (its volumes go with it: ${its.join(', ')})` : ''}` });
   }
   for (const v of volumes) {
     const owned = parseOwnedName(prefix, v);
@@ -56,6 +68,10 @@ export function classify(prefix: string, domains: Array<{ name: string; hasMetad
       // connection during the copy).
       if (owned.kind === 'snap' && !volumeNames.has(`${v}.meta`)) {
         out.push({ kind: 'volume', name: v, reason: 'snapshot whose snapshot_disk never finished (no metadata sidecar), so the director never received its CID' });
+      }
+      // Likewise create_stemcell writes the sidecar as its last step.
+      if (owned.kind === 'sc' && !volumeNames.has(`${v}.meta`)) {
+        out.push({ kind: 'volume', name: v, reason: 'stemcell whose create_stemcell never finished (no metadata sidecar), so the director never received its CID' });
       }
       continue;
     }
@@ -69,11 +85,26 @@ export function classify(prefix: string, domains: Array<{ name: string; hasMetad
 }
 const kindWord = { vm: 'VM', sc: 'stemcell', disk: 'disk', snap: 'snapshot' } as const;
 
+/**
+ * Whether a domain still marked by create_vm is an orphan: certain on the creator's own
+ * host (its process, identified by pid and start time, is gone); from another host only
+ * by age (the mark older than --min-age). 'in progress' when its creator may still be at work.
+ */
+export function unfinishedCreate(m: NonNullable<VmMetadata['creating']>, minAgeSeconds: number, nowMs = Date.now()): { orphan: true; reason: string } | { orphan: false; reason: string } {
+  const by = `pid ${m.pid} on ${m.host}, started ${m.at}`;
+  const state = creatorState(m);
+  if (state === 'running') return { orphan: false, reason: `create_vm in progress (${by}, still running)` };
+  if (state === 'gone') return { orphan: true, reason: `create_vm never finished: its process (${by}) is gone, so the director never received this VM` };
+  const age = markerAgeSeconds(m, nowMs);
+  if (age < minAgeSeconds) return { orphan: false, reason: `create_vm may be in progress (${by}, another host: cannot see its process; ${age} s old, under --min-age)` };
+  return { orphan: true, reason: `create_vm never finished: started ${age} s ago by ${by} (another host: judged by --min-age)` };
+}
+
 export interface OrphanReport {
   pool: string;
   poolExists: boolean;
   orphans: Orphan[];
-  /** volumes young enough to belong to a create_vm or delete_vm still in progress */
+  /** volumes young enough to belong to a create_vm or delete_vm still in progress, and domains whose create_vm may still run */
   skippedYoung: string[];
   deleted: string[];
   failed: Array<{ name: string; error: string }>;
@@ -85,11 +116,18 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
   try {
     const host = await existingPoolHost(conn, config, log);
     const prefix = config.name_prefix;
-    const domains: Array<{ name: string; hasMetadata: boolean }> = [];
+    const domains: DomainFacts[] = [];
     for (const dom of await conn.domains.listAll(0)) {
       if (!parseOwnedName(prefix, dom.name)) continue;
       try {
-        domains.push({ name: dom.name, hasMetadata: host ? (await readVmMetadata(host, dom)) !== null : await hasMetadata(conn, dom) });
+        const metadata = host ? await readVmMetadata(host, dom) : await metadataFromXml(conn, dom);
+        const facts: DomainFacts = { name: dom.name, hasMetadata: metadata !== null };
+        if (metadata?.creating) {
+          const judged = unfinishedCreate(metadata.creating, opts.minAgeSeconds);
+          if (judged.orphan) facts.unfinished = judged.reason;
+          else report.skippedYoung.push(dom.name);
+        }
+        domains.push(facts);
       } catch (e) {
         if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e; // deleted meanwhile
       }
@@ -121,8 +159,15 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
   return report;
 }
 
-async function hasMetadata(conn: Host['conn'], dom: Parameters<Host['conn']['domains']['getXMLDesc']>[0]): Promise<boolean> {
-  return /urn:bosh-libvirt-cpi:vm:1/.test(await conn.domains.getXMLDesc(dom, 0));
+/** Without the pool there is no Host: the metadata is read from the domain's XML. */
+async function metadataFromXml(conn: Host['conn'], dom: Parameters<Host['conn']['domains']['getXMLDesc']>[0]): Promise<VmMetadata | null> {
+  const xml = await conn.domains.getXMLDesc(dom, 0);
+  if (!/urn:bosh-libvirt-cpi:vm:1/.test(xml)) return null;
+  try {
+    return parseVmMetadata(xml);
+  } catch {
+    return { agentId: '', stemcellCid: '', volumes: [], disks: [], macs: [], prefixes: [], reservations: [], tags: {} }; // present but unreadable: not ours to judge
+  }
 }
 
 async function volumeFacts(host: Host, name: string): Promise<{ bytes: number; changed?: number } | null> {
@@ -179,6 +224,6 @@ export function printReport(r: OrphanReport, deleting: boolean, out: NodeJS.Writ
   const extra = r.deleted.filter((d) => !r.orphans.some((o) => o.name === d));
   if (extra.length) out.write(`deleted with their domains: ${extra.join(', ')}\n`);
   for (const f of r.failed) out.write(`could not delete ${f.name}: ${f.error}\n`);
-  if (r.skippedYoung.length) out.write(`skipped ${r.skippedYoung.length} volume(s) changed less than --min-age ago (a create_vm/delete_vm may be running): ${r.skippedYoung.join(', ')}\n`);
+  if (r.skippedYoung.length) out.write(`skipped ${r.skippedYoung.length} volume(s) changed less than --min-age ago or domain(s) whose create_vm may still run: ${r.skippedYoung.join(', ')}\n`);
   if (!deleting && r.orphans.length) out.write(`\n${r.orphans.length} orphan(s); run again with --delete to remove them\n`);
 }

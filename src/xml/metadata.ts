@@ -65,6 +65,12 @@ export function parseVmMetadata(xml: string): VmMetadata {
     if (!Number.isSafeInteger(n)) throw new XmlParseError(`stemcell-api-version ${JSON.stringify(api)}`);
     m.stemcellApiVersion = n;
   }
+  const creating = vm.child('creating');
+  if (creating) {
+    const pid = Number(readAttr(creating, 'pid'));
+    if (!Number.isSafeInteger(pid)) throw new XmlParseError(`creating pid ${JSON.stringify(creating.attr('pid'))}`);
+    m.creating = { host: readAttr(creating, 'host'), pid, start: readAttr(creating, 'start'), at: readAttr(creating, 'at') };
+  }
   return m;
 }
 
@@ -99,6 +105,7 @@ export function appendVmMetadata(parent: Builder, m: VmMetadata, { namespaced = 
   }
   const tags = el(vm, 'tags');
   for (const [key, value] of Object.entries(m.tags)) writeText(el(tags, 'tag', { key }), value);
+  if (m.creating) el(vm, 'creating', { host: m.creating.host, pid: String(m.creating.pid), start: m.creating.start, at: m.creating.at });
 }
 
 function writeText(node: Builder, value: string): void {

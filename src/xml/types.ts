@@ -64,6 +64,12 @@ export interface VmMetadata {
   tags: Record<string, string>;
   /** stemcell api_version the VM was created with (drives config-drive rewrites) */
   stemcellApiVersion?: number;
+  /**
+   * Set while create_vm runs (it defines the domain with it and clears it as its last
+   * step): a domain still carrying it after its creator is gone is an unfinished
+   * create_vm the director never heard of (`orphans` lists it).
+   */
+  creating?: { host: string; pid: number; start: string; at: string };
 }
 
 export interface VolumeSpec {

@@ -381,7 +381,7 @@ describe('9. failures', () => {
   }, LONG.timeout);
 
   // Faults can only be injected into a CPI this suite runs itself, against its own host.
-  it.skipIf(!!process.env.CONFORMANCE_CONFIG).each(['create_vm:after-define', 'create_vm:after-start'])(
+  it.skipIf(!!process.env.CONFORMANCE_CONFIG).each(['create_vm:after-reservations', 'create_vm:after-start'])(
     'create_vm failing at %s (after real volumes, DHCP reservations and the domain exist) undoes all of it',
     async (point) => {
       await expectNothingLeft(point, ['agent-fault', env().stemcell, {}, { default: manualNetwork(env().ipv4[0]) }, null, agentEnv()], {

@@ -244,7 +244,7 @@ describe('create_vm input and failures', () => {
     expect(err.ok_to_retry).toBe(false);
   });
 
-  const steps = ['after-plan', 'after-root', 'after-ephemeral', 'after-config-drive', 'after-reservations', 'after-define', 'after-start'];
+  const steps = ['after-plan', 'after-root', 'after-ephemeral', 'after-config-drive', 'after-define', 'after-reservations', 'after-start', 'after-mark'];
   it.each(steps)('a failure %s leaves no domain, volume or reservation behind', async (step) => {
     // Only this file's resources: other suites may create VMs on the same host meanwhile.
     const mine = () => virsh('list', '--all', '--name').stdout.split('\n').filter((n) => n.startsWith(PREFIX)).join('\n');

@@ -97,20 +97,27 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   const existing = await findAttachment(host, path);
   if (existing) {
     if (existing.vm !== vmCid) throw new CloudError(`Disk ${diskCid} is attached to VM ${existing.vm}; detach it before attaching it to ${vmCid}`);
-    return { id: existing.disk.serial ?? serial, path: `/dev/${existing.disk.target}` };
+    const hint = { id: existing.disk.serial ?? serial, path: `/dev/${existing.disk.target}` };
+    // An attach_disk that died (or lost its connection) after attaching may not have recorded it.
+    await recordAttachment(host, dom, vmCid, diskCid, hint, existing.disk.target);
+    return hint;
   }
   const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
   const target = nextTarget(new Set(parsed.disks.map((d) => d.target)));
   const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
   await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom));
   const hint = { id: serial, path: `/dev/${target}` };
-  const metadata = await readVmMetadata(host, dom);
-  if (metadata) {
-    metadata.disks = [...metadata.disks.filter((d) => d.cid !== diskCid), { cid: diskCid, serial, target }];
-    await writeVmMetadata(host, dom, metadata);
-    if ((metadata.stemcellApiVersion ?? 2) < 2) await rewriteSettingsDisks(host, vmCid, (p) => ({ ...p, [diskCid]: hint }));
-  }
+  await recordAttachment(host, dom, vmCid, diskCid, hint, target);
   return hint;
+}
+
+/** The VM's metadata (and an old stemcell's settings) name the disk; a no-op when they already do. */
+async function recordAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCid: DiskCID, hint: { id: string; path: string }, target: string): Promise<void> {
+  const metadata = await readVmMetadata(host, dom);
+  if (!metadata || metadata.disks.some((d) => d.cid === diskCid && d.serial === hint.id && d.target === target)) return;
+  metadata.disks = [...metadata.disks.filter((d) => d.cid !== diskCid), { cid: diskCid, serial: hint.id, target }];
+  await writeVmMetadata(host, dom, metadata);
+  if ((metadata.stemcellApiVersion ?? 2) < 2) await rewriteSettingsDisks(host, vmCid, (p) => ({ ...p, [diskCid]: hint }));
 }
 
 export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Promise<void> {

@@ -10,6 +10,7 @@ import * as disks from './disks.js';
 import * as snapshots from './snapshots.js';
 import { NotSupported } from '../../rpc/errors.js';
 import { describeIgnored, KNOWN_DISK_KEYS, unknownKeys } from './cloud-properties.js';
+import { onLiveConnection } from './reconnect.js';
 
 export async function openQemuDriver(config: Config, log: Logger): Promise<Driver> {
   return new QemuDriver(await openHost(config, log));
@@ -33,7 +34,8 @@ export class QemuDriver implements Driver {
     return vms.createVM(this.host, req);
   }
   deleteVM(cid: VMCID): Promise<void> {
-    return vms.deleteVM(this.host, cid);
+    // Idempotent by design (the domain goes last): after a lost connection, finish on a new one.
+    return onLiveConnection(this.host, 'delete_vm', () => vms.deleteVM(this.host, cid));
   }
   hasVM(cid: VMCID): Promise<boolean> {
     return vms.hasVM(this.host, cid);
@@ -60,7 +62,8 @@ export class QemuDriver implements Driver {
     return disks.hasDisk(this.host, cid);
   }
   attachDisk(vm: VMCID, disk: DiskCID): Promise<DiskHint> {
-    return disks.attachDisk(this.host, vm, disk);
+    // Repeating it finds a disk the lost call did attach and completes the VM's record of it.
+    return onLiveConnection(this.host, 'attach_disk', () => disks.attachDisk(this.host, vm, disk));
   }
   detachDisk(vm: VMCID, disk: DiskCID): Promise<void> {
     return disks.detachDisk(this.host, vm, disk);

@@ -1,6 +1,10 @@
 // VMs are domains named after their CID. create_vm builds, in order: root overlay,
-// ephemeral disk, config drive, DHCP reservations, domain definition, start; each step
-// records an undo, and any failure undoes everything before raising VMCreationFailed.
+// ephemeral disk, config drive, domain definition (marked as being created), DHCP
+// reservations, start, and last clears the mark; each step records an undo, and any
+// failure undoes everything before raising VMCreationFailed. The domain comes before the
+// reservations so that a reservation never exists without a domain that names it: what
+// a kill leaves is a marked domain (`orphans` removes it with its reservations) or
+// volumes named after a VM that does not exist.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
@@ -20,6 +24,8 @@ import { renderDomain, type DiskDevice, type DomainSpec, type VmMetadata } from 
 import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../rpc/errors.js';
 import { maybeFail } from '../../util/faults.js';
+import { creatorMarker } from './creator.js';
+import { UndoLog } from './undo.js';
 
 const MiB = 1024n * 1024n;
 
@@ -122,7 +128,7 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
   });
   const vm = newCid(config.name_prefix, 'vm');
   const names = ownedVolumeNames(vm);
-  const undo: Array<{ what: string; run: () => Promise<unknown> }> = [];
+  const undo = new UndoLog();
   let step = 'looking up the stemcell';
   const timings: Record<string, number> = {};
   let t0 = performance.now();
@@ -138,13 +144,14 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
 
     mark('creating the root disk');
     const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
+    let made = undo.begin(`volume ${names.root}`, () => deleteVolumeIfExists(host, names.root));
     const rootVol = await createVolume(host, {
       name: names.root,
       capacityBytes: rootBytes > stemcell.virtualSize ? rootBytes : stemcell.virtualSize,
       format: 'qcow2',
       backing: { path: stemcell.path, format: stemcell.format },
     });
-    undo.push({ what: `volume ${names.root}`, run: () => deleteVolumeIfExists(host, names.root) });
+    made();
     maybeFail('create_vm:after-root');
 
     const rootPath = await host.conn.volumes.getPath(rootVol);
@@ -152,8 +159,9 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     let ephemeral: { id: string; path: string } | undefined;
     if (shape.ephemeralMiB > 0) {
       mark('creating the ephemeral disk');
+      made = undo.begin(`volume ${names.ephemeral}`, () => deleteVolumeIfExists(host, names.ephemeral));
       const eph = await createVolume(host, { name: names.ephemeral, capacityBytes: BigInt(shape.ephemeralMiB) * MiB, allocationBytes: 0n, format: 'qcow2' });
-      undo.push({ what: `volume ${names.ephemeral}`, run: () => deleteVolumeIfExists(host, names.ephemeral) });
+      made();
       ephemeralPath = await host.conn.volumes.getPath(eph);
       ephemeral = ephemeralDiskHint(vm);
     }
@@ -161,25 +169,20 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
 
     mark('writing the config drive');
     const settings = buildVmSettings(host, { vm, agentId: req.agentId, networks: plan.agentNetworks, env: req.env, ephemeral, persistent: {} });
+    made = undo.begin(`volume ${names.config}`, () => deleteVolumeIfExists(host, names.config));
     const cfgVol = await writeBufferVolume(host, names.config, configDriveImage(vm, settings));
-    undo.push({ what: `volume ${names.config}`, run: () => deleteVolumeIfExists(host, names.config) });
+    made();
     const configPath = await host.conn.volumes.getPath(cfgVol);
     if (keepsSettingsVolume(req.stemcellApiVersion)) {
       // Old agents re-read disk settings from the drive: keep the document to rewrite it.
+      made = undo.begin(`volume ${settingsVolumeName(vm)}`, () => deleteVolumeIfExists(host, settingsVolumeName(vm)));
       await writeSettingsVolume(host, vm, settings);
-      undo.push({ what: `volume ${settingsVolumeName(vm)}`, run: () => deleteVolumeIfExists(host, settingsVolumeName(vm)) });
+      made();
     }
     maybeFail('create_vm:after-config-drive');
 
-    mark('reserving addresses in DHCP');
-    const reservations = plannedReservations(plan, nets, vm);
-    for (const r of reservations) {
-      await addReservation(host, r);
-      undo.push({ what: `DHCP reservation ${r.ip} on ${r.network}`, run: () => removeReservation(host, r) });
-    }
-    maybeFail('create_vm:after-reservations');
-
     mark('defining the domain');
+    const reservations = plannedReservations(plan, nets, vm);
     const spec = buildDomainSpec({
       vm,
       agentId: req.agentId,
@@ -193,30 +196,47 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
       prefixes: routedPrefixes(plan, nets),
       serialLogDir: config.vm.serial_log_dir,
     });
+    // The mark tells `orphans` this domain is not finished yet, and by whom it is made.
+    const finished = spec.metadata!;
+    spec.metadata = { ...finished, creating: creatorMarker() };
+    made = undo.begin(`domain ${vm}`, () => removeDomainByName(host, vm));
     const dom = await host.conn.domains.defineXML(renderDomain(spec), 0);
-    undo.push({ what: `domain ${vm}`, run: () => removeDomain(host, dom) });
+    made();
     maybeFail('create_vm:after-define');
+
+    mark('reserving addresses in DHCP');
+    for (const r of reservations) {
+      made = undo.begin(`DHCP reservation ${r.ip} on ${r.network}`, () => removeReservation(host, r));
+      await addReservation(host, r);
+      made();
+    }
+    maybeFail('create_vm:after-reservations');
 
     mark('starting the domain');
     await host.conn.domains.create(dom, 0);
     maybeFail('create_vm:after-start');
+
+    mark('clearing the creation mark');
+    await writeVmMetadata(host, dom, finished);
+    maybeFail('create_vm:after-mark');
     mark('done');
     // Per-step wall times in ms: bench/create-vm.mjs reads them from this line.
     host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: spec.disks.length, step_ms: timings }, 'VM created');
     return [vm, plan.agentNetworks];
   } catch (e) {
-    const undone: string[] = [];
-    for (const u of undo.reverse()) {
-      try {
-        await u.run();
-        undone.push(u.what);
-      } catch (cleanupErr) {
-        host.log.error({ err: String(cleanupErr), what: u.what }, 'cleanup after a failed create_vm failed');
-      }
-    }
+    const { removed, left } = await undo.run(host);
     const cause = e instanceof Error ? e.message : String(e);
-    const removed = undone.length ? `; removed ${undone.join(', ')}` : '; nothing had been created';
-    throw new VMCreationFailed(`create_vm failed while ${step}: ${cause}${removed}`, { okToRetry: isTransient(e), cause: e });
+    let outcome = removed.length ? `; removed ${removed.join(', ')}` : '';
+    if (left.length) {
+      outcome += `; LEFT BEHIND (could not be removed): ${left.join(', ')}; \`bosh-libvirt-cpi orphans --delete\` removes them once this process is gone`;
+    } else if (removed.length === 0) {
+      outcome = '; nothing had been created';
+    }
+    // With something left, no retry: the director would retry at once with the same
+    // networks, and a leftover domain (perhaps running) still holds the static addresses
+    // and their DHCP reservations, so the retry would fail on them or, worse, bring up a
+    // second VM with the same IP. The operator cleans up first (orphans lists it all).
+    throw new VMCreationFailed(`create_vm failed while ${step}: ${cause}${outcome}`, { okToRetry: isTransient(e) && left.length === 0, cause: e });
   }
 }
 
@@ -227,9 +247,13 @@ export function isTransient(e: unknown): boolean {
   return isLibvirtError(e, ErrorCode.OPERATION_TIMEOUT, ErrorCode.RESOURCE_BUSY, ErrorCode.RPC);
 }
 
-async function removeDomain(host: Host, dom: DomainRef): Promise<void> {
+/** Looked up by name: a domain whose define call lost its answer has no ref yet. */
+async function removeDomainByName(host: Host, name: string): Promise<boolean> {
+  const dom = await findDomain(host, name);
+  if (!dom) return false;
   await stopDomain(host, dom);
   await undefineDomain(host, dom);
+  return true;
 }
 
 async function stopDomain(host: Host, dom: DomainRef): Promise<void> {

@@ -1,0 +1,112 @@
+// A unix-socket proxy in front of the real libvirtd that loses connections on cue, the
+// way a daemon restart or a broken hop does, without touching the shared daemon: it
+// reads the RPC framing, and when the client calls a chosen procedure it hangs up every
+// proxied connection, either before passing the call on or once the daemon has answered
+// it (the call took effect; its answer is lost). New connections are accepted again
+// (a reconnect works) or refused until told otherwise (reconnects fail).
+import net from 'node:net';
+import { join } from 'node:path';
+import { DAEMON_SOCKET } from './libvirt-fixtures.js';
+import { scratchDir } from './scratch.js';
+
+const REMOTE_PROGRAM = 0x20008086;
+const CALL = 0;
+
+export interface CutRule {
+  /** remote procedure number (src/libvirt/procedures.ts) */
+  procedure: number;
+  /** 'before': the call never reaches the daemon; 'after-reply': it runs, its reply is dropped */
+  when: 'before' | 'after-reply';
+  /** the Nth call of that procedure (1-based, counted over all connections) */
+  nth?: number;
+  /** after the cut, refuse new connections (until allow()) */
+  thenRefuse?: boolean;
+}
+
+export interface CuttingProxy {
+  /** config libvirt.uri reaching qemu:///system through the proxy */
+  uri: string;
+  /** cuts since the last arm() */
+  cuts: number;
+  arm(rule: CutRule): void;
+  allow(): void;
+  close(): Promise<void>;
+}
+
+/** Splits a byte stream into libvirt packets (4-byte big-endian length including itself). */
+function framer(onPacket: (p: Buffer) => void): (d: Buffer) => void {
+  let buf: Buffer = Buffer.alloc(0);
+  return (d) => {
+    buf = buf.length ? Buffer.concat([buf, d]) : d;
+    while (buf.length >= 4) {
+      const len = buf.readUInt32BE(0);
+      if (buf.length < len) break;
+      onPacket(buf.subarray(0, len));
+      buf = buf.subarray(len);
+    }
+  };
+}
+
+export async function startCuttingProxy(): Promise<CuttingProxy> {
+  const path = join(scratchDir('t-crash-proxy-'), 'libvirt.sock');
+  const sockets = new Set<net.Socket>();
+  let rule: (CutRule & { seen: number }) | null = null;
+  let refusing = false;
+  const state = { cuts: 0 };
+  const cutAll = () => {
+    state.cuts++;
+    rule = null;
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
+  const server = net.createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.createConnection({ path: DAEMON_SOCKET });
+    sockets.add(client);
+    sockets.add(upstream);
+    let awaitedSerial: number | null = null;
+    client.on('data', framer((p) => {
+      if (rule && p.length >= 28 && p.readUInt32BE(4) === REMOTE_PROGRAM && p.readInt32BE(12) === rule.procedure && p.readInt32BE(16) === CALL) {
+        rule.seen++;
+        if (rule.seen === (rule.nth ?? 1)) {
+          if (rule.thenRefuse) refusing = true;
+          if (rule.when === 'before') {
+            cutAll();
+            return;
+          }
+          awaitedSerial = p.readUInt32BE(20);
+        }
+      }
+      upstream.write(p);
+    }));
+    upstream.on('data', framer((p) => {
+      if (awaitedSerial !== null && p.length >= 28 && p.readUInt32BE(20) === awaitedSerial && p.readInt32BE(16) !== CALL) {
+        cutAll();
+        return;
+      }
+      client.write(p);
+    }));
+    const end = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+    for (const s of [client, upstream]) {
+      s.on('close', end);
+      s.on('error', end);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  return {
+    uri: `qemu+unix:///system?socket=${path}`,
+    get cuts() { return state.cuts; },
+    arm: (r) => { rule = { ...r, seen: 0 }; state.cuts = 0; },
+    allow: () => { refusing = false; },
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}
