@@ -75,6 +75,8 @@ describe('a fresh host', () => {
     const err = await cpiError(config, 'create_vm', createVmArgs('198.18.160.10'));
     expect(err.type).toBe('Bosh::Clouds::VMCreationFailed');
     expect(err.message).toMatch(/dnsmasq\/t-fresh-br0\.macs/);
+    // libvirt's words alone do not say what to do: the CPI adds the remedy.
+    expect(err.message).toMatch(/lacks the directory \/var\/lib\/libvirt\/dnsmasq.*mkdir -p \/var\/lib\/libvirt\/dnsmasq/);
     expect(leftovers(PREFIX).filter((n) => !n.startsWith(`${PREFIX}sc-`))).toEqual([]);
   });
 

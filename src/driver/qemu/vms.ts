@@ -225,7 +225,7 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     return [vm, plan.agentNetworks];
   } catch (e) {
     const { removed, left } = await undo.run(host);
-    const cause = e instanceof Error ? e.message : String(e);
+    const cause = explainCause(e);
     let outcome = removed.length ? `; removed ${removed.join(', ')}` : '';
     if (left.length) {
       outcome += `; LEFT BEHIND (could not be removed): ${left.join(', ')}; \`bosh-libvirt-cpi orphans --delete\` removes them once this process is gone`;
@@ -238,6 +238,16 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     // second VM with the same IP. The operator cleans up first (orphans lists it all).
     throw new VMCreationFailed(`create_vm failed while ${step}: ${cause}${outcome}`, { okToRetry: isTransient(e) && left.length === 0, cause: e });
   }
+}
+
+/** libvirt's own words, and the remedy where they do not say it. */
+function explainCause(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  // A fresh host: libvirt makes its dnsmasq state directory only when a network with
+  // DHCP or DNS first starts, yet writes every network's MAC map there (doctor checks it).
+  const dir = /'(\/[^']*\/dnsmasq)\/[^'/]*\.macs\.new'/.exec(msg)?.[1];
+  if (dir) return `${msg} (the libvirt host lacks the directory ${dir}, which libvirt creates only when a network with DHCP or DNS first starts: create it, e.g. mkdir -p ${dir}; \`bosh-libvirt-cpi doctor\` checks for it)`;
+  return msg;
 }
 
 /** A failure a retry can fix: the connection or the daemon, not the request. */
