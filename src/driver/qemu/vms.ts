@@ -6,6 +6,7 @@ import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
 import { findStemcell } from './stemcells.js';
+import { withVolumeLock } from './lock.js';
 import { decodeVmCloudProperties, type VmShape } from './cloud-properties.js';
 import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';
@@ -310,10 +311,14 @@ export async function rebootVM(host: Host, cid: VMCID): Promise<void> {
 
 export async function setVMMetadata(host: Host, cid: VMCID, tags: Record<string, string>): Promise<void> {
   const dom = await requireDomain(host, cid);
-  const metadata = await readVmMetadata(host, dom);
-  if (!metadata) throw new CloudError(`VM ${cid} has no bosh-libvirt-cpi metadata; it was not created by this CPI`);
-  metadata.tags = { ...metadata.tags, ...tags };
-  await writeVmMetadata(host, dom, metadata);
+  // A read-modify-write of the whole metadata element: under the VM's lock, as
+  // attach_disk and detach_disk update it, or one call's change is lost.
+  await withVolumeLock(host, cid, async () => {
+    const metadata = await readVmMetadata(host, dom);
+    if (!metadata) throw new CloudError(`VM ${cid} has no bosh-libvirt-cpi metadata; it was not created by this CPI`);
+    metadata.tags = { ...metadata.tags, ...tags };
+    await writeVmMetadata(host, dom, metadata);
+  });
   const title = vmTitle(tags);
   if (title) await host.conn.domains.setMetadata(dom, MetadataType.TITLE, title, null, null, await affectFlags(host, dom));
 }
