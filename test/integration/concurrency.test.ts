@@ -4,6 +4,7 @@
 // on a powered-off domain, the config-only path (as in the conformance suite).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { requireBundle, runCpi, type CpiRun } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { parseDomain, parseVmMetadata } from '../../src/xml/index.js';
@@ -108,5 +109,46 @@ describe('attach_disk / detach_disk / set_vm_metadata on one VM at once', () => 
       await cpi(config, 'delete_vm', [vm]);
       await Promise.all([...first, ...second].map((d) => cpi(config, 'delete_disk', [d])));
     }
+  });
+});
+
+describe('delete_stemcell while create_vm runs', () => {
+  // Each round starts create_vm, then delete_stemcell after a delay that moves its
+  // in-use check across create_vm's steps. Allowed outcomes: delete_stemcell refuses
+  // (in use) and create_vm succeeds, or delete_stemcell succeeds before create_vm
+  // used the stemcell and create_vm fails saying so, with nothing left. Never a VM (or
+  // a half-made one) whose backing file is gone.
+  const delays = [0, 20, 40, 60, 80, 100, 120, 140, 160, 180, 200, 240];
+
+  it(`holds the invariant in ${delays.length} rounds with delays from 0 to 240 ms`, { timeout: 600_000 }, async () => {
+    const outcomes: string[] = [];
+    for (const [round, delay] of delays.entries()) {
+      const sc = (await cpi(config, 'create_stemcell', [tinyStemcell(64), { name: 'race', version: String(round), disk_format: 'qcow2' }, {}])) as string;
+      const creating = call('create_vm', ['agent-conc', sc, {}, { default: manual(`198.18.130.${100 + round}`) }, [], {}]);
+      await sleep(delay);
+      const deleting = await call('delete_stemcell', [sc]);
+      const created = await creating;
+      const vm = created.response.error ? null : (created.response.result as [string])[0];
+      try {
+        const where = `round ${round} (delay ${delay} ms): create_vm ${created.response.error ? `failed: ${created.response.error.message}` : `made ${vm}`}; delete_stemcell ${deleting.response.error ? `failed: ${deleting.response.error.message}` : 'succeeded'}`;
+        if (vm) {
+          expect(deleting.response.error, where).not.toBeNull();
+          expect(deleting.response.error!.message, where).toMatch(new RegExp(`Stemcell ${sc} is still the base of 1 VM\\(s\\) \\(${vm}\\)`));
+          expect(virsh('vol-info', '--pool', pool, sc).status, `${where}: the stemcell volume must still exist`).toBe(0);
+          outcomes.push('refused');
+        } else {
+          expect(deleting.response.error, where).toBeNull();
+          expect(created.response.error!.type, where).toBe('Bosh::Clouds::VMCreationFailed');
+          expect(created.response.error!.message, where).toMatch(new RegExp(`while looking up the stemcell: Stemcell ${sc} does not exist .*; nothing had been created$`));
+          expect(leftovers(PREFIX).filter((n) => n.includes('-vm-')), where).toEqual([]);
+          outcomes.push('deleted first');
+        }
+      } finally {
+        if (vm) await cpi(config, 'delete_vm', [vm]);
+        await call('delete_stemcell', [sc]);
+      }
+    }
+    // Which outcome each round had depends on timing; both are fine. Logged for the reader.
+    console.log(`delete_stemcell during create_vm: ${outcomes.join(', ')}`);
   });
 });

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
-import { findStemcell } from './stemcells.js';
+import { findStemcell, withStemcellLock } from './stemcells.js';
 import { withVolumeLock } from './lock.js';
 import { decodeVmCloudProperties, type VmShape } from './cloud-properties.js';
 import { resolveDomainType } from './domain-type.js';
@@ -130,19 +130,24 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     step = next;
   };
   try {
-    const stemcell = await findStemcell(host, req.stemcellCid);
-    if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in pool ${config.storage.pool}`);
-    maybeFail('create_vm:after-plan');
+    // From the look-up until the overlay exists the stemcell must not go: delete_stemcell
+    // takes the same lock and then sees the overlay as a user of the stemcell.
+    const rootVol = await withStemcellLock(host, req.stemcellCid, async () => {
+      const stemcell = await findStemcell(host, req.stemcellCid);
+      if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in pool ${config.storage.pool}`);
+      maybeFail('create_vm:after-plan');
 
-    mark('creating the root disk');
-    const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
-    const rootVol = await createVolume(host, {
-      name: names.root,
-      capacityBytes: rootBytes > stemcell.virtualSize ? rootBytes : stemcell.virtualSize,
-      format: 'qcow2',
-      backing: { path: stemcell.path, format: stemcell.format },
+      mark('creating the root disk');
+      const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
+      const vol = await createVolume(host, {
+        name: names.root,
+        capacityBytes: rootBytes > stemcell.virtualSize ? rootBytes : stemcell.virtualSize,
+        format: 'qcow2',
+        backing: { path: stemcell.path, format: stemcell.format },
+      });
+      undo.push({ what: `volume ${names.root}`, run: () => deleteVolumeIfExists(host, names.root) });
+      return vol;
     });
-    undo.push({ what: `volume ${names.root}`, run: () => deleteVolumeIfExists(host, names.root) });
     maybeFail('create_vm:after-root');
 
     const rootPath = await host.conn.volumes.getPath(rootVol);
