@@ -13,6 +13,7 @@ const PREFIX = 't-conc-';
 const NET = 't-conc-net';
 let config: string;
 let pool: string;
+let poolPath: string;
 let stemcell: string;
 
 const virsh = (...args: string[]) => spawnSync('virsh', ['-q', '-c', 'qemu:///system', ...args], { encoding: 'utf8' });
@@ -57,7 +58,7 @@ beforeAll(async () => {
   requireBundle();
   cleanupPrefix(PREFIX);
   defineIsolatedNetwork(NET, 't-conc-br0', 130, { dhcp: true });
-  ({ path: config, pool } = testConfig({ prefix: PREFIX, network: NET }));
+  ({ path: config, pool, poolPath } = testConfig({ prefix: PREFIX, network: NET }));
   stemcell = (await cpi(config, 'create_stemcell', [tinyStemcell(64), { name: 'tiny', version: '1', disk_format: 'qcow2' }, {}])) as string;
 });
 
@@ -108,6 +109,25 @@ describe('attach_disk / detach_disk / set_vm_metadata on one VM at once', () => 
     } finally {
       await cpi(config, 'delete_vm', [vm]);
       await Promise.all([...first, ...second].map((d) => cpi(config, 'delete_disk', [d])));
+    }
+  });
+});
+
+describe('attach_disk target choice', () => {
+  it('skips a target that only the saved config of a running VM holds', async () => {
+    const vm = await createVM('198.18.130.12');
+    const [byHand, disk] = await createDisks(2);
+    try {
+      // Someone attached a disk to the saved config alone: vdc is taken there, free live.
+      const out = virsh('attach-disk', vm, `${poolPath}/${byHand}`, 'vdc', '--config', '--subdriver', 'qcow2');
+      expect(out.status, out.stderr).toBe(0);
+      const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { path: string };
+      expect(hint.path).toBe('/dev/vdd');
+      expect(virsh('dumpxml', '--inactive', vm).stdout).toContain(`${poolPath}/${disk}`);
+      expect(metadataDisks(vm)).toEqual(new Map([[disk, 'vdd']]));
+    } finally {
+      await cpi(config, 'delete_vm', [vm]);
+      await Promise.all([byHand, disk].map((d) => cpi(config, 'delete_disk', [d])));
     }
   });
 });

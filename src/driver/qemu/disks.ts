@@ -118,9 +118,9 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
 }
 
 /**
- * Targets taken in the live or the saved config of the domain: a disk whose detach the
- * guest has not completed is still live but no longer saved, and one a retried detach
- * removed live only is still saved; attaching with CONFIG|LIVE needs a target free in both.
+ * Targets taken in the live or the saved config of the domain: attaching with
+ * CONFIG|LIVE needs a target free in both, and they differ, e.g. while the guest has not
+ * yet released a disk being detached (still live, no longer saved).
  */
 async function usedTargets(host: Host, dom: DomainRef): Promise<Set<string>> {
   const used = new Set(parseDomain(await host.conn.domains.getXMLDesc(dom, 0)).disks.map((d) => d.target));
@@ -138,7 +138,7 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   // vm.detach_timeout_seconds, longer than other calls wait for the lock (60 s) and
   // close to the age at which a lock counts as stale (120 s). While the guest has not
   // let go, the disk's target is still in the live XML, so no attach takes it meanwhile.
-  const { live } = await withVolumeLock(host, vmCid, async () => {
+  const live = await withVolumeLock(host, vmCid, async () => {
     // Detach from wherever the disk still is: a retry after a guest that was slow to
     // release it finds the disk gone from the persistent config but still live.
     const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
@@ -148,7 +148,7 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
     if (!att) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
     const flags = (live ? AffectFlags.LIVE : 0) | (saved ? AffectFlags.CONFIG : 0);
     await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
-    return { live };
+    return live !== null;
   });
   if (live) await waitForLiveDetach(host, dom, path);
   await withVolumeLock(host, vmCid, async () => {
