@@ -68,7 +68,7 @@ afterAll(() => {
 });
 
 describe('attach_disk / detach_disk / set_vm_metadata on one VM at once', () => {
-  it('10 parallel attach_disk to a running VM all succeed with distinct targets, and the metadata lists exactly the 10', async () => {
+  it('10 parallel attach_disk to a running VM all succeed with distinct targets, and the metadata lists exactly the 10', { timeout: 300_000 }, async () => {
     const vm = await createVM('198.18.130.10');
     const disks = await createDisks(10);
     try {
@@ -88,7 +88,7 @@ describe('attach_disk / detach_disk / set_vm_metadata on one VM at once', () => 
     }
   });
 
-  it('parallel detach_disk, attach_disk and set_vm_metadata leave the metadata equal to the domain XML, with every tag', async () => {
+  it('parallel detach_disk, attach_disk and set_vm_metadata leave the metadata equal to the domain XML, with every tag', { timeout: 300_000 }, async () => {
     const vm = await createVM('198.18.130.11');
     const [first, second] = [await createDisks(5), await createDisks(5)];
     try {
