@@ -52,13 +52,23 @@ const leftBehind = () => leftovers(PREFIX).filter((n) => !n.startsWith(stemcell)
 
 describe('create_vm losing its connection', () => {
   it('after the root volume was made (its answer lost): removes it on a new connection instead of claiming nothing exists', async () => {
-    proxy.arm({ procedure: STORAGE_VOL_CREATE_XML, when: 'after-reply' });
+    // The first volume create_vm makes is the stemcell's lock; the second is the root disk.
+    proxy.arm({ procedure: STORAGE_VOL_CREATE_XML, when: 'after-reply', nth: 2 });
     const err = await cpiError(viaProxy, 'create_vm', createArgs('198.18.120.10'));
     expect(proxy.cuts).toBe(1);
     expect(err.type).toBe('Bosh::Clouds::VMCreationFailed');
     expect(err.message).toMatch(/removed volume t-crash-c-vm-[0-9a-f-]+\.root/);
     expect(err.message).not.toContain('nothing had been created');
     expect(err.ok_to_retry).toBe(true);
+    expect(leftBehind()).toEqual([]);
+  }, 120_000);
+
+  it('while taking the stemcell lock (its answer lost): knows the lock is its own, goes on, and releases it', async () => {
+    proxy.arm({ procedure: STORAGE_VOL_CREATE_XML, when: 'after-reply', nth: 1 });
+    const [vm] = (await cpi(viaProxy, 'create_vm', createArgs('198.18.120.14'))) as [string];
+    expect(proxy.cuts).toBe(1);
+    expect(leftovers(PREFIX).filter((n) => n.endsWith('.lock'))).toEqual([]);
+    await cpi(direct, 'delete_vm', [vm]);
     expect(leftBehind()).toEqual([]);
   }, 120_000);
 

@@ -507,7 +507,7 @@ describe('manifests/ (ops files for bosh-deployment)', () => {
     const bosh = m.instance_groups[0] as Record<string, any>;
     expect(bosh.jobs).toContainEqual({ name: 'libvirt_cpi', release: 'bosh-libvirt-cpi' });
     expect(bosh.properties.director.cpi_job).toBe('libvirt_cpi');
-    expect(m.resource_pools[0]).toMatchObject({ cloud_properties: { cpu: expect.any(Number), ram: expect.any(Number), ephemeral_disk_size: expect.any(Number) } });
+    expect(m.resource_pools[0]).toMatchObject({ cloud_properties: { cpu: expect.any(Number), ram: expect.any(Number), ephemeral_disk: { size: expect.any(Number) } } });
     expect(m.networks[0].subnets[0].cloud_properties).toEqual({ name: '((libvirt_network))' });
     expect(m.cloud_provider.properties.agent.mbus).toBe('https://mbus:((mbus_bootstrap_password))@0.0.0.0:6868');
   });
@@ -539,7 +539,7 @@ describe('manifests/ (ops files for bosh-deployment)', () => {
     expect(nets.get('default-ipv6').subnets[0].range).toMatch(/^fd00:/);
     expect(nets.get('default').subnets[0].cloud_properties).toEqual(nets.get('default-ipv6').subnets[0].cloud_properties);
     expect(nets.get('delegated-ipv6').subnets[0].prefix).toBe(80);
-    expect(cc.vm_types.every((v: any) => ['cpu', 'ram', 'ephemeral_disk_size'].every((k) => Number.isInteger(v.cloud_properties[k])))).toBe(true);
+    expect(cc.vm_types.every((v: any) => ['cpu', 'ram'].every((k) => Number.isInteger(v.cloud_properties[k])) && Number.isInteger(v.cloud_properties.ephemeral_disk?.size))).toBe(true);
     expect(nets.has(cc.compilation.network)).toBe(true);
   });
 });

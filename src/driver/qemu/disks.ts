@@ -94,21 +94,36 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   const vol = await requireDisk(host, diskCid);
   const path = await host.conn.volumes.getPath(vol);
   const serial = persistentDiskSerial(diskCid);
-  const existing = await findAttachment(host, path);
-  if (existing) {
-    if (existing.vm !== vmCid) throw new CloudError(`Disk ${diskCid} is attached to VM ${existing.vm}; detach it before attaching it to ${vmCid}`);
-    const hint = { id: existing.disk.serial ?? serial, path: `/dev/${existing.disk.target}` };
-    // An attach_disk that died (or lost its connection) after attaching may not have recorded it.
-    await recordAttachment(host, dom, vmCid, diskCid, hint, existing.disk.target);
+  // Choosing a free target, attaching there and recording it in the metadata is one
+  // read-modify-write of the VM: without the VM's lock, concurrent attach_disk calls
+  // pick the same target, and their metadata writes overwrite each other.
+  return withVolumeLock(host, vmCid, async () => {
+    const existing = await findAttachment(host, path);
+    if (existing) {
+      if (existing.vm !== vmCid) throw new CloudError(`Disk ${diskCid} is attached to VM ${existing.vm}; detach it before attaching it to ${vmCid}`);
+      const hint = { id: existing.disk.serial ?? serial, path: `/dev/${existing.disk.target}` };
+      // An attach_disk that died (or lost its connection) after attaching may not have recorded it.
+      await recordAttachment(host, dom, vmCid, diskCid, hint, existing.disk.target);
+      return hint;
+    }
+    const target = nextTarget(await usedTargets(host, dom));
+    const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
+    await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom));
+    const hint = { id: serial, path: `/dev/${target}` };
+    await recordAttachment(host, dom, vmCid, diskCid, hint, target);
     return hint;
-  }
-  const parsed = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
-  const target = nextTarget(new Set(parsed.disks.map((d) => d.target)));
-  const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
-  await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom));
-  const hint = { id: serial, path: `/dev/${target}` };
-  await recordAttachment(host, dom, vmCid, diskCid, hint, target);
-  return hint;
+  });
+}
+
+/**
+ * Targets taken in the live or the saved config of the domain: attaching with
+ * CONFIG|LIVE needs a target free in both, and they differ, e.g. while the guest has not
+ * yet released a disk being detached (still live, no longer saved).
+ */
+async function usedTargets(host: Host, dom: DomainRef): Promise<Set<string>> {
+  const used = new Set(parseDomain(await host.conn.domains.getXMLDesc(dom, 0)).disks.map((d) => d.target));
+  for (const d of parseDomain(await host.conn.domains.getXMLDesc(dom, DomainXMLFlags.INACTIVE)).disks) used.add(d.target);
+  return used;
 }
 
 /** The VM's metadata (and an old stemcell's settings) name the disk; a no-op when they already do. */
@@ -125,24 +140,34 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   const vol = isCid(diskCid, 'disk') ? await findVolume(host, diskCid) : null;
   if (!vol) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid} (the disk does not exist)`);
   const path = await host.conn.volumes.getPath(vol);
-  // Detach from wherever the disk still is: a retry after a guest that was slow to
-  // release it finds the disk gone from the persistent config but still live.
-  const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
-  const live = running ? await findAttachment(host, path, dom, 0) : null;
-  const saved = await findAttachment(host, path, dom, DomainXMLFlags.INACTIVE);
-  const att = live ?? saved;
-  if (!att) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
-  const flags = (live ? AffectFlags.LIVE : 0) | (saved ? AffectFlags.CONFIG : 0);
-  await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
+  // The VM's lock covers the device change and, separately, the metadata update, but
+  // not the wait for the guest between them: that wait may last
+  // vm.detach_timeout_seconds, longer than other calls wait for the lock (60 s) and
+  // close to the age at which a lock counts as stale (120 s). While the guest has not
+  // let go, the disk's target is still in the live XML, so no attach takes it meanwhile.
+  const live = await withVolumeLock(host, vmCid, async () => {
+    // Detach from wherever the disk still is: a retry after a guest that was slow to
+    // release it finds the disk gone from the persistent config but still live.
+    const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
+    const live = running ? await findAttachment(host, path, dom, 0) : null;
+    const saved = await findAttachment(host, path, dom, DomainXMLFlags.INACTIVE);
+    const att = live ?? saved;
+    if (!att) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
+    const flags = (live ? AffectFlags.LIVE : 0) | (saved ? AffectFlags.CONFIG : 0);
+    await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
+    return live !== null;
+  });
   if (live) await waitForLiveDetach(host, dom, path);
-  const metadata = await readVmMetadata(host, dom);
-  if (metadata) {
-    metadata.disks = metadata.disks.filter((d) => d.cid !== diskCid);
-    await writeVmMetadata(host, dom, metadata);
-    if ((metadata.stemcellApiVersion ?? 2) < 2) {
-      await rewriteSettingsDisks(host, vmCid, (p) => Object.fromEntries(Object.entries(p).filter(([k]) => k !== diskCid)));
+  await withVolumeLock(host, vmCid, async () => {
+    const metadata = await readVmMetadata(host, dom);
+    if (metadata) {
+      metadata.disks = metadata.disks.filter((d) => d.cid !== diskCid);
+      await writeVmMetadata(host, dom, metadata);
+      if ((metadata.stemcellApiVersion ?? 2) < 2) {
+        await rewriteSettingsDisks(host, vmCid, (p) => Object.fromEntries(Object.entries(p).filter(([k]) => k !== diskCid)));
+      }
     }
-  }
+  });
 }
 
 /**

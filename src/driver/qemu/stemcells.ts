@@ -1,14 +1,17 @@
 // Stemcells are volumes named after their CID, holding root.img as uploaded (qcow2 or
 // raw, detected from the file's magic). VMs boot from qcow2 overlays backed by them.
 import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findVolume } from './host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
+import { withVolumeLock } from './lock.js';
 import { openRootImage, type ImageFormat } from './image.js';
 import { readSidecar, writeSidecar, deleteSidecar } from './sidecar.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
 import { CloudError } from '../../rpc/errors.js';
-import { VolStreamFlags } from '../../libvirt/index.js';
+import { VolStreamFlags, isLibvirtError, ErrorCode } from '../../libvirt/index.js';
 import { listVmMetadata } from './vm-metadata.js';
+
+const ROOT_SUFFIX = '.root';
 
 export interface StemcellInfo {
   cid: StemcellCID;
@@ -63,18 +66,53 @@ export async function findStemcell(host: Host, cid: string): Promise<StemcellInf
   return { cid: cid as StemcellCID, path, format: meta.format, virtualSize: BigInt(String(meta.virtual_size)) };
 }
 
+/**
+ * Runs `fn` while the stemcell cannot be deleted (delete_stemcell holds the same lock).
+ * A name that is no stemcell CID has nothing to protect, and no lock is named after it.
+ */
+export async function withStemcellLock<T>(host: Host, cid: string, fn: () => Promise<T>): Promise<T> {
+  return isCid(cid, 'sc') ? withVolumeLock(host, cid, fn) : fn();
+}
+
 export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<boolean> {
   if (!isCid(cid, 'sc')) return false;
-  if (!(await findVolume(host, cid))) {
+  return withStemcellLock(host, cid, async () => {
+    const vol = await findVolume(host, cid);
+    if (!vol) {
+      await deleteSidecar(host, cid);
+      return false;
+    }
+    // Deleting the backing file of a live overlay would corrupt that VM's root disk.
+    const users = await stemcellUsers(host, cid, await host.conn.volumes.getPath(vol));
+    if (users.length > 0) {
+      throw new CloudError(`Stemcell ${cid} is still the base of ${users.length} VM(s) (${users.slice(0, 5).join(', ')}); delete them first`);
+    }
+    await deleteVolumeIfExists(host, cid);
     await deleteSidecar(host, cid);
-    return false;
+    return true;
+  });
+}
+
+/**
+ * VMs based on the stemcell: those whose metadata names it, and the owners of root
+ * overlays backed by it. A create_vm that has made its overlay but not yet defined its
+ * domain has only the latter.
+ */
+async function stemcellUsers(host: Host, cid: string, path: string): Promise<string[]> {
+  const users = new Set((await listVmMetadata(host)).filter((m) => m.metadata.stemcellCid === cid).map((m) => m.name));
+  // Only root overlays (`<vm>.root`, see ownedVolumeNames in vms.ts) are backed by a
+  // stemcell: reading just those keeps this to one call per VM. Any prefix: another
+  // CPI's VM on this stemcell would be corrupted just the same.
+  for (const vol of await host.conn.pools.listAllVolumes(host.pool, 0)) {
+    if (!vol.name.endsWith(ROOT_SUFFIX)) continue;
+    const backing = await volumeDetails(host, vol).then(
+      (v) => v.backing?.path,
+      (e: unknown) => {
+        if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return undefined; // deleted meanwhile
+        throw e;
+      },
+    );
+    if (backing === path) users.add(vol.name.slice(0, -ROOT_SUFFIX.length));
   }
-  // Deleting the backing file of a live overlay would corrupt that VM's root disk.
-  const users = (await listVmMetadata(host)).filter((m) => m.metadata.stemcellCid === cid).map((m) => m.name);
-  if (users.length > 0) {
-    throw new CloudError(`Stemcell ${cid} is still the base of ${users.length} VM(s) (${users.slice(0, 5).join(', ')}); delete them first`);
-  }
-  await deleteVolumeIfExists(host, cid);
-  await deleteSidecar(host, cid);
-  return true;
+  return [...users];
 }

@@ -9,7 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
-import { findStemcell } from './stemcells.js';
+import { findStemcell, withStemcellLock } from './stemcells.js';
+import { withVolumeLock } from './lock.js';
 import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys, type VmShape } from './cloud-properties.js';
 import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';
@@ -138,21 +139,27 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     step = next;
   };
   try {
-    const stemcell = await findStemcell(host, req.stemcellCid);
-    if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in pool ${config.storage.pool}`);
-    maybeFail('create_vm:after-plan');
+    // From the look-up until the overlay exists the stemcell must not go: delete_stemcell
+    // takes the same lock and then sees the overlay as a user of the stemcell.
+    const rootVol = await withStemcellLock(host, req.stemcellCid, async () => {
+      const stemcell = await findStemcell(host, req.stemcellCid);
+      if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in pool ${config.storage.pool}`);
+      maybeFail('create_vm:after-plan');
 
-    mark('creating the root disk');
-    const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
-    let made = undo.begin(`volume ${names.root}`, () => deleteVolumeIfExists(host, names.root));
-    const rootVol = await createVolume(host, {
-      name: names.root,
-      capacityBytes: rootBytes > stemcell.virtualSize ? rootBytes : stemcell.virtualSize,
-      format: 'qcow2',
-      backing: { path: stemcell.path, format: stemcell.format },
+      mark('creating the root disk');
+      const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
+      const madeRoot = undo.begin(`volume ${names.root}`, () => deleteVolumeIfExists(host, names.root));
+      const vol = await createVolume(host, {
+        name: names.root,
+        capacityBytes: rootBytes > stemcell.virtualSize ? rootBytes : stemcell.virtualSize,
+        format: 'qcow2',
+        backing: { path: stemcell.path, format: stemcell.format },
+      });
+      madeRoot();
+      return vol;
     });
-    made();
     maybeFail('create_vm:after-root');
+    let made: () => void;
 
     const rootPath = await host.conn.volumes.getPath(rootVol);
     let ephemeralPath: string | undefined;
@@ -347,10 +354,14 @@ export async function rebootVM(host: Host, cid: VMCID): Promise<void> {
 
 export async function setVMMetadata(host: Host, cid: VMCID, tags: Record<string, string>): Promise<void> {
   const dom = await requireDomain(host, cid);
-  const metadata = await readVmMetadata(host, dom);
-  if (!metadata) throw new CloudError(`VM ${cid} has no bosh-libvirt-cpi metadata; it was not created by this CPI`);
-  metadata.tags = { ...metadata.tags, ...tags };
-  await writeVmMetadata(host, dom, metadata);
+  // A read-modify-write of the whole metadata element: under the VM's lock, as
+  // attach_disk and detach_disk update it, or one call's change is lost.
+  await withVolumeLock(host, cid, async () => {
+    const metadata = await readVmMetadata(host, dom);
+    if (!metadata) throw new CloudError(`VM ${cid} has no bosh-libvirt-cpi metadata; it was not created by this CPI`);
+    metadata.tags = { ...metadata.tags, ...tags };
+    await writeVmMetadata(host, dom, metadata);
+  });
   const title = vmTitle(tags);
   if (title) await host.conn.domains.setMetadata(dom, MetadataType.TITLE, title, null, null, await affectFlags(host, dom));
 }
