@@ -1,0 +1,179 @@
+// Several directors share one libvirt host, told apart by name_prefix: through bin/cpi
+// against qemu:///system, a CPI must find, change and delete only what carries its own
+// prefix, and nothing it deletes may be a volume some domain on the host still uses.
+// Two CPI configs (t-iso-a-, t-iso-b-) and one with the empty prefix share one pool and
+// one isolated network (198.18.110.0/24, fd00:110::/64); a domain defined by hand with
+// virsh (t-iso-hand) stands for anything else on the host. Nothing is ever created with
+// the empty prefix; everything is named t-iso-… and removed in afterAll.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, requireBundle } from '../helpers/cpi.js';
+import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+const PREFIX = 't-iso-';
+const NET = 't-iso-net';
+const POOL = 't-iso-pool';
+const POOL_PATH = `/var/tmp/${POOL}`;
+const HAND = 't-iso-hand';
+const URI = 'qemu:///system';
+const virsh = (...args: string[]) => spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' });
+
+const shared = { storage: { pool: POOL, path: POOL_PATH, create_pool: true } };
+let configA: string;
+let configB: string;
+let configNoPrefix: string;
+let stemcellA: string;
+
+function volumes(): string[] {
+  virsh('pool-refresh', POOL);
+  return virsh('vol-list', POOL).stdout.split('\n').map((l) => l.trim().split(/\s+/)[0]).filter((s): s is string => !!s).sort();
+}
+
+function manual(ip: string) {
+  return { type: 'manual', ip, netmask: '255.255.255.0', gateway: '198.18.110.1', dns: ['198.18.110.1'], default: ['dns', 'gateway'], cloud_properties: { name: NET } };
+}
+
+async function createVM(config: string, ip: string): Promise<string> {
+  const [cid] = (await cpi(config, 'create_vm', ['agent-iso', stemcellA, {}, { default: manual(ip) }, [], {}])) as [string, unknown];
+  return cid;
+}
+
+/** Defines (never starts) a domain by hand whose disks are these files. */
+function defineHandDomain(files: string[]): void {
+  const disks = files
+    .map((f, i) => `<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${f}'/><target dev='vd${String.fromCharCode(97 + i)}' bus='virtio'/></disk>`)
+    .join('');
+  const file = join(scratchDir('t-iso-dom-'), 'hand.xml');
+  writeFileSync(file, `<domain type='qemu'><name>${HAND}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices>${disks}</devices></domain>`);
+  execFileSync('virsh', ['-q', '-c', URI, 'define', file]);
+}
+
+beforeAll(async () => {
+  requireBundle();
+  cleanupPrefix(PREFIX, POOL);
+  defineIsolatedNetwork(NET, 't-iso-br0', 110, { dhcp: true });
+  configA = testConfig({ prefix: 't-iso-a-', network: NET, overrides: shared }).path;
+  configB = testConfig({ prefix: 't-iso-b-', network: NET, overrides: shared }).path;
+  configNoPrefix = testConfig({ prefix: '', network: NET, overrides: shared }).path;
+  stemcellA = (await cpi(configA, 'create_stemcell', [tinyStemcell(64), { name: 'tiny', version: '1' }])) as string;
+});
+
+afterAll(() => {
+  cleanupPrefix(PREFIX, POOL);
+  removeNetwork(NET);
+});
+
+describe('directors sharing a host see only their own prefix', () => {
+  let vmA: string;
+  let diskA: string;
+  let snapA: string;
+
+  beforeAll(async () => {
+    vmA = await createVM(configA, '198.18.110.10');
+    diskA = (await cpi(configA, 'create_disk', [64, {}, vmA])) as string;
+    snapA = (await cpi(configA, 'snapshot_disk', [diskA, {}])) as string;
+    await cpi(configA, 'attach_disk', [vmA, diskA]);
+  });
+
+  it("has_vm and has_disk of another prefix's CIDs are false", async () => {
+    expect(await cpi(configB, 'has_vm', [vmA])).toBe(false);
+    expect(await cpi(configNoPrefix, 'has_vm', [vmA])).toBe(false);
+    expect(await cpi(configB, 'has_disk', [diskA])).toBe(false);
+    expect(await cpi(configA, 'has_vm', [vmA])).toBe(true);
+  });
+
+  it('set_vm_metadata, attach_disk, get_disks and reboot_vm of a foreign VM are VMNotFound and change nothing', async () => {
+    const before = domainXml(vmA);
+    expect((await cpiError(configB, 'set_vm_metadata', [vmA, { deployment: 'intruder' }])).type).toBe('Bosh::Clouds::VMNotFound');
+    const disk2 = (await cpi(configA, 'create_disk', [64, {}, null])) as string;
+    expect((await cpiError(configB, 'attach_disk', [vmA, disk2])).type).toBe('Bosh::Clouds::VMNotFound');
+    expect((await cpiError(configB, 'get_disks', [vmA])).type).toBe('Bosh::Clouds::VMNotFound');
+    expect((await cpiError(configB, 'reboot_vm', [vmA])).type).toBe('Bosh::Clouds::VMNotFound');
+    expect(domainXml(vmA)).toBe(before);
+    await cpi(configA, 'delete_disk', [disk2]);
+  });
+
+  it("delete_disk of a disk attached to another director's running VM is DiskNotFound; the file stays", async () => {
+    const err = await cpiError(configB, 'delete_disk', [diskA]);
+    expect(err.type).toBe('Bosh::Clouds::DiskNotFound');
+    expect(err.message).toContain(diskA);
+    expect(volumes()).toContain(diskA);
+    expect(await cpi(configA, 'get_disks', [vmA])).toEqual([diskA]);
+  });
+
+  it("deleting another prefix's stemcell or snapshot does nothing", async () => {
+    expect(await cpi(configB, 'delete_stemcell', [stemcellA])).toBeNull();
+    expect(await cpi(configB, 'delete_snapshot', [snapA])).toBeNull();
+    expect(volumes()).toEqual(expect.arrayContaining([stemcellA, `${stemcellA}.meta`, snapA, `${snapA}.meta`]));
+    expect((await cpiError(configB, 'snapshot_disk', [diskA, {}])).type).toBe('Bosh::Clouds::DiskNotFound');
+  });
+
+  it('delete_vm of a foreign VM is VMNotFound, also for a CPI with the empty prefix; the VM and its volumes stay', async () => {
+    expect((await cpiError(configB, 'delete_vm', [vmA])).type).toBe('Bosh::Clouds::VMNotFound');
+    expect((await cpiError(configNoPrefix, 'delete_vm', [vmA])).type).toBe('Bosh::Clouds::VMNotFound');
+    expect(virsh('domstate', vmA).stdout.trim()).toBe('running');
+    expect(volumes()).toEqual(expect.arrayContaining([`${vmA}.root`, `${vmA}.ephemeral`, `${vmA}.config`]));
+    expect(await cpi(configA, 'has_vm', [vmA])).toBe(true);
+  });
+});
+
+describe('no delete removes a volume some domain on the host uses', () => {
+  let vm: string;
+  let disk: string;
+  let snap: string;
+  let stemcell2: string;
+  const overlay = `${PREFIX}hand-root`;
+
+  beforeAll(async () => {
+    vm = await createVM(configA, '198.18.110.11');
+    disk = (await cpi(configA, 'create_disk', [64, {}, null])) as string;
+    snap = (await cpi(configA, 'snapshot_disk', [disk, {}])) as string;
+    stemcell2 = (await cpi(configA, 'create_stemcell', [tinyStemcell(16), { name: 'tiny2', version: '1' }])) as string;
+    // An overlay on stemcell2, as a person would make it: no CPI VM is based on stemcell2.
+    execFileSync('virsh', ['-q', '-c', URI, 'vol-create-as', POOL, overlay, '16M', '--format', 'qcow2', '--backing-vol', `${POOL_PATH}/${stemcell2}`, '--backing-vol-format', 'qcow2']);
+    defineHandDomain([`${POOL_PATH}/${overlay}`, `${POOL_PATH}/${disk}`, `${POOL_PATH}/${snap}`, `${POOL_PATH}/${vm}.ephemeral`]);
+  });
+
+  it('delete_disk refuses a disk a hand-made domain uses, naming that domain', async () => {
+    const err = await cpiError(configA, 'delete_disk', [disk]);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toContain(HAND);
+    expect(volumes()).toContain(disk);
+  });
+
+  it('delete_snapshot refuses a snapshot a domain uses', async () => {
+    const err = await cpiError(configA, 'delete_snapshot', [snap]);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toContain(HAND);
+    expect(volumes()).toEqual(expect.arrayContaining([snap, `${snap}.meta`]));
+  });
+
+  it('delete_stemcell refuses a stemcell that is the backing file of a stopped domain\'s disk', async () => {
+    const err = await cpiError(configA, 'delete_stemcell', [stemcell2]);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toContain(HAND);
+    expect(volumes()).toEqual(expect.arrayContaining([stemcell2, `${stemcell2}.meta`]));
+  });
+
+  it("delete_vm removes the VM but keeps the volume another domain uses; orphans --delete keeps it too", async () => {
+    await cpi(configA, 'delete_vm', [vm]);
+    expect(virsh('dominfo', vm).status).not.toBe(0);
+    expect(volumes().filter((v) => v.startsWith(vm))).toEqual([`${vm}.ephemeral`]);
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli.mjs'), 'orphans', '--config', configA, '--min-age', '0', '--delete'], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stdout).toMatch(new RegExp(`could not delete ${vm}\\.ephemeral: in use by domain\\(s\\) ${HAND}`));
+    expect(volumes()).toContain(`${vm}.ephemeral`);
+  });
+
+  it('once the domain is gone, the same deletes succeed', async () => {
+    virsh('undefine', HAND);
+    await cpi(configA, 'delete_disk', [disk]);
+    await cpi(configA, 'delete_snapshot', [snap]);
+    virsh('vol-delete', overlay, '--pool', POOL);
+    await cpi(configA, 'delete_stemcell', [stemcell2]);
+    expect(volumes()).not.toEqual(expect.arrayContaining([disk]));
+    expect(volumes().filter((v) => [disk, snap, stemcell2].some((c) => v.startsWith(c)))).toEqual([]);
+  });
+});
