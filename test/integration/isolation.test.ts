@@ -6,10 +6,10 @@
 // virsh (t-iso-hand) stands for anything else on the host. Nothing is ever created with
 // the empty prefix; everything is named t-iso-… and removed in afterAll.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ROOT, requireBundle } from '../helpers/cpi.js';
+import { CPI_BUNDLE, ROOT, requireBundle, runCpi } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { scratchDir } from '../helpers/scratch.js';
 
@@ -175,5 +175,93 @@ describe('no delete removes a volume some domain on the host uses', () => {
     await cpi(configA, 'delete_stemcell', [stemcell2]);
     expect(volumes()).not.toEqual(expect.arrayContaining([disk]));
     expect(volumes().filter((v) => [disk, snap, stemcell2].some((c) => v.startsWith(c)))).toEqual([]);
+  });
+});
+
+describe('create_stemcell refuses an image_path that is not a regular file', () => {
+  // Without the check a FIFO blocks the read forever: the child is killed after a
+  // bounded wait, and runCpi then fails the test for want of an answer.
+  async function refused(path: string) {
+    const run = await runCpi({ method: 'create_stemcell', arguments: [path, {}], context: { director_uuid: 'test' }, api_version: 2 }, { config: configA, timeoutMs: 30_000 });
+    expect(run.code).toBe(0);
+    return run.response.error;
+  }
+
+  it('a FIFO, naming the path and what it is, leaving no volume', async () => {
+    const before = volumes();
+    const fifo = join(scratchDir('t-iso-fifo-'), 'image');
+    execFileSync('mkfifo', [fifo]);
+    const err = await refused(fifo);
+    expect(err?.type).toBe('Bosh::Clouds::CloudError');
+    expect(err?.message).toBe(`Invalid image_path: ${JSON.stringify(fifo)} is a FIFO (named pipe), expected a regular file (a gzipped tarball holding root.img)`);
+    expect(volumes()).toEqual(before);
+  });
+
+  it('so does the operator CLI\'s import-stemcell, for the tarball it is given', () => {
+    const fifo = join(scratchDir('t-iso-fifo-'), 'stemcell.tgz');
+    execFileSync('mkfifo', [fifo]);
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli.mjs'), 'import-stemcell', fifo, '--config', configA], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(`${fifo} is a FIFO (named pipe), expected a stemcell tarball (a regular file)`);
+  });
+
+  it('a directory', async () => {
+    const dir = join(scratchDir('t-iso-dir-'), 'image');
+    mkdirSync(dir);
+    const err = await refused(dir);
+    expect(err?.type).toBe('Bosh::Clouds::CloudError');
+    expect(err?.message).toContain(`${JSON.stringify(dir)} is a directory, expected a regular file`);
+  });
+});
+
+describe('bin/cpi caps the request it reads from stdin', () => {
+  const MiB = 1024 * 1024;
+  const CAP = 16 * MiB;
+
+  /** Feeds `head` and then `total` bytes of padding, honouring backpressure; counts what the CPI took before it hung up. */
+  async function feed(head: string, total: number, tail: string): Promise<{ accepted: number; stdout: string; code: number | null }> {
+    const child = spawn(process.execPath, [CPI_BUNDLE, configA], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const out: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    const closed = new Promise<number | null>((res) => child.on('close', res));
+    let gone = false;
+    child.stdin.on('error', () => { gone = true; }); // EPIPE once the CPI stops reading
+    child.stdin.on('close', () => { gone = true; });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    let accepted = 0;
+    const chunk = Buffer.alloc(MiB, 'x');
+    const write = async (b: Buffer) => {
+      if (gone) return;
+      accepted += b.length;
+      if (!child.stdin.write(b)) await new Promise<void>((res) => { child.stdin.once('drain', res); child.stdin.once('close', res); child.stdin.once('error', () => res()); });
+    };
+    await write(Buffer.from(head));
+    for (let sent = 0; sent < total && !gone; sent += MiB) await write(chunk.subarray(0, Math.min(MiB, total - sent)));
+    await write(Buffer.from(tail));
+    if (!gone) child.stdin.end();
+    const code = await closed;
+    clearTimeout(timer);
+    return { accepted, stdout: Buffer.concat(out).toString('utf8'), code };
+  }
+
+  it('a request over 16 MiB is refused with one CpiError line, exit 0, without reading the rest', async () => {
+    const r = await feed('{"method":"info","arguments":[],"context":{"director_uuid":"', 4 * CAP, '"}}');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    const res = JSON.parse(lines[0]!);
+    expect(res.result).toBeNull();
+    expect(res.error.type).toBe('Bosh::Clouds::CpiError');
+    expect(res.error.message).toMatch(/^Request too large: more than 16777216 bytes \(16 MiB\)/);
+    // It stopped reading near the cap: what it took is bounded by the cap plus what the
+    // pipe and this writer's buffer held, not the 64 MiB offered.
+    expect(r.accepted).toBeLessThan(CAP + 4 * MiB);
+  });
+
+  it('a large request under the cap is still answered', async () => {
+    const r = await feed('{"method":"info","arguments":[],"context":{"director_uuid":"', CAP - MiB, '"}}');
+    const res = JSON.parse(r.stdout.trim());
+    expect(res.error).toBeNull();
+    expect(res.result.api_version).toBe(3);
   });
 });
