@@ -200,7 +200,7 @@ describe('create_stemcell refuses an image_path that is not a regular file', () 
   it('so does the operator CLI\'s import-stemcell, for the tarball it is given', () => {
     const fifo = join(scratchDir('t-iso-fifo-'), 'stemcell.tgz');
     execFileSync('mkfifo', [fifo]);
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli.mjs'), 'import-stemcell', fifo, '--config', configA], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli.mjs'), 'import-stemcell', fifo, '--config', configA], { encoding: 'utf8', timeout: 30_000, killSignal: 'SIGKILL' });
     expect(r.status).toBe(1);
     expect(r.stderr).toContain(`${fifo} is a FIFO (named pipe), expected a stemcell tarball (a regular file)`);
   });
