@@ -10,7 +10,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CPI_BUNDLE, ROOT, requireBundle, runCpi } from '../helpers/cpi.js';
-import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
+import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-iso-';
@@ -26,6 +26,9 @@ let configA: string;
 let configB: string;
 let configNoPrefix: string;
 let stemcellA: string;
+let stemcellB: string;
+/** Each director boots from its own stemcell: another prefix's is not found. */
+const stemcellOf = (config: string) => (config === configB ? stemcellB : stemcellA);
 
 function volumes(): string[] {
   virsh('pool-refresh', POOL);
@@ -36,9 +39,18 @@ function manual(ip: string) {
   return { type: 'manual', ip, netmask: '255.255.255.0', gateway: '198.18.110.1', dns: ['198.18.110.1'], default: ['dns', 'gateway'], cloud_properties: { name: NET } };
 }
 
-async function createVM(config: string, ip: string): Promise<string> {
-  const [cid] = (await cpi(config, 'create_vm', ['agent-iso', stemcellA, {}, { default: manual(ip) }, [], {}])) as [string, unknown];
+function manual6(ip: string) {
+  return { type: 'manual', ip, netmask: 'ffff:ffff:ffff:ffff::', gateway: 'fd00:110::1', cloud_properties: { name: NET } };
+}
+
+async function createVM(config: string, ip: string, opts: { v6?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  const networks = { default: manual(ip), ...(opts.v6 ? { v6: manual6(opts.v6) } : {}) };
+  const [cid] = (await cpi(config, 'create_vm', ['agent-iso', stemcellOf(config), {}, networks, [], {}], opts.env ? { env: opts.env } : {})) as [string, unknown];
   return cid;
+}
+
+function createVMError(config: string, networks: Record<string, unknown>, env?: NodeJS.ProcessEnv) {
+  return cpiError(config, 'create_vm', ['agent-iso', stemcellOf(config), {}, networks, [], {}], env ? { env } : {});
 }
 
 /** Defines (never starts) a domain by hand whose disks are these files. */
@@ -59,6 +71,7 @@ beforeAll(async () => {
   configB = testConfig({ prefix: 't-iso-b-', network: NET, overrides: shared }).path;
   configNoPrefix = testConfig({ prefix: '', network: NET, overrides: shared }).path;
   stemcellA = (await cpi(configA, 'create_stemcell', [tinyStemcell(64), { name: 'tiny', version: '1' }])) as string;
+  stemcellB = (await cpi(configB, 'create_stemcell', [tinyStemcell(64), { name: 'tiny', version: '1' }])) as string;
 });
 
 afterAll(() => {
@@ -263,5 +276,64 @@ describe('bin/cpi caps the request it reads from stdin', () => {
     const res = JSON.parse(r.stdout.trim());
     expect(res.error).toBeNull();
     expect(res.result.api_version).toBe(3);
+  });
+});
+
+describe('create_vm refuses an address that is taken or that the network keeps', () => {
+  const bStemcell = () => [stemcellB, `${stemcellB}.meta`].sort();
+  let vmA: string;
+
+  beforeAll(async () => {
+    vmA = await createVM(configA, '198.18.110.20', { v6: 'fd00:110::20' });
+  });
+
+  it("another director's VM's IPv4 address (a DHCP reservation): CloudError naming the address and its holder, nothing created", async () => {
+    const err = await createVMError(configB, { default: manual('198.18.110.20') });
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toContain('ip 198.18.110.20 is already taken on libvirt network "t-iso-net"');
+    expect(err.message).toContain(vmA);
+    expect(leftovers('t-iso-b-', POOL)).toEqual(bStemcell());
+  });
+
+  it('an IPv6 address on a subnet without DHCP, in another spelling, is known from the holder\'s metadata', async () => {
+    const err = await createVMError(configB, { v6: manual6('fd00:0110:0000:0000:0000:0000:0000:0020') });
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toContain(`ip fd00:110::20 is already taken on libvirt network "t-iso-net" by VM ${vmA}`);
+    expect(leftovers('t-iso-b-', POOL)).toEqual(bStemcell());
+  });
+
+  it('the same director cannot give one address twice either', async () => {
+    const err = await createVMError(configA, { default: manual('198.18.110.20') });
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toContain(vmA);
+  });
+
+  it.each([
+    { ip: '198.18.110.1', networks: { default: manual('198.18.110.1') }, reason: 'the gateway' },
+    { ip: '198.18.110.0', networks: { default: manual('198.18.110.0') }, reason: 'the network address of 198.18.110.0/24' },
+    { ip: '198.18.110.255', networks: { default: manual('198.18.110.255') }, reason: 'the broadcast address of 198.18.110.0/24' },
+    { ip: 'fd00:110::', networks: { v6: manual6('fd00:110::') }, reason: 'the subnet-router anycast address of fd00:110::/64' },
+    { ip: 'fd00:110::1', networks: { v6: manual6('fd00:110::1') }, reason: 'the gateway' },
+  ])('$ip is refused as $reason', async ({ ip, networks, reason }) => {
+    const err = await createVMError(configB, networks);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toContain(`field "ip" is ${JSON.stringify(ip)}, which is ${reason}`);
+    expect(leftovers('t-iso-b-', POOL)).toEqual(bStemcell());
+  });
+
+  it('a create_vm retried after a failed one gets the address', async () => {
+    const err = await createVMError(configB, { default: manual('198.18.110.30') }, { BOSH_LIBVIRT_CPI_FAULTS: 'create_vm:after-define' });
+    expect(err.type).toBe('Bosh::Clouds::VMCreationFailed');
+    const vm = await createVM(configB, '198.18.110.30');
+    await cpi(configB, 'delete_vm', [vm]);
+  });
+
+  it('an address whose VM was removed behind the CPI\'s back is free again (its stale reservation is reclaimed)', async () => {
+    const gone = await createVM(configA, '198.18.110.31', { v6: 'fd00:110::31' });
+    virsh('destroy', gone);
+    virsh('undefine', gone);
+    const vm = await createVM(configB, '198.18.110.31', { v6: 'fd00:110::31' });
+    expect(virsh('net-dumpxml', NET).stdout).toContain("ip='198.18.110.31'");
+    await cpi(configB, 'delete_vm', [vm]);
   });
 });

@@ -14,6 +14,7 @@ import { addReservation, checkNetworks, interfaceDevices, plannedReservations, r
 import { buildVmSettings, configDriveImage, configDriveName } from './config-drive.js';
 import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
 import { volumePath, volumeUsers } from './volume-users.js';
+import { staticAddresses } from './address-holders.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
 import { planNetworks, type NetworkPlan } from '../../network/index.js';
@@ -70,6 +71,7 @@ export function buildDomainSpec(i: VmDomainInput): DomainSpec {
   disks.push({ device: 'cdrom', file: i.paths.config, format: 'raw', bus: 'sata', target: 'sda', readonly: true });
   volumes.push(names.config);
   if (keepsSettingsVolume(i.stemcellApiVersion)) volumes.push(settingsVolumeName(i.vm));
+  const addresses = staticAddresses(i.plan);
   const metadata: VmMetadata = {
     agentId: i.agentId,
     stemcellCid: i.stemcellCid,
@@ -78,6 +80,7 @@ export function buildDomainSpec(i: VmDomainInput): DomainSpec {
     macs: i.plan.nics.map((n) => n.mac),
     prefixes: i.prefixes,
     reservations: i.reservations,
+    ...(addresses.length ? { addresses } : {}),
     tags: {},
     ...(i.stemcellApiVersion !== undefined ? { stemcellApiVersion: i.stemcellApiVersion } : {}),
   };
