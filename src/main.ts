@@ -9,6 +9,7 @@ import { createLogger } from './log/logger.js';
 import { redact } from './log/redact.js';
 import { tryFastInfo } from './rpc/fast-info.js';
 import { failure, serialize, type CpiResponse } from './rpc/response.js';
+import { CpiError } from './rpc/errors.js';
 
 let responded = false;
 
@@ -31,9 +32,23 @@ const logger = createLogger();
 process.on('uncaughtException', (err) => crash('uncaught exception', err));
 process.on('unhandledRejection', (err) => crash('unhandled rejection', err));
 
+/**
+ * The largest BOSH request, create_vm with many networks and a big env, is a few MB:
+ * 16 MiB leaves room for that. Beyond it the CPI stops reading and refuses the request,
+ * rather than holding whatever arrives in memory (300 MB once took 10 s and ~1 GB).
+ */
+const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_REQUEST_BYTES) {
+      throw new CpiError(`Request too large: more than ${MAX_REQUEST_BYTES} bytes (${MAX_REQUEST_BYTES / 1024 / 1024} MiB) on stdin, expected one JSON request of at most that size; the rest was not read`);
+    }
+    chunks.push(chunk as Buffer);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -54,5 +69,10 @@ try {
     setImmediate(() => respond(res));
   }
 } catch (err) {
-  crash('dispatch failure', err);
+  if (err instanceof CpiError) {
+    logger.error({ err: err.message }, 'request refused');
+    respond(failure(err, err.message));
+  } else {
+    crash('dispatch failure', err);
+  }
 }

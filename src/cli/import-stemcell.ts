@@ -21,6 +21,7 @@ import { BACKENDS } from '../driver/backends.js';
 import type { Host } from '../driver/qemu/host.js';
 import { CliError, toJson } from './common.js';
 import { Progress } from './progress.js';
+import { notRegularFile } from '../util/regular-file.js';
 
 const ManifestSchema = z.looseObject({
   name: z.string().min(1),
@@ -126,8 +127,11 @@ export async function extractStemcell(tarball: string, dir: string, progress: (n
 export async function importStemcell(config: Config, log: Logger, tarball: string, opts: { tags: Record<string, string>; json: boolean }): Promise<number> {
   let total: number;
   try {
+    const kind = await notRegularFile(tarball);
+    if (kind) throw new CliError(`${tarball} is ${kind}, expected a stemcell tarball (a regular file)`);
     total = statSync(tarball).size;
   } catch (e) {
+    if (e instanceof CliError) throw e;
     throw new CliError(`Cannot read ${tarball}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'bosh-libvirt-cpi-stemcell-'));

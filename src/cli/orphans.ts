@@ -13,7 +13,8 @@ import type { Host } from '../driver/qemu/host.js';
 import { deleteVolumeIfExists, listVolumeNames } from '../driver/qemu/host.js';
 import { readVmMetadata } from '../driver/qemu/vm-metadata.js';
 import { deleteVM } from '../driver/qemu/vms.js';
-import type { VMCID } from '../driver/cids.js';
+import { volumePath, volumeUsers } from '../driver/qemu/volume-users.js';
+import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
 import { creatorState, markerAgeSeconds } from '../driver/qemu/creator.js';
 import { parseVmMetadata, type VmMetadata } from '../xml/index.js';
@@ -29,15 +30,8 @@ export interface Orphan {
   ageSeconds?: number;
 }
 
-const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/** Splits `<prefix><kind>-<uuid>[.<suffix>]` for exactly this CPI's prefix (another prefix is another CPI's). */
-export function parseOwnedName(prefix: string, name: string): { cid: string; kind: 'vm' | 'sc' | 'disk' | 'snap'; suffix?: string } | null {
-  const m = new RegExp(`^(${escape(prefix)}(vm|sc|disk|snap)-${UUID})(?:\\.([a-z0-9_-]+))?$`).exec(name);
-  if (!m) return null;
-  return { cid: m[1]!, kind: m[2] as 'vm' | 'sc' | 'disk' | 'snap', ...(m[3] !== undefined ? { suffix: m[3] } : {}) };
-}
+// One definition of "this CPI's name" for the CPI and the operator CLI alike.
+export { parseOwnedName };
 
 export interface DomainFacts {
   name: string;
@@ -185,9 +179,14 @@ async function volumeFacts(host: Host, name: string): Promise<{ bytes: number; c
 }
 
 async function deleteOrphans(host: Host, report: OrphanReport): Promise<void> {
+  // A volume named like an orphan may still be a disk of some domain (one made by hand,
+  // another director's): that one is kept.
+  const inUse = await volumeUsers(host, report.orphans.filter((o) => o.kind === 'volume').map((o) => volumePath(host, o.name)));
   for (const o of report.orphans) {
     try {
       if (o.kind === 'volume') {
+        const users = inUse.get(volumePath(host, o.name));
+        if (users) throw new Error(`in use by domain(s) ${users.join(', ')}; kept`);
         if (await deleteVolumeIfExists(host, o.name)) report.deleted.push(o.name);
       } else {
         // delete_vm's own path: the domain and every `<cid>.*` volume it owns.

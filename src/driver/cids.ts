@@ -25,9 +25,24 @@ export function newCid(prefix: string, kind: CidKind): string {
   return `${prefix}${kind}-${randomUUID()}`;
 }
 
-/** True when `s` is a CID of `kind` this CPI could have made (with any name prefix). */
-export function isCid(s: string, kind: CidKind): boolean {
-  return new RegExp(`^[a-z0-9-]{0,32}${kind}-${UUID}$`).test(s);
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/**
+ * Splits `<prefix><kind>-<uuid>[.<suffix>]` for exactly this CPI's name prefix. The
+ * prefix is what lets several directors share a host: a name with another prefix (or,
+ * for an empty prefix, with any prefix at all) is another CPI's, and this one must not
+ * find, change or delete it.
+ */
+export function parseOwnedName(prefix: string, name: string): { cid: string; kind: CidKind; suffix?: string } | null {
+  const m = new RegExp(`^(${escapeRegExp(prefix)}(vm|sc|disk|snap)-${UUID})(?:\\.([a-z0-9_-]+))?$`).exec(name);
+  if (!m) return null;
+  return { cid: m[1]!, kind: m[2] as CidKind, ...(m[3] !== undefined ? { suffix: m[3] } : {}) };
+}
+
+/** True when `s` is a CID of `kind` that a CPI configured with name prefix `prefix` made. */
+export function isCid(s: string, kind: CidKind, prefix: string): boolean {
+  const owned = parseOwnedName(prefix, s);
+  return owned !== null && owned.kind === kind && owned.suffix === undefined;
 }
 
 /** The uuid part, e.g. for deriving 20-character virtio serials. */

@@ -27,3 +27,4 @@ export {
 } from './ip.js';
 export { checkMac, randomQemuMac, QEMU_OUI, type MacCheck } from './mac.js';
 export { NetworkSettingsSchema, NetworkCloudPropertiesSchema, type NetworkSettings, type NetworkCloudProperties } from './schema.js';
+export { reservedAddressReason, type TakenByNetwork } from './reserved.js';

@@ -55,6 +55,7 @@ export function parseVmMetadata(xml: string): VmMetadata {
     }),
     tags: {},
   };
+  if (vm.child('addresses')) m.addresses = list(vm, 'addresses', 'address').map((a) => ({ network: readAttr(a, 'network'), ip: readAttr(a, 'ip') }));
   for (const tag of list(vm, 'tags', 'tag')) {
     // defineProperty: a tag called "__proto__" is data, not a prototype switch.
     Object.defineProperty(m.tags, readAttr(tag, 'key'), { value: readText(tag), enumerable: true, writable: true, configurable: true });
@@ -102,6 +103,10 @@ export function appendVmMetadata(parent: Builder, m: VmMetadata, { namespaced = 
     if (r.mac !== undefined) attrs.mac = r.mac;
     if (r.name !== undefined) attrs.name = r.name;
     el(reservations, 'reservation', attrs);
+  }
+  if (m.addresses !== undefined) {
+    const addresses = el(vm, 'addresses');
+    for (const a of m.addresses) el(addresses, 'address', { network: a.network, ip: a.ip });
   }
   const tags = el(vm, 'tags');
   for (const [key, value] of Object.entries(m.tags)) writeText(el(tags, 'tag', { key }), value);

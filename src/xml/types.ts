@@ -60,6 +60,11 @@ export interface VmMetadata {
   prefixes: Array<{ prefix: string; via: string; network: string }>;
   /** DHCP host reservations added for this VM, removed on delete */
   reservations: Array<{ network: string; family: 'ipv4' | 'ipv6'; mac?: string; name?: string; ip: string }>;
+  /**
+   * static addresses the VM holds on libvirt networks, with or without DHCP, so another
+   * create_vm (of any director) can see they are taken; absent in VMs made before
+   */
+  addresses?: Array<{ network: string; ip: string }>;
   /** set_vm_metadata tags */
   tags: Record<string, string>;
   /** stemcell api_version the VM was created with (drives config-drive rewrites) */

@@ -35,6 +35,7 @@ const metadataArb: fc.Arbitrary<VmMetadata> = fc.record(
       ),
       { maxLength: 3 },
     ),
+    addresses: fc.array(fc.record({ network: hostileString, ip: hostileString }), { maxLength: 2 }),
     tags: fc.dictionary(hostileString, hostileString, { maxKeys: 6 }),
     stemcellApiVersion: fc.integer({ min: 0, max: 1000 }),
   },

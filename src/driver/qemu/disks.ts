@@ -6,7 +6,8 @@ import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '.
 import { requireDomain } from './vms.js';
 import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
 import { persistentDiskSerial } from './serials.js';
-import { deleteSidecar, readSidecar, writeSidecar } from './sidecar.js';
+import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from './sidecar.js';
+import { domainsUsing, volumePath } from './volume-users.js';
 import { rewriteSettingsDisks } from './settings-volume.js';
 import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
@@ -18,13 +19,13 @@ import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, V
 const MiB = 1024n * 1024n;
 
 export async function requireDisk(host: Host, cid: string): Promise<VolRef> {
-  const vol = isCid(cid, 'disk') ? await findVolume(host, cid) : null;
+  const vol = isCid(cid, 'disk', host.config.name_prefix) ? await findVolume(host, cid) : null;
   if (!vol) throw new DiskNotFound(`Disk ${cid} does not exist in pool ${host.config.storage.pool}`);
   return vol;
 }
 
 export async function createDisk(host: Host, sizeMiB: number, vmCid: VMCID | null): Promise<DiskCID> {
-  if (vmCid !== null && !(await host.conn.domains.lookupByName(vmCid).then(() => true, () => false))) {
+  if (vmCid !== null && !(isCid(vmCid, 'vm', host.config.name_prefix) && (await host.conn.domains.lookupByName(vmCid).then(() => true, () => false)))) {
     // vm_cid is only a locality hint; on one libvirt host every disk is local. An
     // unknown VM is still worth a line in the log.
     host.log.warn({ vm: vmCid }, 'create_disk: the VM given as locality hint does not exist');
@@ -49,8 +50,9 @@ interface Attachment {
 
 /** Where a disk is attached, read from the domains' XML (the truth), not from metadata. */
 export async function findAttachment(host: Host, diskPath: string, only?: DomainRef, xmlFlags = 0): Promise<Attachment | null> {
-  // Every domain named like one of this CPI's VMs, with or without readable metadata.
-  const doms = only ? [only] : (await host.conn.domains.listAll(0)).filter((d) => d.name.startsWith(host.config.name_prefix) && isCid(d.name, 'vm'));
+  // Every domain on the host, whatever its name: a disk another director's VM or a
+  // hand-made domain uses is in use all the same.
+  const doms = only ? [only] : await host.conn.domains.listAll(0);
   for (const dom of doms) {
     let xml: string;
     try {
@@ -71,14 +73,14 @@ export async function findAttachment(host: Host, diskPath: string, only?: Domain
 
 export async function deleteDisk(host: Host, cid: DiskCID): Promise<void> {
   const vol = await requireDisk(host, cid);
-  const attached = await findAttachment(host, await host.conn.volumes.getPath(vol));
-  if (attached) throw new CloudError(`Disk ${cid} is attached to VM ${attached.vm}; detach it before deleting it`);
+  const users = await domainsUsing(host, [await host.conn.volumes.getPath(vol), volumePath(host, sidecarName(cid))]);
+  if (users.length) throw new CloudError(`Disk ${cid} is attached to VM ${users.join(', ')}; detach it before deleting it`);
   await host.conn.volumes.delete(vol, 0);
   await deleteSidecar(host, cid);
 }
 
 export async function hasDisk(host: Host, cid: DiskCID): Promise<boolean> {
-  return isCid(cid, 'disk') && (await findVolume(host, cid)) !== null;
+  return isCid(cid, 'disk', host.config.name_prefix) && (await findVolume(host, cid)) !== null;
 }
 
 function nextTarget(used: Set<string>): string {
@@ -137,7 +139,7 @@ async function recordAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCi
 
 export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Promise<void> {
   const dom = await requireDomain(host, vmCid);
-  const vol = isCid(diskCid, 'disk') ? await findVolume(host, diskCid) : null;
+  const vol = isCid(diskCid, 'disk', host.config.name_prefix) ? await findVolume(host, diskCid) : null;
   if (!vol) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid} (the disk does not exist)`);
   const path = await host.conn.volumes.getPath(vol);
   // The VM's lock covers the device change and, separately, the metadata update, but
@@ -194,7 +196,7 @@ export async function getDisks(host: Host, vmCid: VMCID): Promise<DiskCID[]> {
   const out: DiskCID[] = [];
   for (const d of parsed.disks) {
     const name = d.file?.split('/').pop();
-    if (d.device === 'disk' && name && isCid(name, 'disk') && d.file === `${host.poolPath}/${name}`) out.push(name as DiskCID);
+    if (d.device === 'disk' && name && isCid(name, 'disk', host.config.name_prefix) && d.file === `${host.poolPath}/${name}`) out.push(name as DiskCID);
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { createGunzip } from 'node:zlib';
 import { Readable, pipeline } from 'node:stream';
 import { extract as tarExtract } from 'tar-stream';
 import { CloudError } from '../../rpc/errors.js';
+import { notRegularFile } from '../../util/regular-file.js';
 
 export type ImageFormat = 'qcow2' | 'raw';
 
@@ -28,6 +29,7 @@ const HEAD = 512;
 /** Opens `imagePath` and positions a stream at root.img, having read its first bytes to learn its format. */
 export async function openRootImage(imagePath: string): Promise<RootImage> {
   if (imagePath.includes('\0')) throw new CloudError(`Invalid image_path: got ${JSON.stringify(imagePath)}, expected a file path (it holds a NUL byte)`);
+  await refuseNonRegular(imagePath);
   // Inflating is the slow part of an import (one deflate stream, one core), and every
   // chunk costs a round trip between zlib's thread and this one. zlib's default 16 KiB
   // output chunks halved its rate; 256 KiB output chunks (about one stream packet) fed
@@ -128,4 +130,15 @@ export async function openRootImage(imagePath: string): Promise<RootImage> {
     }
   }
   return { format, fileSize: size, virtualSize, stream: Readable.from(replay(), { objectMode: false }), close };
+}
+
+/** A FIFO would make create_stemcell wait forever for a writer, a device never end. */
+async function refuseNonRegular(imagePath: string): Promise<void> {
+  let kind: string | undefined;
+  try {
+    kind = await notRegularFile(imagePath);
+  } catch (e) {
+    throw new CloudError(`Cannot read stemcell image ${imagePath}: ${(e as Error).message} (expected a gzipped tarball holding root.img)`);
+  }
+  if (kind) throw new CloudError(`Invalid image_path: ${JSON.stringify(imagePath)} is ${kind}, expected a regular file (a gzipped tarball holding root.img)`);
 }

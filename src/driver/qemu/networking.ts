@@ -6,9 +6,10 @@
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, NetworkUpdateFlags, type NetworkRef } from '../../libvirt/index.js';
 import { parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
-import { inSubnet, formatCidr, networkBase, sameIp } from '../../network/index.js';
-import type { NetworkPlan, NicPlan } from '../../network/index.js';
+import { inSubnet, formatCidr, networkBase, reservedAddressReason, sameIp } from '../../network/index.js';
+import type { NetworkPlan, NicAddress, NicPlan, TakenByNetwork } from '../../network/index.js';
 import { CloudError, NetworkNotFound } from '../../rpc/errors.js';
+import { refuseTakenAddresses } from './address-holders.js';
 
 export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
   return plan.nics.map((nic) =>
@@ -45,6 +46,7 @@ export async function checkNetworks(host: Host, plan: NetworkPlan): Promise<Map<
     }
     checkAddresses(nic, name, checked.parsed, plan.agentNetworks);
   }
+  await refuseTakenAddresses(host, plan, nets);
   return nets;
 }
 
@@ -56,15 +58,30 @@ function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork, sent:
     const list = subnets.map((s) => formatCidr(networkBase(s.address, s.prefix), s.prefix)).join(', ') || `no ${family} subnet`;
     for (const [field, value] of [['ip', addr.address], ['gateway', addr.gateway]] as const) {
       if (!value) continue;
+      // Name the value as the director spelled it (what the operator greps the manifest
+      // for), with the canonical form when that differs.
+      const raw = sent[addr.network]?.[field];
+      const shown = typeof raw === 'string' && raw !== value ? `${JSON.stringify(raw)} (${value})` : JSON.stringify(value);
       if (!subnets.some((s) => inSubnet(value, s.address, s.prefix))) {
-        // Name the value as the director spelled it (what the operator greps the manifest
-        // for), with the canonical form when that differs.
-        const raw = sent[addr.network]?.[field];
-        const shown = typeof raw === 'string' && raw !== value ? `${JSON.stringify(raw)} (${value})` : JSON.stringify(value);
         throw new CloudError(`Invalid network "${addr.network}": field "${field}" is ${shown} but libvirt network "${netName}" has ${list}; the address must lie in one of its subnets`);
       }
+      const reason = field === 'ip' ? reservedReason(addr, netName, subnets) : undefined;
+      if (reason) throw new CloudError(`Invalid network "${addr.network}": field "ip" is ${shown}, which is ${reason}; a VM cannot have that address`);
     }
   }
+}
+
+/** Why a VM's address is one its network keeps for itself, checked against the manifest's subnet and libvirt's. */
+function reservedReason(addr: NicAddress, netName: string, subnets: ParsedNetwork['ips']): string | undefined {
+  const taken: TakenByNetwork[] = [
+    ...(addr.gateway ? [{ ip: addr.gateway, what: 'the gateway' }] : []),
+    ...subnets.map((s) => ({ ip: s.address, what: `the host's own address on libvirt network "${netName}"` })),
+  ];
+  for (const subnet of [{ address: addr.address, prefix: addr.prefix }, ...subnets]) {
+    const reason = reservedAddressReason(addr.address, subnet, taken);
+    if (reason) return reason;
+  }
+  return undefined;
 }
 
 /**

@@ -14,7 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { findAttachment, requireDisk } from './disks.js';
-import { deleteSidecar, writeSidecar } from './sidecar.js';
+import { deleteSidecar, sidecarName, writeSidecar } from './sidecar.js';
+import { domainsUsing, volumePath } from './volume-users.js';
 import { newCid, isCid, type DiskCID, type SnapshotCID } from '../cids.js';
 import { renderBackup, renderVolume } from '../../xml/index.js';
 import { CloudError } from '../../rpc/errors.js';
@@ -101,7 +102,9 @@ async function backupWhileRunning(host: Host, dom: DomainRef, target: string, sn
 
 /** Deleting a snapshot that does not exist succeeds (the director may retry). */
 export async function deleteSnapshot(host: Host, cid: SnapshotCID): Promise<void> {
-  if (!isCid(cid, 'snap')) return;
+  if (!isCid(cid, 'snap', host.config.name_prefix)) return;
+  const users = await domainsUsing(host, [volumePath(host, cid), volumePath(host, sidecarName(cid))]);
+  if (users.length) throw new CloudError(`Snapshot ${cid} is in use by domain(s) ${users.join(', ')}; it is kept`);
   if (await findVolume(host, cid)) await deleteVolumeIfExists(host, cid);
   await deleteSidecar(host, cid);
 }

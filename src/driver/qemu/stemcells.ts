@@ -4,7 +4,8 @@ import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { withVolumeLock } from './lock.js';
 import { openRootImage, type ImageFormat } from './image.js';
-import { readSidecar, writeSidecar, deleteSidecar } from './sidecar.js';
+import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from './sidecar.js';
+import { domainsUsing, volumePath } from './volume-users.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
 import { CloudError } from '../../rpc/errors.js';
@@ -55,7 +56,7 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
 }
 
 export async function findStemcell(host: Host, cid: string): Promise<StemcellInfo | null> {
-  if (!isCid(cid, 'sc')) return null;
+  if (!isCid(cid, 'sc', host.config.name_prefix)) return null;
   const vol = await findVolume(host, cid);
   if (!vol) return null;
   const meta = await readSidecar(host, cid);
@@ -71,11 +72,11 @@ export async function findStemcell(host: Host, cid: string): Promise<StemcellInf
  * A name that is no stemcell CID has nothing to protect, and no lock is named after it.
  */
 export async function withStemcellLock<T>(host: Host, cid: string, fn: () => Promise<T>): Promise<T> {
-  return isCid(cid, 'sc') ? withVolumeLock(host, cid, fn) : fn();
+  return isCid(cid, 'sc', host.config.name_prefix) ? withVolumeLock(host, cid, fn) : fn();
 }
 
 export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<boolean> {
-  if (!isCid(cid, 'sc')) return false;
+  if (!isCid(cid, 'sc', host.config.name_prefix)) return false;
   return withStemcellLock(host, cid, async () => {
     const vol = await findVolume(host, cid);
     if (!vol) {
@@ -87,6 +88,9 @@ export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<bool
     if (users.length > 0) {
       throw new CloudError(`Stemcell ${cid} is still the base of ${users.length} VM(s) (${users.slice(0, 5).join(', ')}); delete them first`);
     }
+    // Domains of other directors or made by hand may use it too, as a disk or a backing file.
+    const others = await domainsUsing(host, [volumePath(host, cid), volumePath(host, sidecarName(cid))], { backingFiles: true });
+    if (others.length > 0) throw new CloudError(`Stemcell ${cid} is in use by domain(s) ${others.slice(0, 5).join(', ')} (a disk or a disk's backing file); it is kept`);
     await deleteVolumeIfExists(host, cid);
     await deleteSidecar(host, cid);
     return true;

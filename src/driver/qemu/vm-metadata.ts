@@ -30,7 +30,7 @@ export async function listVmMetadata(host: Host): Promise<Array<{ name: string; 
   const prefix = host.config.name_prefix;
   const out: Array<{ name: string; dom: DomainRef; metadata: VmMetadata }> = [];
   for (const dom of await host.conn.domains.listAll(0)) {
-    if (!dom.name.startsWith(prefix) || !isCid(dom.name, 'vm')) continue;
+    if (!isCid(dom.name, 'vm', prefix)) continue;
     try {
       const metadata = await readVmMetadata(host, dom);
       if (metadata) out.push({ name: dom.name, dom, metadata });

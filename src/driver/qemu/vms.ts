@@ -18,6 +18,8 @@ import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
 import { addReservation, checkNetworks, interfaceDevices, plannedReservations, removeReservation, routedPrefixes } from './networking.js';
 import { buildVmSettings, configDriveImage, configDriveName } from './config-drive.js';
 import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
+import { volumePath, volumeUsers } from './volume-users.js';
+import { staticAddresses } from './address-holders.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
 import { planNetworks, type NetworkPlan } from '../../network/index.js';
@@ -76,6 +78,7 @@ export function buildDomainSpec(i: VmDomainInput): DomainSpec {
   disks.push({ device: 'cdrom', file: i.paths.config, format: 'raw', bus: 'sata', target: 'sda', readonly: true });
   volumes.push(names.config);
   if (keepsSettingsVolume(i.stemcellApiVersion)) volumes.push(settingsVolumeName(i.vm));
+  const addresses = staticAddresses(i.plan);
   const metadata: VmMetadata = {
     agentId: i.agentId,
     stemcellCid: i.stemcellCid,
@@ -84,6 +87,7 @@ export function buildDomainSpec(i: VmDomainInput): DomainSpec {
     macs: i.plan.nics.map((n) => n.mac),
     prefixes: i.prefixes,
     reservations: i.reservations,
+    ...(addresses.length ? { addresses } : {}),
     tags: {},
     ...(i.stemcellApiVersion !== undefined ? { stemcellApiVersion: i.stemcellApiVersion } : {}),
   };
@@ -292,7 +296,7 @@ async function undefineDomain(host: Host, dom: DomainRef): Promise<void> {
 }
 
 export async function requireDomain(host: Host, cid: string): Promise<DomainRef> {
-  const dom = isCid(cid, 'vm') ? await findDomain(host, cid) : null;
+  const dom = isCid(cid, 'vm', host.config.name_prefix) ? await findDomain(host, cid) : null;
   if (!dom) throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
   return dom;
 }
@@ -304,10 +308,10 @@ export async function requireDomain(host: Host, cid: string): Promise<DomainRef>
  * DHCP reservations left behind.
  */
 export async function deleteVM(host: Host, cid: VMCID): Promise<void> {
-  const dom = isCid(cid, 'vm') ? await findDomain(host, cid) : null;
+  const dom = isCid(cid, 'vm', host.config.name_prefix) ? await findDomain(host, cid) : null;
   if (!dom) {
     // Volumes named after a VM that is gone are still its own: sweep them, then report.
-    if (isCid(cid, 'vm')) await deleteOwnedVolumes(host, cid, []);
+    if (isCid(cid, 'vm', host.config.name_prefix)) await deleteOwnedVolumes(host, cid, []);
     throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
   }
   const metadata = await readVmMetadata(host, dom);
@@ -322,11 +326,18 @@ export async function deleteVM(host: Host, cid: VMCID): Promise<void> {
 async function deleteOwnedVolumes(host: Host, vm: string, listed: string[]): Promise<void> {
   const owned = new Set(listed);
   for (const name of await listVolumeNames(host)) if (name.startsWith(`${vm}.`)) owned.add(name);
-  for (const name of owned) await deleteVolumeIfExists(host, name);
+  // The VM's own domain does not count; another domain using one of them keeps it (the
+  // VM still goes: its director asked for that, and the volume is no longer its).
+  const inUse = await volumeUsers(host, [...owned].map((name) => volumePath(host, name)), { except: vm });
+  for (const name of owned) {
+    const users = inUse.get(volumePath(host, name));
+    if (users) host.log.warn({ volume: name, users }, 'delete_vm keeps a volume another domain uses');
+    else await deleteVolumeIfExists(host, name);
+  }
 }
 
 export async function hasVM(host: Host, cid: VMCID): Promise<boolean> {
-  return isCid(cid, 'vm') && (await findDomain(host, cid)) !== null;
+  return isCid(cid, 'vm', host.config.name_prefix) && (await findDomain(host, cid)) !== null;
 }
 
 /**
