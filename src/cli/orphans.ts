@@ -69,7 +69,11 @@ export function classify(prefix: string, domains: DomainFacts[], volumes: string
       }
       continue;
     }
-    if (owned.kind === 'vm') {
+    if (owned.suffix === 'lock') {
+      // Calls hold a lock for seconds and release it before they answer; one whose
+      // holder died stays until the next call on the same name breaks it as stale.
+      out.push({ kind: 'volume', name: v, reason: `lock on ${kindWord[owned.kind]} ${owned.cid} left by a CPI call that died (calls hold locks for seconds; the CPI breaks one older than 120 s itself)` });
+    } else if (owned.kind === 'vm') {
       if (!domainNames.has(owned.cid)) out.push({ kind: 'volume', name: v, reason: `belongs to VM ${owned.cid}, which no longer exists` });
     } else if (owned.suffix === 'meta' && !volumeNames.has(owned.cid)) {
       out.push({ kind: 'volume', name: v, reason: `metadata of ${kindWord[owned.kind]} ${owned.cid}, which no longer exists` });

@@ -68,6 +68,14 @@ describe('classify', () => {
     expect(out.find((o) => o.name === half)!.reason).toMatch(/create_stemcell never finished/);
   });
 
+  it('lists locks a dead call left, on a VM that still exists and on a stemcell, with the stemcell itself kept', () => {
+    const live = `${P}vm-${uuid(9)}`;
+    const sc = `${P}sc-${uuid(10)}`;
+    const out = classify(P, [{ name: live, hasMetadata: true }], [`${live}.root`, `${live}.lock`, sc, `${sc}.meta`, `${sc}.lock`]);
+    expect(out.map((o) => o.name).sort()).toEqual([`${live}.lock`, `${sc}.lock`].sort());
+    expect(out.find((o) => o.name === `${sc}.lock`)!.reason).toMatch(/lock on stemcell .* left by a CPI call that died/);
+  });
+
   it('ignores another prefix', () => {
     expect(classify(P, [{ name: `t-other-vm-${uuid(7)}`, hasMetadata: true, unfinished: 'x' }], [`t-other-sc-${uuid(8)}`])).toEqual([]);
   });
