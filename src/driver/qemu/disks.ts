@@ -156,14 +156,22 @@ async function waitForLiveDetach(host: Host, dom: DomainRef, disk: DiskDevice): 
   const seconds = host.config.vm.detach_timeout_seconds;
   const deadline = Date.now() + seconds * 1000;
   let resendAt = Date.now() + DETACH_RESEND_MS;
+  let requests = 1;
   for (;;) {
     const { state } = await host.conn.domains.getState(dom, 0);
     if (state === DomainState.SHUTOFF) return;
     const live = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
-    if (!live.disks.some((d) => d.file === disk.file)) return;
-    if (Date.now() > deadline) throw new CloudError(`The guest of ${dom.name} did not release the disk within ${seconds} s (vm.detach_timeout_seconds); it stays attached until the guest lets go (retry detach_disk)`, { okToRetry: true });
+    if (!live.disks.some((d) => d.file === disk.file)) {
+      if (requests > 1) host.log.info({ vm: dom.name, target: disk.target, unplug_requests: requests }, 'the guest released the disk after repeated unplug requests');
+      return;
+    }
+    if (Date.now() > deadline) {
+      host.log.warn({ vm: dom.name, target: disk.target, unplug_requests: requests }, 'the guest did not release the disk');
+      throw new CloudError(`The guest of ${dom.name} did not release the disk within ${seconds} s (vm.detach_timeout_seconds); it stays attached until the guest lets go (retry detach_disk)`, { okToRetry: true });
+    }
     if (Date.now() >= resendAt) {
       await resendDetach(host, dom, disk);
+      requests++;
       resendAt = Date.now() + DETACH_RESEND_MS;
     }
     await new Promise((r) => setTimeout(r, 250));
