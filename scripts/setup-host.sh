@@ -15,8 +15,8 @@ APT_PACKAGES=(
   openssh-server openssh-client netcat-openbsd
   # config-drive checks and the test stemcell recipe (no loop devices or mounts needed)
   xorriso genisoimage busybox-static syslinux syslinux-common mtools dosfstools
-  # the test stemcell boots Debian's generic kernel: the cloud kernel has no AHCI driver
-  # for the SATA cdrom that carries the config drive
+  # the test stemcell's default kernel (its cloud-kernel variant fetches
+  # linux-image-cloud-amd64 with apt-get download into .cache/, installing nothing)
   linux-image-amd64 jq
   # BOSH release template tests render ERB with Ruby
   ruby

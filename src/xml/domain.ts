@@ -90,8 +90,10 @@ export function parseDomain(xml: string): ParsedDomain {
 function appendDisk(parent: Builder, d: DiskDevice): void {
   const disk = parent.ele('disk', { type: 'file', device: d.device });
   const driver: Record<string, string> = { name: DOMAIN_DEFAULTS.diskDriver, type: d.format };
-  // cdroms are read-only ISOs: cache=none buys nothing there and needs O_DIRECT support.
-  const cache = d.cache ?? (d.device === 'disk' ? DOMAIN_DEFAULTS.diskCache : undefined);
+  // Read-only media (cdroms, the config drive as a virtio disk) are never written:
+  // cache=none buys nothing there and needs O_DIRECT support.
+  const writable = d.device === 'disk' && d.readonly !== true;
+  const cache = d.cache ?? (writable ? DOMAIN_DEFAULTS.diskCache : undefined);
   if (cache !== undefined) driver.cache = cache;
   disk.ele('driver', driver);
   disk.ele('source', { file: attr('disk file', d.file) });

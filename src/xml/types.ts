@@ -18,7 +18,7 @@ export interface DiskDevice {
   /** virtio: at most 20 characters, shows up as /dev/disk/by-id/virtio-<serial> */
   serial?: string;
   readonly?: boolean;
-  /** driver cache mode; default: none for disks, omitted for cdroms */
+  /** driver cache mode; default: none for writable disks, omitted for cdroms and read-only disks */
   cache?: 'none' | 'writeback' | 'unsafe' | 'directsync' | 'writethrough';
 }
 

@@ -79,25 +79,33 @@ export interface StemcellInfo {
   kernel: { package: string; version: string; release: string };
 }
 
-let building: Promise<string> | undefined;
+/** `generic`: linux-image-amd64 (every driver); `cloud`: linux-image-cloud-amd64 (virtio and IDE, no AHCI). */
+export type StemcellKernel = 'generic' | 'cloud';
+
+const building = new Map<StemcellKernel, Promise<string>>();
 
 /**
- * Builds the test stemcell (a no-op when the cached one exists) and returns the
- * tarball's path. One build per process; concurrent processes wait on the cache lock.
+ * Builds the test stemcell on the given kernel flavour (a no-op when the cached one
+ * exists) and returns the tarball's path. One build per flavour and process; concurrent
+ * processes wait on the cache lock.
  */
-export function buildTestStemcell(): Promise<string> {
-  building ??= run(STEMCELL_BUILD_SCRIPT, [], { maxBuffer: 16 * 1024 * 1024, timeout: 600_000 })
-    .then(({ stdout }) => {
-      const path = stdout.trim().split('\n').pop();
-      if (!path) throw new Error(`${STEMCELL_BUILD_SCRIPT} printed no tarball path`);
-      return path;
-    })
-    .catch((err: unknown) => {
-      building = undefined;
-      const e = err as { stderr?: string; message?: string };
-      throw new Error(`building the test stemcell failed: ${e.message ?? err}\n${e.stderr ?? ''}`);
-    });
-  return building;
+export function buildTestStemcell(kernel: StemcellKernel = 'generic'): Promise<string> {
+  let pending = building.get(kernel);
+  if (!pending) {
+    pending = run(STEMCELL_BUILD_SCRIPT, [], { maxBuffer: 16 * 1024 * 1024, timeout: 600_000, env: { ...process.env, STEMCELL_KERNEL: kernel } })
+      .then(({ stdout }) => {
+        const path = stdout.trim().split('\n').pop();
+        if (!path) throw new Error(`${STEMCELL_BUILD_SCRIPT} printed no tarball path`);
+        return path;
+      })
+      .catch((err: unknown) => {
+        building.delete(kernel);
+        const e = err as { stderr?: string; message?: string };
+        throw new Error(`building the test stemcell (${kernel} kernel) failed: ${e.message ?? err}\n${e.stderr ?? ''}`);
+      });
+    building.set(kernel, pending);
+  }
+  return pending;
 }
 
 /** info.json written next to the tarball by build.sh (root.img virtual size, kernel, …). */

@@ -145,14 +145,14 @@ describe('create_vm', () => {
     expect(networks.default).toMatchObject({ type: 'manual', ip: '198.18.51.10', mac: expect.stringMatching(/^52:54:00(:[0-9a-f]{2}){3}$/) });
   });
 
-  it('defines a running TCG domain with virtio disks with serials, a SATA config drive and a logged serial console', () => {
+  it('defines a running TCG domain with virtio disks with serials, an IDE config drive and a logged serial console', () => {
     expect(virsh('domstate', vm).stdout.trim()).toBe('running');
     const xml = domainXml(vm);
     expect(xml).toMatch(/<domain type='qemu'/);
     expect(xml).toMatch(/<vcpu[^>]*>2<\/vcpu>/);
     expect(xml).toMatch(/<memory unit='KiB'>327680<\/memory>/);
     expect(xml.match(/<serial>[0-9a-f]{20}<\/serial>/g)).toHaveLength(2);
-    expect(xml).toMatch(/<target dev='sda' bus='sata'\/>/);
+    expect(xml).toMatch(/<target dev='hdc' bus='ide'\/>/);
     expect(xml).toContain(`${vm}-console.log`);
     expect(xml).toContain(`mac address='${networks.default!.mac}'`);
     expect(xml).toMatch(/<bosh:vm xmlns:bosh="urn:bosh-libvirt-cpi:vm:1">/);

@@ -70,6 +70,13 @@ describe('renderDomain', () => {
     expect(renderDiskDevice(specs.qemuDomain.disks[2]!)).toContain('<driver name="qemu" type="raw"/>');
   });
 
+  it('renders a read-only disk (the config drive on q35) without a cache mode and with <readonly/>', () => {
+    const xml = renderDiskDevice(specs.q35EfiDomain.disks[2]!);
+    expect(xml).toContain('<disk type="file" device="disk">');
+    expect(xml).toContain('<driver name="qemu" type="raw"/>');
+    expect(xml).toContain('<readonly/>');
+  });
+
   it('renders the same <disk> and <interface> inside the domain as for attach/detach', () => {
     const xml = renderDomain(specs.qemuDomain);
     const indent = (s: string) => s.trimEnd().split('\n').map((l) => `    ${l}`).join('\n');

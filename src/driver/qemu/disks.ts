@@ -13,7 +13,7 @@ import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { DiskHint } from '../driver.js';
 import { parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
-import { AffectFlags, DomainState, DomainXMLFlags, ErrorCode, isLibvirtError, type VolRef, type DomainRef } from '../../libvirt/index.js';
+import { AffectFlags, CallTimeoutError, ConnectionClosedError, DomainState, DomainXMLFlags, ErrorCode, isLibvirtError, type VolRef, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../rpc/errors.js';
 
 const MiB = 1024n * 1024n;
@@ -147,7 +147,7 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   // vm.detach_timeout_seconds, longer than other calls wait for the lock (60 s) and
   // close to the age at which a lock counts as stale (120 s). While the guest has not
   // let go, the disk's target is still in the live XML, so no attach takes it meanwhile.
-  const live = await withVolumeLock(host, vmCid, async () => {
+  const liveDisk = await withVolumeLock(host, vmCid, async () => {
     // Detach from wherever the disk still is: a retry after a guest that was slow to
     // release it finds the disk gone from the persistent config but still live.
     const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
@@ -157,9 +157,9 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
     if (!att) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
     const flags = (live ? AffectFlags.LIVE : 0) | (saved ? AffectFlags.CONFIG : 0);
     await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
-    return live !== null;
+    return live?.disk ?? null;
   });
-  if (live) await waitForLiveDetach(host, dom, path);
+  if (liveDisk) await waitForLiveDetach(host, dom, liveDisk);
   await withVolumeLock(host, vmCid, async () => {
     const metadata = await readVmMetadata(host, dom);
     if (metadata) {
@@ -172,21 +172,55 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   });
 }
 
+/** How long to wait for the guest between unplug requests for the same disk. */
+const DETACH_RESEND_MS = 3000;
+
 /**
  * A live detach completes when the guest releases the device (ACPI hot-unplug). Wait
  * for it, bounded; a guest that never lets go leaves the disk attached and the caller
  * gets an error it may retry, rather than a disk silently still in use.
+ *
+ * A guest that is still booting (right after create_vm or reboot_vm: firmware, or a
+ * kernel whose ACPI or PCIe hot-plug driver is not up yet) drops the unplug request:
+ * Linux clears pending hot-plug events when it starts, and QEMU then waits for an
+ * answer nobody will give. So the request is sent again while the disk is still there,
+ * and the first one the running guest sees completes the detach.
  */
-async function waitForLiveDetach(host: Host, dom: DomainRef, path: string): Promise<void> {
+async function waitForLiveDetach(host: Host, dom: DomainRef, disk: DiskDevice): Promise<void> {
   const seconds = host.config.vm.detach_timeout_seconds;
   const deadline = Date.now() + seconds * 1000;
+  let resendAt = Date.now() + DETACH_RESEND_MS;
+  let requests = 1;
   for (;;) {
     const { state } = await host.conn.domains.getState(dom, 0);
     if (state === DomainState.SHUTOFF) return;
     const live = parseDomain(await host.conn.domains.getXMLDesc(dom, 0));
-    if (!live.disks.some((d) => d.file === path)) return;
-    if (Date.now() > deadline) throw new CloudError(`The guest of ${dom.name} did not release the disk within ${seconds} s (vm.detach_timeout_seconds); it stays attached until the guest lets go (retry detach_disk)`, { okToRetry: true });
+    if (!live.disks.some((d) => d.file === disk.file)) {
+      if (requests > 1) host.log.info({ vm: dom.name, target: disk.target, unplug_requests: requests }, 'the guest released the disk after repeated unplug requests');
+      return;
+    }
+    if (Date.now() > deadline) {
+      host.log.warn({ vm: dom.name, target: disk.target, unplug_requests: requests }, 'the guest did not release the disk');
+      throw new CloudError(`The guest of ${dom.name} did not release the disk within ${seconds} s (vm.detach_timeout_seconds); it stays attached until the guest lets go (retry detach_disk)`, { okToRetry: true });
+    }
+    if (Date.now() >= resendAt) {
+      await resendDetach(host, dom, disk);
+      requests++;
+      resendAt = Date.now() + DETACH_RESEND_MS;
+    }
     await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+async function resendDetach(host: Host, dom: DomainRef, disk: DiskDevice): Promise<void> {
+  try {
+    await host.conn.domains.detachDevice(dom, renderDiskDevice(disk), AffectFlags.LIVE);
+  } catch (e) {
+    // The daemon refusing a repeat (the disk went meanwhile, or QEMU still counts the
+    // previous request as pending) is no failure: the next look at the live XML tells.
+    // A lost connection or a timeout is.
+    if (!isLibvirtError(e) || e instanceof ConnectionClosedError || e instanceof CallTimeoutError) throw e;
+    host.log.debug({ vm: dom.name, err: e.message }, 'repeated unplug request refused; still waiting for the guest');
   }
 }
 

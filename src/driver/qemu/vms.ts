@@ -16,7 +16,7 @@ import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';
 import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
 import { addReservation, checkNetworks, interfaceDevices, plannedReservations, removeReservation, routedPrefixes } from './networking.js';
-import { buildVmSettings, configDriveImage, configDriveName } from './config-drive.js';
+import { buildVmSettings, configDriveDevice, configDriveImage, configDriveName } from './config-drive.js';
 import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
 import { volumePath, volumeUsers } from './volume-users.js';
 import { staticAddresses } from './address-holders.js';
@@ -75,7 +75,7 @@ export function buildDomainSpec(i: VmDomainInput): DomainSpec {
     disks.push({ device: 'disk', file: i.paths.ephemeral, format: 'qcow2', bus: 'virtio', target: 'vdb', serial: ephemeralDiskHint(i.vm).id });
     volumes.push(names.ephemeral);
   }
-  disks.push({ device: 'cdrom', file: i.paths.config, format: 'raw', bus: 'sata', target: 'sda', readonly: true });
+  disks.push(configDriveDevice(i.shape.machine, i.paths.config, disks.length));
   volumes.push(names.config);
   if (keepsSettingsVolume(i.stemcellApiVersion)) volumes.push(settingsVolumeName(i.vm));
   const addresses = staticAddresses(i.plan);
