@@ -26,12 +26,13 @@ const VMDK_MAGIC = Buffer.from('KDMV');
 const HEAD = 512;
 // Inflating is the slow part of an import (one deflate stream, one core), and every zlib
 // call is a round trip between zlib's thread and this one (~60 µs here, whatever its
-// size): 1 MiB reads halve the calls of 512 KiB. zlib allocates a new output buffer per
-// INFLATE_CHUNK bytes, which only a garbage collection frees: 1 MiB chunks took peak RSS
-// to 127–133 MB on a 3 GiB stemcell for no gain beyond this VM's noise, 512 KiB stays
-// near 110 MB (bench/create-stemcell.mjs, docs/benchmarks.md).
+// size): 1 MiB reads make a quarter of the calls of 256 KiB ones. zlib allocates a new
+// output buffer per INFLATE_CHUNK bytes, which only a garbage collection frees (Node's
+// zlib takes no buffers from us): on a 3 GiB stemcell 1 MiB chunks took peak RSS to
+// 127–133 MB and 512 KiB to 109–123 MB, 256 KiB stays at 107–115 MB, all at the same
+// speed within this VM's noise (bench/create-stemcell.mjs, docs/benchmarks.md).
 const READ_SIZE = 1024 * 1024;
-const INFLATE_CHUNK = 512 * 1024;
+const INFLATE_CHUNK = 256 * 1024;
 
 /**
  * Writes the file into `sink` from two buffers used in turn: one is read into while zlib
