@@ -29,7 +29,7 @@ const HEAD = 512;
 // size): 1 MiB reads make a quarter of the calls of 256 KiB ones. zlib allocates a new
 // output buffer per INFLATE_CHUNK bytes, which only a garbage collection frees (Node's
 // zlib takes no buffers from us): on a 3 GiB stemcell 1 MiB chunks took peak RSS to
-// 127–133 MB and 512 KiB to 109–123 MB, 256 KiB stays at 107–115 MB, all at the same
+// 127–133 MB and 512 KiB to 109–127 MB, 256 KiB stays at 107–115 MB, all at the same
 // speed within this VM's noise (bench/create-stemcell.mjs, docs/benchmarks.md).
 const READ_SIZE = 1024 * 1024;
 const INFLATE_CHUNK = 256 * 1024;
