@@ -1,19 +1,26 @@
 #!/usr/bin/env node
-// Wall time of `info` through the bundled CPI (what the director pays before almost
-// every call) next to the floor, `node -e 0`, measured in the same run. Prints medians
-// and the ratio; the target is <= 1.5. Usage: node bench/info-startup.mjs [runs]
+// `info` start-up: the director calls `info` before almost every CPI call, each time in a
+// new process, so it should cost little more than starting node at all. Times `info`
+// through bin/cpi exactly as the director runs it (its wrapper included; `npm run build`
+// first) against `node -e 0`, and, for information, the bundle alone
+// (`node dist/cpi.mjs`). The contenders run in alternating rounds (order rotated every
+// round) so all see the same machine load; prints each median, the ratio of medians and
+// the median of the per-round ratios (issue 14, part 6: bin/cpi / node -e 0 <= 1.2).
+// Usage: node bench/info-startup.mjs [rounds=21]
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const runs = Number(process.argv[2] ?? 30);
+const rounds = Number(process.argv[2] ?? 21);
 const request = JSON.stringify({ method: 'info', arguments: [], context: { director_uuid: 'bench' } });
+const config = join(root, 'fixtures/config/qemu.json');
 
-function median(xs) {
+const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 function time(cmd, args, input) {
   const t0 = process.hrtime.bigint();
@@ -23,19 +30,31 @@ function time(cmd, args, input) {
   return { ms, stdout: r.stdout.toString() };
 }
 
-const cpi = [join(root, 'dist/cpi.mjs'), join(root, 'fixtures/config/qemu.json')];
-const check = JSON.parse(time(process.execPath, cpi, request).stdout);
-if (check.error || check.result?.api_version !== 3) throw new Error(`info failed: ${JSON.stringify(check)}`);
-
-const base = [];
-const info = [];
-for (let i = 0; i < runs; i++) {
-  // Interleave so both see the same machine load.
-  base.push(time(process.execPath, ['-e', '0']).ms);
-  info.push(time(process.execPath, cpi, request).ms);
+const contenders = {
+  'node -e 0': () => time(process.execPath, ['-e', '0']),
+  'bin/cpi info': () => time(join(root, 'bin/cpi'), [config], request),
+  'node dist/cpi.mjs info': () => time(process.execPath, [join(root, 'dist/cpi.mjs'), config], request),
+};
+for (const [name, run] of Object.entries(contenders)) {
+  if (name === 'node -e 0') continue;
+  const res = JSON.parse(run().stdout);
+  if (res.error || res.result?.api_version !== 3) throw new Error(`${name} failed: ${JSON.stringify(res)}`);
 }
-const b = median(base);
-const c = median(info);
-console.log(`node -e 0        median ${b.toFixed(1)} ms`);
-console.log(`bin/cpi info     median ${c.toFixed(1)} ms`);
-console.log(`ratio            ${(c / b).toFixed(2)} (target <= 1.5, ${runs} runs each)`);
+
+const names = Object.keys(contenders);
+const ms = Object.fromEntries(names.map((n) => [n, []]));
+for (let i = 0; i < rounds; i++) {
+  for (let k = 0; k < names.length; k++) {
+    const name = names[(i + k) % names.length];
+    ms[name].push(contenders[name]().ms);
+  }
+}
+const base = ms['node -e 0'];
+console.log(`info start-up, ${rounds} rounds, node ${process.version}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
+for (const name of names) {
+  const line = `  ${name.padEnd(24)} median ${median(ms[name]).toFixed(1).padStart(6)} ms`;
+  if (name === 'node -e 0') { console.log(line); continue; }
+  const perRound = ms[name].map((x, i) => x / base[i]);
+  console.log(`${line}  ratio to node -e 0: of medians ${(median(ms[name]) / median(base)).toFixed(2)}, median of rounds ${median(perRound).toFixed(2)}`);
+}
+console.log('  target: bin/cpi info / node -e 0 <= 1.2');

@@ -3,9 +3,9 @@
 // response with all three keys: the director treats anything else as InvalidResponse.
 //
 // Only light modules are imported statically; the dispatcher (zod schemas, handlers,
-// the libvirt client) lives in dist/cpi-core.mjs, loaded on demand, so `info` stays
-// cheap (bench/info-startup.mjs).
-import { createLogger } from './log/logger.js';
+// the libvirt client) and pino live in dist/cpi-core.mjs, loaded on demand, so `info`
+// stays cheap (bench/info-startup.mjs).
+import { createLineLogger, type LineLogger } from './log/line.js';
 import { redact } from './log/redact.js';
 import { tryFastInfo } from './rpc/fast-info.js';
 import { failure, serialize, type CpiResponse } from './rpc/response.js';
@@ -28,7 +28,8 @@ function crash(kind: string, err: unknown): void {
   respond(failure(err, `${kind}: the CPI failed unexpectedly`));
 }
 
-const logger = createLogger();
+// pino comes with the core; until then the entry writes pino-shaped lines itself.
+let logger: LineLogger = createLineLogger();
 process.on('uncaughtException', (err) => crash('uncaught exception', err));
 process.on('unhandledRejection', (err) => crash('unhandled rejection', err));
 
@@ -63,8 +64,10 @@ try {
     // dist/cpi-core.mjs sits next to this file (src/core.ts); the path is computed so the
     // entry bundle does not pull it in.
     const core = new URL('./cpi-core.mjs', import.meta.url).href;
-    const { handleRequest } = (await import(core)) as typeof import('./core.js');
-    const res = await handleRequest(raw, { argv, env: process.env, logger });
+    const { handleRequest, createLogger } = (await import(core)) as typeof import('./core.js');
+    const full = createLogger();
+    logger = full;
+    const res = await handleRequest(raw, { argv, env: process.env, logger: full });
     // Give injected/late crashes a tick to land before answering, so tests see them.
     setImmediate(() => respond(res));
   }

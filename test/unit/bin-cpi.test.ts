@@ -1,8 +1,10 @@
 // Black-box tests of bin/cpi's wire protocol: whatever the input, exactly one
 // response with all three keys on stdout, the right error type, exit code 0.
 import { describe, expect, it } from 'vitest';
-import { runCpi, request, writeConfig, ROOT } from '../helpers/cpi.js';
+import { runCpi, request, writeConfig, ROOT, CPI_BUNDLE } from '../helpers/cpi.js';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const qemuConfig = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/qemu.json'), 'utf8')) as Record<string, unknown>;
@@ -54,6 +56,27 @@ describe('info', () => {
   it('reads the config from BOSH_LIBVIRT_CPI_CONFIG when no argument is given', async () => {
     const run = await runCpi(request('info'), { config: null, env: { BOSH_LIBVIRT_CPI_CONFIG: join(ROOT, 'fixtures/config/qemu.json') } });
     expect(run.response.error).toBeNull();
+  });
+
+  it('is answered by the entry bundle without pino (most of what info cost beyond node itself)', () => {
+    expect(readFileSync(CPI_BUNDLE, 'utf8').includes('pino'), `${CPI_BUNDLE} bundles pino`).toBe(false);
+  });
+
+  it('still logs a pino-shaped line, at the level BOSH_LIBVIRT_CPI_LOG_LEVEL sets', async () => {
+    const run = await runCpi(request('info'), { env: { BOSH_LIBVIRT_CPI_LOG_LEVEL: 'debug' } });
+    const lines = run.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([{ level: 'debug', time: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/), pid: expect.any(Number), method: 'info', result: run.response.result, msg: 'response (fast path)' }]);
+    expect((await runCpi(request('info'), { env: { BOSH_LIBVIRT_CPI_LOG_LEVEL: 'info' } })).stderr).toBe('');
+  });
+
+  it('answers through the bin/cpi wrapper from any directory, also run as `sh cpi` inside bin/', () => {
+    const input = JSON.stringify(request('info'));
+    const config = join(ROOT, 'fixtures/config/qemu.json');
+    for (const [cmd, args, cwd] of [[join(ROOT, 'bin/cpi'), [config], tmpdir()], ['sh', ['cpi', config], join(ROOT, 'bin')]] as const) {
+      const r = spawnSync(cmd, [...args], { cwd, input, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout), r.stderr).toMatchObject({ error: null, result: { api_version: 3 } });
+    }
   });
 });
 

@@ -412,12 +412,13 @@ describe('director mode (instance group properties)', () => {
     expect(script).not.toMatch(/^\s*(exec\s+)?(env\s+)?node\s/m); // never node from PATH
   });
 
-  it('bin/cpi passes node the same flags as the repository\'s bin/cpi', () => {
-    // The flags bound create_stemcell's memory (docs/benchmarks.md); a release without
-    // them would import stemcells over the 100 MB budget.
-    const flags = (text: string) => /exec (?:"\$node"|node)((?: --[a-z-]+=\S+)*)/.exec(text)?.[1]?.trim();
+  it('bin/cpi passes node the same flags as the repository\'s bin/cpi: none', () => {
+    // What the benchmarks measure (docs/benchmarks.md) is what the director runs. Flags
+    // cost every call: --max-semi-space-size=1 made `info` start slower and halved
+    // inflate speed; create_stemcell bounds its memory by reusing buffers instead.
+    const flags = (text: string) => /exec (?:"\$node"|node)((?:\s*\\?\s*--[a-z-]+(?:=\S+)?)*)/.exec(text)?.[1]?.replace(/[\s\\]+/g, ' ').trim();
     const repo = flags(readFileSync(join(ROOT, 'bin/cpi'), 'utf8'));
-    expect(repo).toBe('--max-semi-space-size=1');
+    expect(repo).toBe('');
     expect(flags(r.file('bin/cpi'))).toBe(repo);
   });
 

@@ -1,9 +1,9 @@
 // Reading a stemcell image as a stream: `image` is a gzipped tarball holding
 // `root.img` (openstack-qcow2 / openstack-raw). Nothing is extracted to disk and at
 // most a few chunks are in memory: gunzip → tar → the upload's backpressure.
-import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
-import { Readable, pipeline } from 'node:stream';
+import { Readable, pipeline, type Writable } from 'node:stream';
 import { extract as tarExtract } from 'tar-stream';
 import { CloudError } from '../../rpc/errors.js';
 import { notRegularFile } from '../../util/regular-file.js';
@@ -25,35 +25,68 @@ export interface RootImage {
 const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 const VMDK_MAGIC = Buffer.from('KDMV');
 const HEAD = 512;
+// Inflating is the slow part of an import (one deflate stream, one core), and every zlib
+// call is a round trip between zlib's thread and this one (~60 µs here, whatever its
+// size): 1 MiB reads make a quarter of the calls of 256 KiB ones. zlib allocates a new
+// output buffer per INFLATE_CHUNK bytes, which only a garbage collection frees (Node's
+// zlib takes no buffers from us): on a 3 GiB stemcell 1 MiB chunks took peak RSS to
+// 127–133 MB and 512 KiB to 109–127 MB, 256 KiB stays at 107–115 MB, all at the same
+// speed within this VM's noise (bench/create-stemcell.mjs, docs/benchmarks.md).
+const READ_SIZE = 1024 * 1024;
+const INFLATE_CHUNK = 256 * 1024;
+
+/**
+ * Writes the file into `sink` from two buffers used in turn: one is read into while zlib
+ * inflates the other, and a buffer is refilled only once zlib is done with it (its write
+ * callback). A read stream would allocate a new buffer per read, and those piled up
+ * until a garbage collection (docs/benchmarks.md). Ends `sink`, or destroys it with the
+ * error; stops when `sink` is destroyed.
+ */
+export async function feed(path: string, sink: Writable): Promise<void> {
+  const file = await open(path, 'r');
+  try {
+    const buffers = [Buffer.allocUnsafe(READ_SIZE), Buffer.allocUnsafe(READ_SIZE)];
+    const consumed: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
+    for (let i = 0; ; i ^= 1) {
+      await consumed[i];
+      if (sink.destroyed) return;
+      const buf = buffers[i]!;
+      const { bytesRead } = await file.read(buf, 0, buf.length, null);
+      if (sink.destroyed) return;
+      if (bytesRead === 0) {
+        sink.end();
+        return;
+      }
+      // A destroyed sink calls back with an error: the loop then sees `destroyed`.
+      consumed[i] = new Promise((resolve) => sink.write(buf.subarray(0, bytesRead), () => resolve()));
+    }
+  } finally {
+    await file.close();
+  }
+}
 
 /** Opens `imagePath` and positions a stream at root.img, having read its first bytes to learn its format. */
 export async function openRootImage(imagePath: string): Promise<RootImage> {
   if (imagePath.includes('\0')) throw new CloudError(`Invalid image_path: got ${JSON.stringify(imagePath)}, expected a file path (it holds a NUL byte)`);
   await refuseNonRegular(imagePath);
-  // Inflating is the slow part of an import (one deflate stream, one core), and every
-  // chunk costs a round trip between zlib's thread and this one. zlib's default 16 KiB
-  // output chunks halved its rate; 256 KiB output chunks (about one stream packet) fed
-  // with 256 KiB reads doubled create_stemcell's throughput (bench/create-stemcell.mjs).
-  // The price is more short-lived large buffers, which bin/cpi keeps from piling up
-  // with a small V8 young generation; 512 KiB reads were a few percent faster still
-  // but left too little margin under the 100 MB RSS budget (docs/benchmarks.md).
-  const file = createReadStream(imagePath, { highWaterMark: 256 * 1024 });
-  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+  const gunzip = createGunzip({ chunkSize: INFLATE_CHUNK });
   const tar = tarExtract();
   const fail = (e: unknown): CloudError =>
     e instanceof CloudError ? e : new CloudError(`Cannot read stemcell image ${imagePath}: ${(e as Error).message} (expected a gzipped tarball holding root.img)`);
 
   // A failure anywhere in file → gunzip → tar (a truncated or corrupt image) must end
   // the root.img stream too, or the upload reading it would wait forever: pipeline()
-  // reports it once, and the entry is destroyed with the error.
+  // reports it once (the file's errors through gunzip), and the entry is destroyed with
+  // the error.
   let entryStream: { destroy(err?: Error): void } | undefined;
   let failFound: ((e: Error) => void) | undefined;
-  pipeline(file, gunzip, tar as unknown as NodeJS.WritableStream, (err) => {
+  pipeline(gunzip, tar as unknown as NodeJS.WritableStream, (err) => {
     if (!err) return;
     const e = fail(err);
     failFound?.(e);
     entryStream?.destroy(e);
   });
+  feed(imagePath, gunzip).catch((e: Error) => gunzip.destroy(e));
   const found = new Promise<{ size: number; entry: AsyncIterable<Buffer> }>((resolve, reject) => {
     failFound = reject;
     tar.on('entry', (header, entry, next) => {
@@ -70,7 +103,6 @@ export async function openRootImage(imagePath: string): Promise<RootImage> {
     tar.on('finish', () => reject(new CloudError(`Stemcell image ${imagePath} holds no root.img (expected the openstack-qcow2/openstack-raw layout)`)));
   });
   const close = () => {
-    file.destroy();
     gunzip.destroy();
     tar.destroy();
   };
