@@ -89,7 +89,7 @@ export const ConfigSchema = z
       .regex(/^[a-z0-9-]*$/, 'lowercase letters, digits and dashes only')
       .max(32)
       .default('')
-      .describe('prefix for every domain and volume name the CPI creates (lets several directors or test runs share a host)'),
+      .describe('prefix for every domain and volume name the CPI creates; the CPI sees only names with exactly its prefix (an empty prefix owns only unprefixed names), so several directors or test runs can share a host: another prefix\'s VM, disk, stemcell or snapshot is VMNotFound, DiskNotFound or false'),
   })
   .strict()
   .describe('bosh-libvirt-cpi configuration (cpi.json)');
