@@ -9,13 +9,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request, requireBundle, runCpi } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig } from '../helpers/driver-fixtures.js';
-import { agentUrl, buildTestStemcell, fetchGuestReport, parseGuestReports, readGuestReport, readStemcellInfo, resolveGuestDisk, type GuestReport } from '../helpers/stemcell.js';
+import { agentUrl, buildTestStemcell, fetchGuestReport, inGuest, parseGuestReports, readGuestReport, readStemcellInfo, resolveGuestDisk, serialLog, type GuestReport } from '../helpers/stemcell.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-boot-e2e-';
 const NET = 't-boot-e2e-net';
 const BOOT_TIMEOUT_MS = 180_000;
-const SERIAL_DIR = '/var/log/libvirt/qemu';
 // Long enough for a TCG guest on a busy host to finish booting, which is when a detach
 // issued during boot can complete.
 const DETACH_TIMEOUT_S = 120;
@@ -33,25 +32,7 @@ const v6 = (host: number) => ({
   type: 'manual', ip: `fd00:140::${host}`, netmask: 'ffff:ffff:ffff:ffff::', gateway: 'fd00:140::1', default: ['gateway'], nic_group: 'ds', cloud_properties: { name: NET },
 });
 
-const serialLog = (vm: string) => `${SERIAL_DIR}/${vm}-console.log`;
 
-function consoleLog(vm: string): string {
-  try {
-    return readFileSync(serialLog(vm), 'latin1').slice(-6000);
-  } catch (e) {
-    return `(no console log: ${(e as Error).message})`;
-  }
-}
-
-/** Runs a guest check; on failure, the guest's console log goes into the error. */
-async function inGuest<T>(vm: string, check: () => Promise<T> | T): Promise<T> {
-  try {
-    return await check();
-  } catch (e) {
-    (e as Error).message += `\n--- console of ${vm} ---\n${consoleLog(vm)}`;
-    throw e;
-  }
-}
 
 async function createVM(agent: string, host: number, props: Record<string, unknown>): Promise<[string, Networks]> {
   return (await cpi(config, 'create_vm', [agent, stemcell, props, { ipv4: v4(host), ipv6: v6(host) }, [], { bosh: { ipv6: { enable: true } } }], {

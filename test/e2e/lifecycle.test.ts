@@ -8,13 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireBundle } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, leftovers, removeNetwork, testConfig } from '../helpers/driver-fixtures.js';
-import { agentUrl, buildTestStemcell, fetchGuestReport, readGuestReport, resolveGuestDisk, type GuestReport } from '../helpers/stemcell.js';
+import { agentUrl, buildTestStemcell, fetchGuestReport, inGuest, readGuestReport, resolveGuestDisk, serialLog, type GuestReport } from '../helpers/stemcell.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-e2e-';
 const NET = 't-e2e-net';
 const BOOT_TIMEOUT_MS = 180_000;
-const SERIAL_DIR = '/var/log/libvirt/qemu';
 
 let config: string;
 let stemcell: string;
@@ -30,23 +29,6 @@ const v6 = (host: number, extra: Record<string, unknown> = {}) => ({
   type: 'manual', ip: `fd00:0052:0000:0000:0000:0000:0000:00${host}`, netmask: 'ffff:ffff:ffff:ffff:0000:0000:0000:0000', gateway: 'fd00:52::1', default: ['gateway'], cloud_properties: { name: NET }, ...extra,
 });
 
-function consoleLog(vm: string): string {
-  try {
-    return readFileSync(`${SERIAL_DIR}/${vm}-console.log`, 'latin1').slice(-6000);
-  } catch (e) {
-    return `(no console log: ${(e as Error).message})`;
-  }
-}
-
-/** Runs a guest check; on failure, the guest's console log goes into the error. */
-async function inGuest<T>(vm: string, check: () => Promise<T> | T): Promise<T> {
-  try {
-    return await check();
-  } catch (e) {
-    (e as Error).message += `\n--- console of ${vm} ---\n${consoleLog(vm)}`;
-    throw e;
-  }
-}
 
 async function createVM(agent: string, networks: Networks, props: Record<string, unknown> = {}): Promise<[string, Networks]> {
   const res = (await cpi(config, 'create_vm', [agent, stemcell, props, networks, [], { bosh: { ipv6: { enable: true } } }], { context: { vm: { stemcell: { api_version: 3 } } } })) as [string, Networks];
@@ -79,7 +61,7 @@ describe('a guest on a single IPv4 network', () => {
 
   beforeAll(async () => {
     [vm, nets] = await createVM('agent-v4', { private: v4(10) });
-    report = await inGuest(vm, () => readGuestReport(`${SERIAL_DIR}/${vm}-console.log`, BOOT_TIMEOUT_MS));
+    report = await inGuest(vm, () => readGuestReport(serialLog(vm), BOOT_TIMEOUT_MS));
   }, BOOT_TIMEOUT_MS + 60_000);
 
   it('reads the config drive: agent id, instance id, no errors', () =>
@@ -120,7 +102,7 @@ describe('a dual-stack guest (one NIC group) with a persistent disk and a reboot
 
   beforeAll(async () => {
     [vm, nets] = await createVM('agent-ds', { ipv4: v4(11, { nic_group: 'ds' }), ipv6: v6(11, { nic_group: 'ds' }) });
-    report = await inGuest(vm, () => readGuestReport(`${SERIAL_DIR}/${vm}-console.log`, BOOT_TIMEOUT_MS));
+    report = await inGuest(vm, () => readGuestReport(serialLog(vm), BOOT_TIMEOUT_MS));
   }, BOOT_TIMEOUT_MS + 60_000);
 
   it('puts both networks on one NIC with one MAC, and returns the director\'s spelling', () => {
@@ -166,7 +148,7 @@ describe('a dual-stack guest (one NIC group) with a persistent disk and a reboot
   it('comes back with the same settings after reboot_vm', () =>
     inGuest(vm, async () => {
       await cpi(config, 'reboot_vm', [vm]);
-      const again = await readGuestReport(`${SERIAL_DIR}/${vm}-console.log`, BOOT_TIMEOUT_MS, 2);
+      const again = await readGuestReport(serialLog(vm), BOOT_TIMEOUT_MS, 2);
       expect(again.boot_id).not.toBe(report.boot_id);
       expect(again.errors).toEqual([]);
       expect(again.networks.ipv4!.addresses).toEqual(expect.arrayContaining(['198.18.52.11/24', 'fd00:52::11/64']));
@@ -184,7 +166,7 @@ describe('a dual-stack guest with a delegated IPv6 prefix (RFC-0038)', () => {
 
   beforeAll(async () => {
     [vm, nets] = await createVM('agent-pd', { ipv4: v4(12, { nic_group: 'pd' }), ipv6: v6(12, { nic_group: 'pd' }), delegated: prefixNet });
-    report = await inGuest(vm, () => readGuestReport(`${SERIAL_DIR}/${vm}-console.log`, BOOT_TIMEOUT_MS));
+    report = await inGuest(vm, () => readGuestReport(serialLog(vm), BOOT_TIMEOUT_MS));
   }, BOOT_TIMEOUT_MS + 60_000);
 
   it('gives the prefix network no MAC, so the agent does not configure it', () => {

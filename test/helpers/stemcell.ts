@@ -2,6 +2,7 @@
 // guest: build (cached) the stemcell, unpack its root.img, and read what the agent saw,
 // from the serial console log or over its HTTP endpoint. See docs/test-stemcell.md.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,4 +194,28 @@ export async function resolveGuestDisk(
   if (res.status === 404) return null;
   if (!res.ok) throw new Error(`GET ${u} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as ResolvedGuestDisk;
+}
+
+/** Where the CPI's ready config has libvirt write each VM's serial console (vm.serial_log_dir). */
+export const SERIAL_DIR = '/var/log/libvirt/qemu';
+
+export const serialLog = (vm: string): string => `${SERIAL_DIR}/${vm}-console.log`;
+
+/** The tail of a VM's serial console log, for failure messages. */
+export function consoleLog(vm: string): string {
+  try {
+    return readFileSync(serialLog(vm), 'latin1').slice(-6000);
+  } catch (e) {
+    return `(no console log: ${(e as Error).message})`;
+  }
+}
+
+/** Runs a guest check; on failure, the guest's console log goes into the error. */
+export async function inGuest<T>(vm: string, check: () => Promise<T> | T): Promise<T> {
+  try {
+    return await check();
+  } catch (e) {
+    (e as Error).message += `\n--- console of ${vm} ---\n${consoleLog(vm)}`;
+    throw e;
+  }
 }
