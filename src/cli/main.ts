@@ -120,7 +120,7 @@ async function main(argv: string[]): Promise<number> {
         withExamples(
           y
             .option('delete', { type: 'boolean', default: false, describe: 'delete what is listed, reporting each' })
-            .option('min-age', { type: 'number', default: 600, describe: 'seconds a volume must have been unchanged to count (a create_vm or delete_vm may be mid-way); also the age of a create_vm mark made on another host, whose process cannot be checked' }),
+            .option('min-age', { type: 'number', default: 600, describe: 'seconds a volume must have been unchanged to count (a create_vm may be mid-way; below 120 a running call\'s lock counts too: use small values only while no CPI call runs); also the age of a create_vm mark made on another host, whose process cannot be checked' }),
           [
             ['$0 orphans', 'list orphans: VM volumes whose domain is gone, .meta sidecars whose resource is gone, VM-named domains without bosh metadata, unfinished create_vm domains, stemcells and snapshots'],
             ['$0 orphans --delete', 'remove them; persistent disks, finished snapshots and stemcells are never touched'],

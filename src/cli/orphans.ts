@@ -17,7 +17,7 @@ import { volumePath, volumeUsers } from '../driver/qemu/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
 import { creatorState, markerAgeSeconds } from '../driver/qemu/creator.js';
-import { parseVmMetadata, type VmMetadata } from '../xml/index.js';
+import { parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 
 export interface Orphan {
@@ -127,7 +127,9 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
         }
         domains.push(facts);
       } catch (e) {
-        if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e; // deleted meanwhile
+        // Metadata that cannot be parsed says nothing about whose VM it is: left alone, and said.
+        if (e instanceof XmlParseError) report.failed.push({ name: dom.name, error: `unreadable bosh metadata (${e.message}); left alone` });
+        else if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e; // deleted meanwhile
       }
     }
     const volumes = host ? await listVolumeNames(host) : [];
@@ -138,8 +140,8 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
         const details = await volumeFacts(host, o.name);
         if (!details) continue; // gone meanwhile
         Object.assign(o, { bytes: details.bytes }, details.changed !== undefined ? { ageSeconds: Math.max(0, Math.round(now - details.changed)) } : {});
-        // create_vm creates the VM's volumes before it defines the domain, and delete_vm
-        // removes the domain before the volumes: a young volume may be mid-call.
+        // create_vm creates the VM's volumes before it defines the domain, and a call holds
+        // its lock volume while it runs: a young volume may be mid-call.
         if (o.ageSeconds !== undefined && o.ageSeconds < opts.minAgeSeconds) {
           report.skippedYoung.push(o.name);
           continue;

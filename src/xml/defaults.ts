@@ -33,6 +33,16 @@ export const DOMAIN_DEFAULTS = {
   memballoonModel: 'virtio',
   /** Keep the whole console history across reboots of the same domain. */
   serialLogAppend: 'on',
+  /**
+   * On q35 every hot-plugged device needs a free PCIe root port, and libvirt adds only
+   * one spare beyond the devices a domain starts with: a second live attach_disk failed
+   * with "No more available PCI slots". This many empty ports are declared on top of
+   * the ports the domain's own devices take. (`pc` hot-plugs into the 32 slots of its
+   * PCI bus and needs nothing.)
+   */
+  q35HotplugPorts: 8,
+  /** Devices besides disks and NICs that take a root port on q35: rng, balloon, USB controller. */
+  q35OtherPciDevices: 3,
 } as const;
 
 export const NETWORK_DEFAULTS = {

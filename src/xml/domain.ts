@@ -50,6 +50,11 @@ export function renderDomain(spec: DomainSpec): string {
   appendConsole(devices, spec.serialLogFile);
   devices.ele('rng', { model: 'virtio' }).ele('backend', { model: 'random' }).txt(DOMAIN_DEFAULTS.rngBackend);
   devices.ele('memballoon', { model: DOMAIN_DEFAULTS.memballoonModel });
+  if (spec.machine === 'q35') {
+    // libvirt numbers the ports and places the domain's own devices in the first of them.
+    const own = spec.disks.filter((d) => d.bus === 'virtio').length + spec.interfaces.length + DOMAIN_DEFAULTS.q35OtherPciDevices;
+    for (let i = 0; i < own + DOMAIN_DEFAULTS.q35HotplugPorts; i++) devices.ele('controller', { type: 'pci', model: 'pcie-root-port' });
+  }
   return serialize(doc);
 }
 

@@ -476,16 +476,21 @@ describe('recovery', () => {
 describe('q35 machines', () => {
   // libvirt 9.0 adds hot-pluggable PCIe root ports to q35 domains by itself; this
   // guards that attach_disk keeps working there (rendering extra ports broke define).
-  it('attach_disk hot-plugs into a running q35 VM', async () => {
+  it('attach_disk hot-plugs several disks into a running q35 VM (libvirt alone leaves one spare PCIe port)', async () => {
     const [vm] = await createVM('198.18.51.60', { props: { machine: 'q35' } });
-    const disk = (await cpi(config, 'create_disk', [16, {}, vm])) as string;
+    const disks: string[] = [];
     try {
+      for (let i = 0; i < 3; i++) disks.push((await cpi(config, 'create_disk', [16, {}, vm])) as string);
       expect(virsh('domstate', vm).stdout.trim()).toBe('running');
-      const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { id: string };
-      expect(domainXml(vm)).toContain(`<serial>${hint.id}</serial>`);
+      for (const disk of disks) {
+        const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { id: string };
+        // live, not only in the saved config
+        expect(domainXml(vm)).toContain(`<serial>${hint.id}</serial>`);
+      }
+      expect(((await cpi(config, 'get_disks', [vm])) as string[]).sort()).toEqual([...disks].sort());
     } finally {
       await cpi(config, 'delete_vm', [vm]);
-      await cpi(config, 'delete_disk', [disk]);
+      for (const disk of disks) await cpi(config, 'delete_disk', [disk]);
     }
   });
 });

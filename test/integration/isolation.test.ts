@@ -321,6 +321,22 @@ describe('create_vm refuses an address that is taken or that the network keeps',
     expect(leftovers('t-iso-b-', POOL)).toEqual(bStemcell());
   });
 
+  it('two create_vm racing for one address on a subnet without DHCP: exactly one gets it, the other leaves nothing', async () => {
+    // Both pass the check made before anything exists; each checks again once its domain
+    // is defined, and the one whose creation began later gives way.
+    for (let round = 0; round < 4; round++) {
+      const ip = `fd00:110::4${round}`;
+      const runs = await Promise.allSettled([configA, configB].map((c) => cpi(c, 'create_vm', ['agent-race', stemcellOf(c), {}, { v6: manual6(ip) }, [], {}])));
+      const won = runs.flatMap((r) => (r.status === 'fulfilled' ? [(r.value as [string])[0]] : []));
+      const lost = runs.flatMap((r) => (r.status === 'rejected' ? [String((r.reason as Error).message)] : []));
+      for (const vm of won) await cpi(vm.startsWith('t-iso-a-') ? configA : configB, 'delete_vm', [vm]);
+      expect(won.length, `round ${round}: ${won.length} VMs got ${ip}; ${lost.join(' | ')}`).toBe(1);
+      expect(lost[0]).toMatch(new RegExp(`ip ${ip} is already taken on libvirt network "t-iso-net" by VM t-iso-[ab]-vm-`));
+      expect(leftovers('t-iso-b-', POOL)).toEqual(bStemcell());
+      expect(leftovers('t-iso-a-', POOL).filter((n) => !n.startsWith(stemcellA) && !n.startsWith(vmA))).toEqual([]);
+    }
+  });
+
   it('a create_vm retried after a failed one gets the address', async () => {
     const err = await createVMError(configB, { default: manual('198.18.110.30') }, { BOSH_LIBVIRT_CPI_FAULTS: 'create_vm:after-define' });
     expect(err.type).toBe('Bosh::Clouds::VMCreationFailed');

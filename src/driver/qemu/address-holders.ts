@@ -20,14 +20,34 @@ export function staticAddresses(plan: NetworkPlan): NonNullable<VmMetadata['addr
   return out;
 }
 
+interface Claim {
+  network: string;
+  ip: string;
+  vm: string;
+  /** when the claimant's create_vm began, while it still runs (its creation mark) */
+  creatingAt?: string;
+}
+
 interface HostDomains {
   names: Set<string>;
   macOwner: Map<string, string>;
-  claims: Array<{ network: string; ip: string; vm: string }>;
+  claims: Claim[];
 }
 
-/** Refuses an address of the plan that a defined domain already holds on the same libvirt network. */
-export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>): Promise<void> {
+/** A create_vm that has defined its domain: its own claims do not count against it. */
+export interface Claimant {
+  vm: string;
+  creatingAt: string;
+}
+
+/**
+ * Refuses an address of the plan that a defined domain already holds on the same
+ * libvirt network. create_vm asks before it creates anything, and again as `self` right
+ * after defining its domain: two calls for one address that both passed the first check
+ * (on a network without DHCP nothing else stops them) then see each other, and the one
+ * whose creation began later (then: whose name sorts later) gives way; both decide alike.
+ */
+export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: Claimant): Promise<void> {
   const wanted: Array<{ addr: NicAddress; network: string }> = [];
   for (const nic of plan.nics) {
     if (nic.source.kind !== 'network') continue;
@@ -36,22 +56,28 @@ export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: 
   if (wanted.length === 0) return;
   const doms = await scanDomains(host);
   for (const { addr, network } of wanted) {
-    const holder = holderOf(addr.address, network, nets.get(network)?.parsed, doms);
+    const holder = holderOf(addr.address, network, nets.get(network)?.parsed, doms, self);
     if (holder) {
       throw new CloudError(`Invalid network "${addr.network}": ip ${addr.address} is already taken on libvirt network "${network}" by ${holder}; give this VM another address`);
     }
   }
 }
 
-function holderOf(ip: string, network: string, net: ParsedNetwork | undefined, doms: HostDomains): string | undefined {
-  const claim = doms.claims.find((c) => c.network === network && sameIp(c.ip, ip));
-  if (claim) return `VM ${claim.vm} (its bosh-libvirt-cpi metadata)`;
+function holderOf(ip: string, network: string, net: ParsedNetwork | undefined, doms: HostDomains, self?: Claimant): string | undefined {
+  const claim = doms.claims.find((c) => c.network === network && sameIp(c.ip, ip) && c.vm !== self?.vm && !(self && comesFirst(self, c)));
+  if (claim) return `VM ${claim.vm} (its bosh-libvirt-cpi metadata${claim.creatingAt ? `; its create_vm began ${claim.creatingAt}` : ''})`;
   for (const h of (net?.ips ?? []).flatMap((s) => s.hosts ?? [])) {
     if (!sameIp(h.ip, ip)) continue;
     const owner = h.mac ? doms.macOwner.get(h.mac.toLowerCase()) : h.name && doms.names.has(h.name) ? h.name : undefined;
-    if (owner) return `domain ${owner} (DHCP reservation ${h.mac ? `for MAC ${h.mac}` : `named ${h.name}`})`;
+    if (owner && owner !== self?.vm) return `domain ${owner} (DHCP reservation ${h.mac ? `for MAC ${h.mac}` : `named ${h.name}`})`;
   }
   return undefined;
+}
+
+/** Of two creations claiming one address, the one that began first keeps it; a finished VM always does. */
+export function comesFirst(self: Claimant, other: Pick<Claim, 'vm' | 'creatingAt'>): boolean {
+  if (other.creatingAt === undefined) return false;
+  return self.creatingAt < other.creatingAt || (self.creatingAt === other.creatingAt && self.vm < other.vm);
 }
 
 /** Every defined domain's name, MACs and metadata claims: one listing and one XML each. */
@@ -73,7 +99,8 @@ async function scanDomains(host: Host): Promise<HostDomains> {
     } catch {
       continue; // not made by this CPI (or unreadable): its MACs above still count
     }
-    for (const a of [...(metadata.addresses ?? []), ...metadata.reservations]) out.claims.push({ network: a.network, ip: a.ip, vm: dom.name });
+    const creatingAt = metadata.creating?.at;
+    for (const a of [...(metadata.addresses ?? []), ...metadata.reservations]) out.claims.push({ network: a.network, ip: a.ip, vm: dom.name, ...(creatingAt ? { creatingAt } : {}) });
   }
   return out;
 }

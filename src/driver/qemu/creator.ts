@@ -21,7 +21,8 @@ export function creatorMarker(now = new Date()): CreatorMarker {
 /** Identity of a running process's start, or undefined when it does not run (or /proc cannot say). */
 export function processStart(pid: number): string | undefined {
   try {
-    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const boot = bootId();
+    if (boot === undefined) return undefined;
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 22 (starttime), counted after the command name, which may itself hold spaces and ')'.
     const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
@@ -41,7 +42,18 @@ export type CreatorState = 'running' | 'gone' | 'unknown';
  */
 export function creatorState(m: CreatorMarker, here = hostname()): CreatorState {
   if (m.host !== here || m.start === '') return 'unknown';
+  // Host names repeat (localhost, containers, cloned VMs): only this machine's current
+  // boot can answer for the pid, so a mark from another boot id is judged by age.
+  if (m.start.split('/')[0] !== bootId()) return 'unknown';
   return processStart(m.pid) === m.start ? 'running' : 'gone';
+}
+
+function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return undefined;
+  }
 }
 
 /** Seconds since the marker was written (0 when its time is unreadable: treated as young). */

@@ -12,7 +12,7 @@ import { rewriteSettingsDisks } from './settings-volume.js';
 import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { DiskHint } from '../driver.js';
-import { parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
+import { DOMAIN_DEFAULTS, parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
 import { AffectFlags, CallTimeoutError, ConnectionClosedError, DomainState, DomainXMLFlags, ErrorCode, isLibvirtError, type VolRef, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../rpc/errors.js';
 
@@ -108,9 +108,16 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
       await recordAttachment(host, dom, vmCid, diskCid, hint, existing.disk.target);
       return hint;
     }
+    // The scan above reads running domains' live definitions; a disk attached to one with
+    // CONFIG only is in its saved definition, and that domain gets it at its next start.
+    const others = (await domainsUsing(host, [path])).filter((d) => d !== vmCid);
+    if (others.length) throw new CloudError(`Disk ${diskCid} is in use by domain(s) ${others.join(', ')} (in the saved definition, or as a backing file); detach it there before attaching it to ${vmCid}`);
     const target = nextTarget(await usedTargets(host, dom));
     const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
-    await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom));
+    await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom)).catch((e: unknown) => {
+      if (!/No more available PCI slots/i.test(String((e as Error).message))) throw e;
+      throw new CloudError(`Cannot attach disk ${diskCid} to the running VM ${vmCid}: it has no free PCI hot-plug slot left (a q35 VM gets ${DOMAIN_DEFAULTS.q35HotplugPorts} beyond its own devices); detach a disk first, or attach while the VM is stopped`, { cause: e });
+    });
     const hint = { id: serial, path: `/dev/${target}` };
     await recordAttachment(host, dom, vmCid, diskCid, hint, target);
     return hint;

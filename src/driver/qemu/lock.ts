@@ -12,6 +12,7 @@ import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { CloudError } from '../../rpc/errors.js';
 import { isLibvirtError, ErrorCode } from '../../libvirt/index.js';
+import { parseVolume } from '../../xml/index.js';
 import { isConnectionLost, reconnect } from './reconnect.js';
 
 const STALE_MS = 120_000;
@@ -30,7 +31,9 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
     } catch (e) {
       if (isConnectionLost(e)) {
         // The create may have taken effect with only its answer lost: ask a new connection.
-        await reconnect(host);
+        await reconnect(host).catch((again: unknown) => {
+          throw new CloudError(`Lost the connection to libvirt while taking lock ${lock} and could not reconnect (${(again as Error).message}); nothing was changed under the lock, and a retry takes it again`, { okToRetry: true, cause: e });
+        });
         if (await holds(host, lock, token)) break;
         continue;
       }
@@ -38,9 +41,14 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
       // volume we can see; anything else is a real failure.
       const exists = isLibvirtError(e, ErrorCode.STORAGE_VOL_EXIST) || /exists already/.test(String((e as Error).message));
       if (!exists && !(await findVolume(host, lock))) throw e;
-      if (await isStale(host, lock)) {
-        host.log.warn({ lock }, 'breaking a stale lock left by a CPI process that died');
-        await deleteVolumeIfExists(host, lock);
+      const stale = await staleToken(host, lock);
+      if (stale !== undefined) {
+        // Several waiters may judge the same lock stale: only the one that still finds that
+        // very lock removes it, so nobody removes the fresh lock another waiter just took.
+        if (await holds(host, lock, stale)) {
+          host.log.warn({ lock }, 'breaking a stale lock left by a CPI process that died');
+          await deleteVolumeIfExists(host, lock);
+        }
         continue;
       }
       if (Date.now() > deadline) throw new CloudError(`Timed out after ${WAIT_MS / 1000} s waiting for lock ${lock} held by another CPI call`, { okToRetry: true });
@@ -80,10 +88,12 @@ async function release(host: Host, lock: string, token: bigint): Promise<void> {
   }
 }
 
-async function isStale(host: Host, lock: string): Promise<boolean> {
+/** The token of the lock when it is older than STALE_MS, else undefined. */
+async function staleToken(host: Host, lock: string): Promise<bigint | undefined> {
   const vol = await findVolume(host, lock);
-  if (!vol) return false;
+  if (!vol) return undefined;
   const xml = await host.conn.volumes.getXMLDesc(vol, 0).catch(() => '');
   const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(xml)?.[1];
-  return ctime !== undefined && Date.now() - Number(ctime) * 1000 > STALE_MS;
+  if (ctime === undefined || Date.now() - Number(ctime) * 1000 <= STALE_MS) return undefined;
+  return parseVolume(xml).capacityBytes;
 }

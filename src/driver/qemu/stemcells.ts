@@ -89,7 +89,7 @@ export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<bool
       throw new CloudError(`Stemcell ${cid} is still the base of ${users.length} VM(s) (${users.slice(0, 5).join(', ')}); delete them first`);
     }
     // Domains of other directors or made by hand may use it too, as a disk or a backing file.
-    const others = await domainsUsing(host, [volumePath(host, cid), volumePath(host, sidecarName(cid))], { backingFiles: true });
+    const others = await domainsUsing(host, [volumePath(host, cid), volumePath(host, sidecarName(cid))]);
     if (others.length > 0) throw new CloudError(`Stemcell ${cid} is in use by domain(s) ${others.slice(0, 5).join(', ')} (a disk or a disk's backing file); it is kept`);
     await deleteVolumeIfExists(host, cid);
     await deleteSidecar(host, cid);

@@ -19,7 +19,7 @@ import { addReservation, checkNetworks, interfaceDevices, plannedReservations, r
 import { buildVmSettings, configDriveDevice, configDriveImage, configDriveName } from './config-drive.js';
 import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
 import { volumePath, volumeUsers } from './volume-users.js';
-import { staticAddresses } from './address-holders.js';
+import { refuseTakenAddresses, staticAddresses } from './address-holders.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
 import { planNetworks, type NetworkPlan } from '../../network/index.js';
@@ -214,6 +214,8 @@ export async function createVM(host: Host, req: CreateVMRequest): Promise<[VMCID
     const dom = await host.conn.domains.defineXML(renderDomain(spec), 0);
     made();
     maybeFail('create_vm:after-define');
+    // Now visible to every other create_vm: settle a race for the same address.
+    await refuseTakenAddresses(host, plan, nets, { vm, creatingAt: spec.metadata.creating!.at });
 
     mark('reserving addresses in DHCP');
     for (const r of reservations) {

@@ -3,6 +3,9 @@
 // before removing volumes the CPI asks every domain on the host (any name, any prefix,
 // hand-made ones too; the live and the persistent definition) whether one of its disks,
 // or a backing file under one, is one of them. One listing and the domains' XML per call.
+// Backing files count too (a stemcell under an overlay, a snapshot someone based a disk
+// on): a running domain's XML shows its whole chain; for a stopped one the chain is read
+// from the volumes of this pool its disks use (one level: the CPI's overlays have one).
 import type { Host } from './host.js';
 import { findVolume, volumeDetails } from './host.js';
 import { parseRoot, type El } from '../../xml/dom.js';
@@ -16,12 +19,6 @@ export function volumePath(host: Host, name: string): string {
 export interface UsersOptions {
   /** a domain whose own use does not count (delete_vm removing that domain's volumes) */
   except?: string;
-  /**
-   * Also count volumes a disk is based on (stemcells under overlays). A running domain's
-   * XML shows its whole backing chain; for a stopped one the chain is read from the
-   * volumes of this pool its disks use (one level: the CPI's overlays have one).
-   */
-  backingFiles?: boolean;
 }
 
 /** The paths among `paths` some domain uses, each with the names of the domains using it. */
@@ -34,7 +31,7 @@ export async function volumeUsers(host: Host, paths: string[], opts: UsersOption
     if (dom.name === opts.except) continue;
     let files: Set<string>;
     try {
-      files = await filesOf(host, dom, running.has(dom.name), opts.backingFiles ?? false);
+      files = await filesOf(host, dom, running.has(dom.name));
     } catch (e) {
       if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) continue; // undefined meanwhile: it uses nothing
       throw e;
@@ -49,7 +46,7 @@ export async function domainsUsing(host: Host, paths: string[], opts: UsersOptio
   return [...new Set([...(await volumeUsers(host, paths, opts)).values()].flat())];
 }
 
-async function filesOf(host: Host, dom: DomainRef, running: boolean, backing: boolean): Promise<Set<string>> {
+async function filesOf(host: Host, dom: DomainRef, running: boolean): Promise<Set<string>> {
   // A running domain's persistent definition may name disks its live one does not
   // (attached with CONFIG only): both count.
   const xmls = [await host.conn.domains.getXMLDesc(dom, 0)];
@@ -58,12 +55,12 @@ async function filesOf(host: Host, dom: DomainRef, running: boolean, backing: bo
   const tops: string[] = [];
   for (const xml of xmls) {
     for (const disk of parseRoot(xml, 'domain').child('devices')?.children('disk') ?? []) {
-      const chain = chainFiles(disk);
+      const chain = chainFiles(host, disk);
       if (chain[0] !== undefined) tops.push(chain[0]);
       for (const f of chain) files.add(f);
     }
   }
-  if (backing && !running) {
+  if (!running) {
     for (const top of new Set(tops)) {
       const name = top.startsWith(`${host.poolPath}/`) ? top.slice(host.poolPath.length + 1) : undefined;
       const vol = name && !name.includes('/') ? await findVolume(host, name) : null;
@@ -75,11 +72,13 @@ async function filesOf(host: Host, dom: DomainRef, running: boolean, backing: bo
 }
 
 /** A disk's source file and, where libvirt shows it, every backing file under it. */
-function chainFiles(disk: El): string[] {
+function chainFiles(host: Host, disk: El): string[] {
   const out: string[] = [];
   for (let node: El | undefined = disk; node; node = node.child('backingStore')) {
     const source = node.child('source');
-    const file = source?.attr('file') ?? source?.attr('dev');
+    // `<disk type='volume'><source pool= volume=>` names a volume rather than its file.
+    const pooled = source?.attr('pool') === host.config.storage.pool ? source?.attr('volume') : undefined;
+    const file = source?.attr('file') ?? source?.attr('dev') ?? (pooled !== undefined ? volumePath(host, pooled) : undefined);
     if (file) out.push(file);
   }
   return out;
