@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import type { Host } from '../driver/qemu/host.js';
 import { deleteVolumeIfExists, listVolumeNames } from '../driver/qemu/host.js';
 import { readVmMetadata } from '../driver/qemu/vm-metadata.js';
+import { lockHolder } from '../driver/qemu/lock.js';
 import { deleteVM } from '../driver/qemu/vms.js';
 import { volumePath, volumeUsers } from '../driver/qemu/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
@@ -140,6 +141,20 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
         const details = await volumeFacts(host, o.name);
         if (!details) continue; // gone meanwhile
         Object.assign(o, { bytes: details.bytes }, details.changed !== undefined ? { ageSeconds: Math.max(0, Math.round(now - details.changed)) } : {});
+        if (o.name.endsWith('.lock')) {
+          // A lock names its holder: never take one whose holder runs; one whose holder is
+          // gone is an orphan whatever its age; an unmarked one is judged by age below.
+          const holder = await lockHolder(host, o.name).catch(() => undefined);
+          if (holder?.state === 'running') {
+            report.skippedYoung.push(o.name);
+            continue;
+          }
+          if (holder?.state === 'gone') {
+            o.reason = `lock left by pid ${holder.marker.pid} on ${holder.marker.host}, which is gone`;
+            report.orphans.push(o);
+            continue;
+          }
+        }
         // create_vm creates the VM's volumes before it defines the domain, and a call holds
         // its lock volume while it runs: a young volume may be mid-call.
         if (o.ageSeconds !== undefined && o.ageSeconds < opts.minAgeSeconds) {

@@ -51,7 +51,9 @@ export function renderDomain(spec: DomainSpec): string {
   devices.ele('rng', { model: 'virtio' }).ele('backend', { model: 'random' }).txt(DOMAIN_DEFAULTS.rngBackend);
   devices.ele('memballoon', { model: DOMAIN_DEFAULTS.memballoonModel });
   if (spec.machine === 'q35') {
-    // libvirt numbers the ports and places the domain's own devices in the first of them.
+    // libvirt numbers controllers in order and index 0 must be the root complex; it
+    // places the domain's own devices in the first ports.
+    devices.ele('controller', { type: 'pci', index: '0', model: 'pcie-root' });
     const own = spec.disks.filter((d) => d.bus === 'virtio').length + spec.interfaces.length + DOMAIN_DEFAULTS.q35OtherPciDevices;
     for (let i = 0; i < own + DOMAIN_DEFAULTS.q35HotplugPorts; i++) devices.ele('controller', { type: 'pci', model: 'pcie-root-port' });
   }

@@ -4,10 +4,16 @@
 // on a powered-off domain, the config-only path (as in the conformance suite).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireBundle, runCpi, type CpiRun } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { parseDomain, parseVmMetadata } from '../../src/xml/index.js';
+import { processStart } from '../../src/driver/qemu/creator.js';
+import { orphansCli } from '../helpers/crash.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-conc-';
 const NET = 't-conc-net';
@@ -109,6 +115,52 @@ describe('attach_disk / detach_disk / set_vm_metadata on one VM at once', () => 
     } finally {
       await cpi(config, 'delete_vm', [vm]);
       await Promise.all([...first, ...second].map((d) => cpi(config, 'delete_disk', [d])));
+    }
+  });
+});
+
+describe('a lock names its holder', () => {
+  /** A `<name>.lock` volume as withVolumeLock leaves it, its holder's marker in the first block. */
+  function plantLock(name: string, pid: number, start: string): void {
+    const file = join(scratchDir('t-conc-lock-'), 'marker');
+    writeFileSync(file, JSON.stringify({ host: hostname(), pid, start, at: new Date().toISOString() }));
+    for (const args of [['vol-create-as', pool, `${name}.lock`, '8192', '--format', 'raw'], ['vol-upload', '--pool', pool, `${name}.lock`, file]]) {
+      const r = virsh(...args);
+      if (r.status !== 0) throw new Error(`virsh ${args.join(' ')}: ${r.stderr}`);
+    }
+  }
+  const bootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+
+  it('a lock whose holder was killed is broken at once by the next call on the VM, not after 120 s', { timeout: 120_000 }, async () => {
+    const vm = await createVM('198.18.130.12');
+    const [disk] = await createDisks(1);
+    try {
+      // A holder that is gone: a pid whose process has exited, as a SIGKILLed CPI's would be.
+      const dead = spawnSync('true').pid!;
+      plantLock(vm, dead, `${bootId()}/1`);
+      const run = await call('attach_disk', [vm, disk]);
+      expect(run.response.error, run.stderr.slice(-2000)).toBeNull();
+      expect(run.stderr).toMatch(/breaking a lock left by a CPI process that died.*is gone|is gone.*breaking a lock left by a CPI process that died/);
+      expect(leftovers(PREFIX).filter((n) => n.endsWith('.lock'))).toEqual([]);
+    } finally {
+      await cpi(config, 'delete_vm', [vm]);
+      await cpi(config, 'delete_disk', [disk]);
+    }
+  });
+
+  it('orphans --min-age 0 never lists a lock whose holder runs, and lists one whose holder is gone', async () => {
+    const running = `${PREFIX}vm-00000000-0000-4000-8000-00000000aaaa`;
+    const gone = `${PREFIX}vm-00000000-0000-4000-8000-00000000bbbb`;
+    plantLock(running, process.pid, processStart(process.pid)!);
+    plantLock(gone, spawnSync('true').pid!, `${bootId()}/1`);
+    try {
+      const { report } = await orphansCli(config, ['--min-age', '0']);
+      const names = report.orphans.map((o) => o.name);
+      expect(names).toContain(`${gone}.lock`);
+      expect(names).not.toContain(`${running}.lock`);
+      expect(report.skippedYoung).toContain(`${running}.lock`);
+    } finally {
+      for (const n of [running, gone]) virsh('vol-delete', '--pool', pool, `${n}.lock`);
     }
   });
 });

@@ -17,6 +17,7 @@ const DOMAIN_CREATE_WITH_FLAGS = 196;
 const DOMAIN_SET_METADATA = 264;
 const STORAGE_VOL_CREATE_XML = 93;
 const STORAGE_VOL_DELETE = 94;
+const STORAGE_VOL_UPLOAD = 208;
 
 let proxy: CuttingProxy;
 let viaProxy: string; // config reaching libvirtd through the proxy
@@ -112,6 +113,16 @@ describe('create_vm losing its connection', () => {
     expect(leftBehind()).toEqual([]);
     expect(dhcpHosts(NET.name)).toEqual([]);
   }, 180_000);
+});
+
+describe('create_stemcell losing its connection', () => {
+  it('during the upload: removes the partial volume on a new connection', async () => {
+    proxy.arm({ procedure: STORAGE_VOL_UPLOAD, when: 'after-reply' });
+    const err = await cpiError(viaProxy, 'create_stemcell', [tinyStemcell(), {}]);
+    expect(proxy.cuts).toBe(1);
+    expect(err.message).toMatch(/connection|closed/i);
+    expect(leftBehind()).toEqual([]);
+  }, 120_000);
 });
 
 describe('delete_vm losing its connection', () => {

@@ -7,26 +7,35 @@
 // things decidable from libvirt alone: whether a lock whose creation lost its answer
 // (the connection dropped) is ours after all, and whether the lock we release is still
 // ours (it may have been broken as stale and taken by another call meanwhile).
+// Its first block holds the holder's creation marker (host, pid, process start), so a
+// lock whose holder was killed is broken at once by a waiter on the same host, and
+// `orphans` never lists a lock whose holder still runs; a lock without a readable marker
+// (its holder died between creating and marking it) is judged by age alone.
 import { randomInt } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { CloudError } from '../../rpc/errors.js';
 import { isLibvirtError, ErrorCode } from '../../libvirt/index.js';
 import { parseVolume } from '../../xml/index.js';
 import { isConnectionLost, reconnect } from './reconnect.js';
+import { creatorMarker, creatorState, type CreatorMarker, type CreatorState } from './creator.js';
 
-const STALE_MS = 120_000;
+export const STALE_MS = 120_000;
+/** The holder's marker fits in the lock volume's first block. */
+const MARKER_BYTES = 4096;
 const WAIT_MS = 60_000;
 
 export async function withVolumeLock<T>(host: Host, name: string, fn: () => Promise<T>): Promise<T> {
   const lock = `${name}.lock`;
-  // A sparse raw volume of up to 1 GiB apparent size, nothing allocated.
-  const token = BigInt(randomInt(1, 2 ** 30));
+  // A sparse raw volume of up to 1 GiB apparent size, the marker its only data.
+  const token = BigInt(randomInt(MARKER_BYTES, 2 ** 30));
   const deadline = Date.now() + WAIT_MS;
   let delay = 20;
   for (;;) {
     try {
       await createVolume(host, { name: lock, capacityBytes: token, allocationBytes: 0n, format: 'raw' });
+      await markHolder(host, lock);
       break;
     } catch (e) {
       if (isConnectionLost(e)) {
@@ -34,19 +43,22 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
         await reconnect(host).catch((again: unknown) => {
           throw new CloudError(`Lost the connection to libvirt while taking lock ${lock} and could not reconnect (${(again as Error).message}); nothing was changed under the lock, and a retry takes it again`, { okToRetry: true, cause: e });
         });
-        if (await holds(host, lock, token)) break;
+        if (await holds(host, lock, token)) {
+          await markHolder(host, lock);
+          break;
+        }
         continue;
       }
       // Contention is "exists already" (the holder may have released it since) or a lock
       // volume we can see; anything else is a real failure.
       const exists = isLibvirtError(e, ErrorCode.STORAGE_VOL_EXIST) || /exists already/.test(String((e as Error).message));
       if (!exists && !(await findVolume(host, lock))) throw e;
-      const stale = await staleToken(host, lock);
-      if (stale !== undefined) {
-        // Several waiters may judge the same lock stale: only the one that still finds that
+      const dead = await deadLock(host, lock);
+      if (dead) {
+        // Several waiters may judge the same lock dead: only the one that still finds that
         // very lock removes it, so nobody removes the fresh lock another waiter just took.
-        if (await holds(host, lock, stale)) {
-          host.log.warn({ lock }, 'breaking a stale lock left by a CPI process that died');
+        if (await holds(host, lock, dead.token)) {
+          host.log.warn({ lock, why: dead.why }, 'breaking a lock left by a CPI process that died');
           await deleteVolumeIfExists(host, lock);
         }
         continue;
@@ -88,12 +100,44 @@ async function release(host: Host, lock: string, token: bigint): Promise<void> {
   }
 }
 
-/** The token of the lock when it is older than STALE_MS, else undefined. */
-async function staleToken(host: Host, lock: string): Promise<bigint | undefined> {
+/** Writes who holds the lock into it; a lock left unmarked is judged by age, so failing here is not fatal. */
+async function markHolder(host: Host, lock: string): Promise<void> {
+  try {
+    const vol = await findVolume(host, lock);
+    const data = Buffer.from(JSON.stringify(creatorMarker()));
+    if (vol) await host.conn.volumes.upload(vol, Readable.from([data]), { offset: 0n, length: BigInt(data.length) });
+  } catch (e) {
+    host.log.warn({ lock, err: String(e) }, 'could not record the lock holder; the lock is judged by its age');
+  }
+}
+
+/** Who holds a lock, from its marker: undefined when it has none (yet) or it is unreadable. */
+export async function lockHolder(host: Host, lock: string): Promise<{ marker: CreatorMarker; state: CreatorState } | undefined> {
+  const vol = await findVolume(host, lock);
+  if (!vol) return undefined;
+  const chunks: Buffer[] = [];
+  for await (const c of host.conn.volumes.download(vol, { offset: 0n, length: BigInt(MARKER_BYTES) })) chunks.push(c as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8').replace(/\0[\s\S]*$/, '');
+  try {
+    const marker = JSON.parse(text) as CreatorMarker;
+    if (typeof marker.pid !== 'number' || typeof marker.host !== 'string') return undefined;
+    return { marker, state: creatorState(marker) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The lock's token, when its holder is known to be gone or the lock is older than STALE_MS. */
+async function deadLock(host: Host, lock: string): Promise<{ token: bigint; why: string } | undefined> {
   const vol = await findVolume(host, lock);
   if (!vol) return undefined;
   const xml = await host.conn.volumes.getXMLDesc(vol, 0).catch(() => '');
+  if (!xml) return undefined;
+  const token = parseVolume(xml).capacityBytes;
+  const holder = await lockHolder(host, lock).catch(() => undefined);
+  if (holder?.state === 'gone') return { token, why: `its holder (pid ${holder.marker.pid} on ${holder.marker.host}) is gone` };
+  if (holder?.state === 'running') return undefined;
   const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(xml)?.[1];
   if (ctime === undefined || Date.now() - Number(ctime) * 1000 <= STALE_MS) return undefined;
-  return parseVolume(xml).capacityBytes;
+  return { token, why: `older than ${STALE_MS / 1000} s` };
 }

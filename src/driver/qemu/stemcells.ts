@@ -3,6 +3,7 @@
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
 import { withVolumeLock } from './lock.js';
+import { isConnectionLost, reconnect } from './reconnect.js';
 import { openRootImage, type ImageFormat } from './image.js';
 import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from './sidecar.js';
 import { domainsUsing, volumePath } from './volume-users.js';
@@ -29,8 +30,8 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
     host.log.warn({ declared, detected: image.format }, 'stemcell manifest disk_format differs from the image; using what the image is');
   }
   try {
-    const vol = await createVolume(host, { name: cid, capacityBytes: BigInt(image.fileSize), allocationBytes: 0n, format: 'raw' });
     try {
+      const vol = await createVolume(host, { name: cid, capacityBytes: BigInt(image.fileSize), allocationBytes: 0n, format: 'raw' });
       // A raw root.img is a whole disk, mostly zeros the tarball stores in full: sent as
       // holes, they are neither transferred nor written, and the volume stays sparse.
       await host.conn.volumes.upload(vol, image.stream, { offset: 0n, length: BigInt(image.fileSize), flags: VolStreamFlags.SPARSE_STREAM });
@@ -44,8 +45,7 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
         created_at: new Date().toISOString(),
       });
     } catch (e) {
-      await deleteVolumeIfExists(host, cid).catch(() => undefined);
-      await deleteSidecar(host, cid).catch(() => undefined);
+      await removePartialImport(host, cid);
       throw e;
     }
   } finally {
@@ -53,6 +53,25 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
   }
   host.log.info({ stemcell: cid, format: image.format, bytes: image.fileSize }, 'stemcell imported');
   return cid;
+}
+
+/**
+ * A failed import leaves nothing behind. After a lost connection (a create whose answer
+ * was lost may have made the volume) the removal runs on a new one; what still cannot
+ * be removed, `orphans` lists (a stemcell volume without its sidecar).
+ */
+async function removePartialImport(host: Host, cid: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await deleteVolumeIfExists(host, cid);
+      await deleteSidecar(host, cid);
+      return;
+    } catch (e) {
+      if (attempt === 0 && isConnectionLost(e) && (await reconnect(host).then(() => true, () => false))) continue;
+      host.log.error({ stemcell: cid, err: String(e) }, 'could not remove the partial stemcell volume; bosh-libvirt-cpi orphans lists it');
+      return;
+    }
+  }
 }
 
 export async function findStemcell(host: Host, cid: string): Promise<StemcellInfo | null> {
