@@ -100,18 +100,18 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   // read-modify-write of the VM: without the VM's lock, concurrent attach_disk calls
   // pick the same target, and their metadata writes overwrite each other.
   return withVolumeLock(host, vmCid, async () => {
-    const existing = await findAttachment(host, path);
+    // One scan of every domain (live and saved definitions, backing files): a disk another
+    // domain uses is refused; one this VM already has is answered as it is (idempotent).
+    const users = await domainsUsing(host, [path]);
+    const others = users.filter((d) => d !== vmCid);
+    if (others.length) throw new CloudError(`Disk ${diskCid} is attached to VM ${others.join(', ')} (or used by it as a backing file); detach it before attaching it to ${vmCid}`);
+    const existing = users.length ? await findAttachment(host, path, dom) : null;
     if (existing) {
-      if (existing.vm !== vmCid) throw new CloudError(`Disk ${diskCid} is attached to VM ${existing.vm}; detach it before attaching it to ${vmCid}`);
       const hint = { id: existing.disk.serial ?? serial, path: `/dev/${existing.disk.target}` };
       // An attach_disk that died (or lost its connection) after attaching may not have recorded it.
       await recordAttachment(host, dom, vmCid, diskCid, hint, existing.disk.target);
       return hint;
     }
-    // The scan above reads running domains' live definitions; a disk attached to one with
-    // CONFIG only is in its saved definition, and that domain gets it at its next start.
-    const others = (await domainsUsing(host, [path])).filter((d) => d !== vmCid);
-    if (others.length) throw new CloudError(`Disk ${diskCid} is in use by domain(s) ${others.join(', ')} (in the saved definition, or as a backing file); detach it there before attaching it to ${vmCid}`);
     const target = nextTarget(await usedTargets(host, dom));
     const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
     await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom)).catch((e: unknown) => {
