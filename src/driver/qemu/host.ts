@@ -159,10 +159,11 @@ export async function rewriteTextVolume(host: Host, name: string, text: string):
   await host.conn.volumes.upload(vol, Readable.from([padded]), { offset: 0n, length: BigInt(size) });
 }
 
-export async function readBufferVolume(host: Host, vol: VolRef, limit = 1 << 20): Promise<Buffer> {
+/** A small volume's content (or its first `length` bytes; 0n: all of it), refused past `limit`. */
+export async function readBufferVolume(host: Host, vol: VolRef, limit = 1 << 20, length = 0n): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of host.conn.volumes.download(vol, { offset: 0n, length: 0n })) {
+  for await (const chunk of host.conn.volumes.download(vol, { offset: 0n, length })) {
     size += (chunk as Buffer).length;
     if (size > limit) throw new CloudError(`Volume ${vol.name} is larger than the ${limit} bytes expected of a metadata volume`);
     chunks.push(chunk as Buffer);

@@ -14,9 +14,9 @@
 import { randomInt } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, readBufferVolume, volumeDetails } from './host.js';
 import { CloudError } from '../../rpc/errors.js';
-import { isLibvirtError, ErrorCode } from '../../libvirt/index.js';
+import { isLibvirtError, ErrorCode, type VolRef } from '../../libvirt/index.js';
 import { parseVolume } from '../../xml/index.js';
 import { isConnectionLost, reconnect } from './reconnect.js';
 import { creatorMarker, creatorState, type CreatorMarker, type CreatorState } from './creator.js';
@@ -34,8 +34,7 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
   let delay = 20;
   for (;;) {
     try {
-      await createVolume(host, { name: lock, capacityBytes: token, allocationBytes: 0n, format: 'raw' });
-      await markHolder(host, lock);
+      await markHolder(host, lock, await createVolume(host, { name: lock, capacityBytes: token, allocationBytes: 0n, format: 'raw' }));
       break;
     } catch (e) {
       if (isConnectionLost(e)) {
@@ -43,8 +42,9 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
         await reconnect(host).catch((again: unknown) => {
           throw new CloudError(`Lost the connection to libvirt while taking lock ${lock} and could not reconnect (${(again as Error).message}); nothing was changed under the lock, and a retry takes it again`, { okToRetry: true, cause: e });
         });
-        if (await holds(host, lock, token)) {
-          await markHolder(host, lock);
+        const ours = await holds(host, lock, token);
+        if (ours) {
+          await markHolder(host, lock, ours);
           break;
         }
         continue;
@@ -75,10 +75,10 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
   }
 }
 
-/** The lock exists and carries our token. */
-async function holds(host: Host, lock: string, token: bigint): Promise<boolean> {
+/** The lock, when it exists and carries `token`. */
+async function holds(host: Host, lock: string, token: bigint): Promise<VolRef | null> {
   const vol = await findVolume(host, lock);
-  return vol !== null && (await volumeDetails(host, vol)).capacityBytes === token;
+  return vol !== null && (await volumeDetails(host, vol)).capacityBytes === token ? vol : null;
 }
 
 /**
@@ -101,23 +101,21 @@ async function release(host: Host, lock: string, token: bigint): Promise<void> {
 }
 
 /** Writes who holds the lock into it; a lock left unmarked is judged by age, so failing here is not fatal. */
-async function markHolder(host: Host, lock: string): Promise<void> {
+async function markHolder(host: Host, lock: string, vol: VolRef): Promise<void> {
   try {
-    const vol = await findVolume(host, lock);
     const data = Buffer.from(JSON.stringify(creatorMarker()));
-    if (vol) await host.conn.volumes.upload(vol, Readable.from([data]), { offset: 0n, length: BigInt(data.length) });
+    await host.conn.volumes.upload(vol, Readable.from([data]), { offset: 0n, length: BigInt(data.length) });
   } catch (e) {
     host.log.warn({ lock, err: String(e) }, 'could not record the lock holder; the lock is judged by its age');
   }
 }
 
 /** Who holds a lock, from its marker: undefined when it has none (yet) or it is unreadable. */
-export async function lockHolder(host: Host, lock: string): Promise<{ marker: CreatorMarker; state: CreatorState } | undefined> {
-  const vol = await findVolume(host, lock);
-  if (!vol) return undefined;
-  const chunks: Buffer[] = [];
-  for await (const c of host.conn.volumes.download(vol, { offset: 0n, length: BigInt(MARKER_BYTES) })) chunks.push(c as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8').replace(/\0[\s\S]*$/, '');
+export async function lockHolder(host: Host, lock: string, vol?: VolRef): Promise<{ marker: CreatorMarker; state: CreatorState } | undefined> {
+  const ref = vol ?? (await findVolume(host, lock));
+  if (!ref) return undefined;
+  const head = await readBufferVolume(host, ref, MARKER_BYTES, BigInt(MARKER_BYTES));
+  const text = head.toString('utf8').replace(/\0[\s\S]*$/, '');
   try {
     const marker = JSON.parse(text) as CreatorMarker;
     if (typeof marker.pid !== 'number' || typeof marker.host !== 'string') return undefined;
@@ -134,7 +132,7 @@ async function deadLock(host: Host, lock: string): Promise<{ token: bigint; why:
   const xml = await host.conn.volumes.getXMLDesc(vol, 0).catch(() => '');
   if (!xml) return undefined;
   const token = parseVolume(xml).capacityBytes;
-  const holder = await lockHolder(host, lock).catch(() => undefined);
+  const holder = await lockHolder(host, lock, vol).catch(() => undefined);
   if (holder?.state === 'gone') return { token, why: `its holder (pid ${holder.marker.pid} on ${holder.marker.host}) is gone` };
   if (holder?.state === 'running') return undefined;
   const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(xml)?.[1];
