@@ -10,14 +10,19 @@ import { sameIp, type NetworkPlan, type NicAddress } from '../../network/index.j
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
 import { CloudError } from '../../rpc/errors.js';
 
-/** The static addresses a plan puts on libvirt networks, as the VM's metadata records them. */
-export function staticAddresses(plan: NetworkPlan): NonNullable<VmMetadata['addresses']> {
-  const out: NonNullable<VmMetadata['addresses']> = [];
+/** Each address a plan puts on a libvirt network, with that network's name. */
+function networkAddresses(plan: NetworkPlan): Array<{ addr: NicAddress; network: string }> {
+  const out: Array<{ addr: NicAddress; network: string }> = [];
   for (const nic of plan.nics) {
     if (nic.source.kind !== 'network') continue;
-    for (const addr of [nic.ipv4, nic.ipv6]) if (addr) out.push({ network: nic.source.network, ip: addr.address });
+    for (const addr of [nic.ipv4, nic.ipv6]) if (addr) out.push({ addr, network: nic.source.network });
   }
   return out;
+}
+
+/** The static addresses a plan puts on libvirt networks, as the VM's metadata records them. */
+export function staticAddresses(plan: NetworkPlan): NonNullable<VmMetadata['addresses']> {
+  return networkAddresses(plan).map(({ addr, network }) => ({ network, ip: addr.address }));
 }
 
 interface Claim {
@@ -48,11 +53,7 @@ export interface Claimant {
  * whose creation began later (then: whose name sorts later) gives way; both decide alike.
  */
 export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: Claimant): Promise<void> {
-  const wanted: Array<{ addr: NicAddress; network: string }> = [];
-  for (const nic of plan.nics) {
-    if (nic.source.kind !== 'network') continue;
-    for (const addr of [nic.ipv4, nic.ipv6]) if (addr) wanted.push({ addr, network: nic.source.network });
-  }
+  const wanted = networkAddresses(plan);
   if (wanted.length === 0) return;
   const doms = await scanDomains(host);
   for (const { addr, network } of wanted) {
