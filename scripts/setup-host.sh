@@ -73,7 +73,36 @@ if $restart_libvirtd && pgrep -x libvirtd >/dev/null; then
   pkill -x libvirtd || true
   for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
 fi
-start_daemon libvirtd /var/run/libvirt/libvirt-sock
+# libvirt 9.0's LXC driver cannot start a container on a hybrid cgroup host (cgroup v1
+# controllers plus a cgroup2 mount at /sys/fs/cgroup/unified): it fails in
+# virCgroupV2BindMount. Started in a private mount namespace without that one mount,
+# libvirtd sees a pure v1 host; QEMU guests are unaffected (docs/lxc.md). Only on that
+# layout: a pure v1 or pure v2 host gets a plain daemon.
+hybrid_cgroups() {
+  findmnt -n -t cgroup2 /sys/fs/cgroup/unified >/dev/null 2>&1 &&
+    findmnt -n -t tmpfs /sys/fs/cgroup >/dev/null 2>&1
+}
+# A daemon that still has the cgroup2 mount in its namespace is the plain one.
+libvirtd_sees_unified() {
+  local pid; pid=$(pgrep -x libvirtd | head -1)
+  [ -n "$pid" ] && grep -q ' /sys/fs/cgroup/unified ' "/proc/$pid/mountinfo" 2>/dev/null
+}
+if hybrid_cgroups && libvirtd_sees_unified; then
+  log "restarting libvirtd in a private mount namespace without /sys/fs/cgroup/unified (for LXC)"
+  pkill -x libvirtd || true
+  for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+fi
+if hybrid_cgroups; then
+  if ! { [ -S /var/run/libvirt/libvirt-sock ] && pgrep -x libvirtd >/dev/null; }; then
+    log "starting libvirtd (private mount namespace, pure cgroup v1 view)"
+    rm -f /var/run/libvirt/libvirt-sock
+    unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec libvirtd -d'
+    for _ in $(seq 1 100); do [ -S /var/run/libvirt/libvirt-sock ] && break; sleep 0.1; done
+    [ -S /var/run/libvirt/libvirt-sock ] || { echo "libvirtd did not create its socket within 10 s" >&2; exit 1; }
+  fi
+else
+  start_daemon libvirtd /var/run/libvirt/libvirt-sock
+fi
 
 # Safety net for tests and the demo: addresses in the isolated test ranges that are not
 # on a test bridge (or routed to a VM by the prefix hook) are unreachable here, so a
