@@ -8,7 +8,7 @@ import { join } from 'node:path';
 export const SECOND_DIR = process.env.SECOND_LIBVIRTD_DIR ?? '/var/lib/bosh-cpi-second-libvirtd';
 export const SECOND_SOCKET = join(SECOND_DIR, 'run', 'libvirt-sock');
 export const SECOND_URI = `qemu:///system?socket=${SECOND_SOCKET}`;
-const SCRIPT = join(__dirname, '..', '..', 'scripts', 'second-libvirtd.sh');
+const SCRIPT = join(import.meta.dirname, '..', '..', 'scripts', 'second-libvirtd.sh');
 
 export function requireSecondDaemon(): void {
   if (!existsSync(SECOND_SOCKET)) {
