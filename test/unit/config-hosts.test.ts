@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/load.js';
-import { isMultiHost, resolveHosts, SINGLE_HOST_NAME } from '../../src/config/hosts.js';
+import { isMultiHost, resolveHosts, SINGLE_HOST_NAME, type HostConfig } from '../../src/config/hosts.js';
 import { writeConfig, ROOT } from '../helpers/cpi.js';
 
 const agent = { mbus: 'nats://n:p@h:4222' };
@@ -38,7 +38,7 @@ describe('config: hosts', () => {
       ],
     });
     expect(isMultiHost(c)).toBe(true);
-    const [a, b] = resolveHosts(c);
+    const [a, b] = resolveHosts(c) as [HostConfig, HostConfig];
     expect(a).toEqual({ name: 'a', libvirt: c.libvirt, storage: c.storage, network: c.network });
     expect(b.name).toBe('b');
     expect(b.libvirt.uri).toBe('qemu+ssh://root@b/system');
