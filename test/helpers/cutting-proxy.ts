@@ -18,10 +18,12 @@ export interface CutRule {
   /**
    * 'before': the call never reaches the daemon; 'after-reply': it runs, its reply is
    * dropped; 'mid-stream': the call and `afterBytes` bytes of what the client sends next
-   * (an upload's data) pass, then the connection drops in the middle of the stream
+   * (an upload's data) pass, then the connection drops in the middle of the stream;
+   * 'corrupt-stream': nothing drops, but the byte `afterBytes` into what the client sends
+   * after the call is flipped on its way (damage no transport would let through)
    */
-  when: 'before' | 'after-reply' | 'mid-stream';
-  /** for 'mid-stream' */
+  when: 'before' | 'after-reply' | 'mid-stream' | 'corrupt-stream';
+  /** for 'mid-stream' and 'corrupt-stream' */
   afterBytes?: number;
   /** the Nth call of that procedure (1-based, counted over all connections) */
   nth?: number;
@@ -32,7 +34,7 @@ export interface CutRule {
 export interface CuttingProxy {
   /** config libvirt.uri reaching qemu:///system through the proxy */
   uri: string;
-  /** cuts since the last arm() */
+  /** cuts (or corruptions) since the last arm() */
   cuts: number;
   arm(rule: CutRule): void;
   allow(): void;
@@ -76,7 +78,18 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
     sockets.add(upstream);
     let awaitedSerial: number | null = null;
     let streamBytesLeft: number | null = null;
+    let corruptAt: number | null = null;
     client.on('data', framer((p) => {
+      if (corruptAt !== null) {
+        if (corruptAt < p.length) {
+          p = Buffer.from(p);
+          p[corruptAt] = p[corruptAt]! ^ 0xff;
+          corruptAt = null;
+          state.cuts++;
+        } else {
+          corruptAt -= p.length;
+        }
+      }
       if (streamBytesLeft !== null) {
         streamBytesLeft -= p.length;
         if (streamBytesLeft < 0) {
@@ -93,9 +106,12 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
             cutAll();
             return;
           }
-          if (rule.when === 'mid-stream') {
-            streamBytesLeft = rule.afterBytes ?? 0;
+          if (rule.when === 'mid-stream' || rule.when === 'corrupt-stream') {
+            if (rule.when === 'mid-stream') streamBytesLeft = rule.afterBytes ?? 0;
+            else corruptAt = rule.afterBytes ?? 0;
             rule = null;
+            upstream.write(p);
+            return;
           } else {
             awaitedSerial = p.readUInt32BE(20);
           }

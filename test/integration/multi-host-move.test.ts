@@ -86,12 +86,12 @@ describe('moving a volume between two libvirt daemons', () => {
     await sparseVolume(a, name, 64, [0, 17, 63]);
     const before = await digestOf(a, name);
 
-    const moved = await moveVolume(name, a, b);
+    const moved = await moveVolume(name, a, b, { verify: 'full' });
 
+    expect(moved.verified).toBe('full');
     expect(moved.lengthBytes).toBe(64 * MiB);
     expect(moved.dataBytes).toBeLessThan(4 * MiB);
     expect(moved.dataBytes).toBeGreaterThanOrEqual(3 * MiB - 4096);
-    expect(moved.digest).toBe(before);
     expect(await digestOf(b, name)).toBe(before);
     expect(await exists(a, name)).toBe(false);
     expect(await exists(b, partialMarkerName(name))).toBe(false);
@@ -133,9 +133,28 @@ describe('moving a volume between two libvirt daemons', () => {
     expect(await isPartialCopy(b, name)).toBe(true);
 
     const moved = await moveVolume(name, a, b);
-    expect(moved.digest).toBe(before);
+    expect(moved.verified).toBe('sample');
     expect(await digestOf(b, name)).toBe(before);
     expect(await isPartialCopy(b, name)).toBe(false);
     expect(await exists(a, name)).toBe(false);
+  });
+
+  it.each(['full', 'sample'] as const)('a copy damaged on its way is refused (verify %s): the original stays, nothing is deleted on A', async (verify) => {
+    const name = `${PREFIX}bad-${verify}`;
+    await sparseVolume(a, name, 16, [0, 7]);
+    const before = await digestOf(a, name);
+    proxy ??= await startCuttingProxy(SECOND_SOCKET);
+    const viaProxy: VolumeHome = { ...b, conn: await open(proxy.uri) };
+    // one byte of the first MiB (always among the sampled windows), past the packet header
+    proxy.arm({ procedure: Proc.STORAGE_VOL_UPLOAD.proc, when: 'corrupt-stream', afterBytes: 4096 });
+
+    const err = await moveVolume(name, a, viaProxy, { verify }).then(() => null, (e: unknown) => e);
+
+    expect(proxy.cuts).toBe(1);
+    expect(err).toBeInstanceOf(CloudError);
+    expect((err as CloudError).okToRetry).toBe(true);
+    expect((err as CloudError).message).toMatch(/the copy does not match the original.*the original is kept/);
+    expect(await digestOf(a, name)).toBe(before);
+    expect(await exists(b, name)).toBe(false);
   });
 });
