@@ -10,7 +10,7 @@
 # start and stop are idempotent. stop ends only this daemon (by its pid file); its
 # virtlogd keeps running so guests it started keep their console logs, as on a host
 # whose libvirtd crashed. Reach it at `qemu:///system?socket=$D/run/libvirt-sock`.
-# Its isolated network `bosh-cpi` (bridge mh1, 198.18.131.0/24, fd00:131::/64, no
+# Its isolated network `bosh-cpi` (bridge mh1, 198.18.231.0/24, fd00:231::/64, no
 # <forward>, no DHCP/DNS) is what fixtures/config/two-hosts.json uses on that host.
 set -euo pipefail
 
@@ -69,15 +69,15 @@ EOF
 ensure_network() {
   local v=(virsh -q -c "$URI")
   if ! "${v[@]}" net-info "$NET_NAME" >/dev/null 2>&1; then
-    log "defining the isolated network $NET_NAME on the second daemon ($BRIDGE, 198.18.131.0/24, fd00:131::/64)"
+    log "defining the isolated network $NET_NAME on the second daemon ($BRIDGE, 198.18.231.0/24, fd00:231::/64)"
     local xml; xml=$(mktemp)
     cat > "$xml" <<XML
 <network>
   <name>$NET_NAME</name>
   <bridge name='$BRIDGE' stp='on' delay='0'/>
   <dns enable='no'/>
-  <ip address='198.18.131.1' prefix='24'/>
-  <ip family='ipv6' address='fd00:131::1' prefix='64'/>
+  <ip address='198.18.231.1' prefix='24'/>
+  <ip family='ipv6' address='fd00:231::1' prefix='64'/>
 </network>
 XML
     "${v[@]}" net-define "$xml" >/dev/null

@@ -58,6 +58,7 @@ export interface MoveOptions {
 
 
 export const PARTIAL_SUFFIX = '.partial';
+const SAMPLE_READS_AT_ONCE = 8;
 const MOVABLE_FORMATS: readonly string[] = ['raw', 'qcow2'];
 
 export function partialMarkerName(name: string): string {
@@ -130,10 +131,11 @@ async function compareFully(conn: Connection, copy: VolRef, sent: ContentDigest)
 }
 
 async function compareSamples(conn: Connection, copy: VolRef, sent: StreamRecord): Promise<string | null> {
-  // Each read is a stream (a helper process on the daemon): a few at a time.
+  // Each read is a stream with a helper process of its own on the daemon: several at a
+  // time (within libvirtd's default 20 workers), not one after the other.
   const expected = sent.expectations();
-  for (let i = 0; i < expected.length; i += 4) {
-    const batch = expected.slice(i, i + 4);
+  for (let i = 0; i < expected.length; i += SAMPLE_READS_AT_ONCE) {
+    const batch = expected.slice(i, i + SAMPLE_READS_AT_ONCE);
     const got = await Promise.all(batch.map((e) => readRange(conn, copy, e.offset, e.bytes.length)));
     const bad = batch.findIndex((e, j) => !e.bytes.equals(got[j]!));
     if (bad >= 0) return `bytes ${batch[bad]!.offset}..${batch[bad]!.offset + batch[bad]!.bytes.length} differ`;
