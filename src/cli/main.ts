@@ -5,7 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { CONFIG_ENV } from '../config/load.js';
-import { CpiError } from '../rpc/errors.js';
+import { CpiError } from '../errors.js';
 import { CliError, cliLogger, configPath, readConfig, toJson } from './common.js';
 
 function withExamples<T>(y: Argv<T>, examples: Array<[string, string]>): Argv<T> {

@@ -9,15 +9,15 @@
 // Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import type { Host } from '../driver/qemu/host.js';
-import { deleteVolumeIfExists, listVolumeNames } from '../driver/qemu/host.js';
-import { readVmMetadata } from '../driver/qemu/vm-metadata.js';
-import { lockHolder } from '../driver/qemu/lock.js';
+import type { Host } from '../driver/libvirt/host.js';
+import { deleteVolumeIfExists, listVolumeNames } from '../driver/libvirt/host.js';
+import { readVmMetadata } from '../driver/libvirt/vm-metadata.js';
+import { lockHolder } from '../driver/libvirt/lock.js';
 import { deleteVM } from '../driver/qemu/vms.js';
-import { volumePath, volumeUsers } from '../driver/qemu/volume-users.js';
+import { volumePath, volumeUsers } from '../driver/libvirt/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
-import { creatorState, markerAgeSeconds } from '../driver/qemu/creator.js';
+import { creatorState, markerAgeSeconds } from '../driver/libvirt/creator.js';
 import { parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 

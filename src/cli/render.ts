@@ -9,7 +9,7 @@ import { parseArgs } from '../cpi/args.js';
 import { createVM as createVmMethod } from '../cpi/vms.js';
 import { decodeVmCloudProperties } from '../driver/qemu/cloud-properties.js';
 import { buildDomainSpec, keepsSettingsVolume, ownedVolumeNames, planVmNetworks } from '../driver/qemu/vms.js';
-import { routedPrefixes } from '../driver/qemu/networking.js';
+import { routedPrefixes } from '../driver/libvirt/networking.js';
 import { renderDomain, type DomainSpec } from '../xml/index.js';
 import { CliError } from './common.js';
 

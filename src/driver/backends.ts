@@ -1,6 +1,6 @@
 // Which backend a libvirt URI selects, and what each one offers. Kept free of heavy
 // imports: `info` runs before almost every call and needs only this table.
-import { CloudError } from '../rpc/errors.js';
+import { CloudError } from '../errors.js';
 
 export type BackendName = 'qemu' | 'lxc' | 'vbox';
 

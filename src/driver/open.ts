@@ -4,7 +4,7 @@ import type { Config } from '../config/schema.js';
 import type { Driver } from './driver.js';
 import type { Logger } from '../log/logger.js';
 import { backendForUri } from './backends.js';
-import { NotImplemented } from '../rpc/errors.js';
+import { NotImplemented } from '../errors.js';
 
 export async function openDriver(config: Config, log: Logger): Promise<Driver> {
   const backend = backendForUri(config.libvirt.uri);

@@ -1,20 +1,20 @@
 // Persistent disks are qcow2 volumes named after their CID; which VM holds them is
 // read from the domains themselves (their XML), and attach/detach keep the VM's
 // metadata in step. Their tags live in a sidecar volume (sidecar.ts).
-import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
+import type { Host } from '../libvirt/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
 import { requireDomain } from './vms.js';
-import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
+import { readVmMetadata, writeVmMetadata, affectFlags } from '../libvirt/vm-metadata.js';
 import { persistentDiskSerial } from './serials.js';
-import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from './sidecar.js';
-import { domainsUsing, volumePath } from './volume-users.js';
+import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from '../libvirt/sidecar.js';
+import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
 import { rewriteSettingsDisks } from './settings-volume.js';
-import { withVolumeLock } from './lock.js';
+import { withVolumeLock } from '../libvirt/lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { DiskHint } from '../driver.js';
 import { DOMAIN_DEFAULTS, parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
 import { AffectFlags, CallTimeoutError, ConnectionClosedError, DomainState, DomainXMLFlags, ErrorCode, isLibvirtError, type VolRef, type DomainRef } from '../../libvirt/index.js';
-import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../rpc/errors.js';
+import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../errors.js';
 
 const MiB = 1024n * 1024n;
 

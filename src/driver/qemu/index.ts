@@ -3,14 +3,14 @@ import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../log/logger.js';
 import type { Driver, CreateVMRequest, CloudProperties, DiskHint, Networks } from '../driver.js';
 import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../cids.js';
-import { openHost, type Host } from './host.js';
+import { openHost, type Host } from '../libvirt/host.js';
 import * as stemcells from './stemcells.js';
 import * as vms from './vms.js';
 import * as disks from './disks.js';
 import * as snapshots from './snapshots.js';
-import { NotSupported } from '../../rpc/errors.js';
+import { NotSupported } from '../../errors.js';
 import { describeIgnored, KNOWN_DISK_KEYS, unknownKeys } from './cloud-properties.js';
-import { onLiveConnection } from './reconnect.js';
+import { onLiveConnection } from '../libvirt/reconnect.js';
 
 export async function openQemuDriver(config: Config, log: Logger): Promise<Driver> {
   return new QemuDriver(await openHost(config, log));

@@ -1,17 +1,17 @@
 // Stemcells are volumes named after their CID, holding root.img as uploaded (qcow2 or
 // raw, detected from the file's magic). VMs boot from qcow2 overlays backed by them.
-import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
-import { withVolumeLock } from './lock.js';
-import { isConnectionLost, reconnect } from './reconnect.js';
+import type { Host } from '../libvirt/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
+import { withVolumeLock } from '../libvirt/lock.js';
+import { isConnectionLost, reconnect } from '../libvirt/reconnect.js';
 import { openRootImage, type ImageFormat } from './image.js';
-import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from './sidecar.js';
-import { domainsUsing, volumePath } from './volume-users.js';
+import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from '../libvirt/sidecar.js';
+import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 import { VolStreamFlags, isLibvirtError, ErrorCode } from '../../libvirt/index.js';
-import { listVmMetadata } from './vm-metadata.js';
+import { listVmMetadata } from '../libvirt/vm-metadata.js';
 
 const ROOT_SUFFIX = '.root';
 

@@ -7,28 +7,28 @@
 // volumes named after a VM that does not exist.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../config/schema.js';
-import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from './host.js';
+import type { Host } from '../libvirt/host.js';
+import { createVolume, deleteVolumeIfExists, findDomain, listVolumeNames, writeBufferVolume } from '../libvirt/host.js';
 import { findStemcell, withStemcellLock } from './stemcells.js';
-import { withVolumeLock } from './lock.js';
+import { withVolumeLock } from '../libvirt/lock.js';
 import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys, type VmShape } from './cloud-properties.js';
 import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';
-import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
-import { addReservation, checkNetworks, interfaceDevices, plannedReservations, removeReservation, routedPrefixes } from './networking.js';
+import { readVmMetadata, writeVmMetadata, affectFlags } from '../libvirt/vm-metadata.js';
+import { addReservation, checkNetworks, interfaceDevices, plannedReservations, removeReservation, routedPrefixes } from '../libvirt/networking.js';
 import { buildVmSettings, configDriveDevice, configDriveImage, configDriveName } from './config-drive.js';
 import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
-import { volumePath, volumeUsers } from './volume-users.js';
-import { refuseTakenAddresses, staticAddresses } from './address-holders.js';
+import { volumePath, volumeUsers } from '../libvirt/volume-users.js';
+import { refuseTakenAddresses, staticAddresses } from '../libvirt/address-holders.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
 import { planNetworks, type NetworkPlan } from '../../network/index.js';
 import { renderDomain, type DiskDevice, type DomainSpec, type VmMetadata } from '../../xml/index.js';
 import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
-import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../rpc/errors.js';
+import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../errors.js';
 import { maybeFail } from '../../util/faults.js';
-import { creatorMarker } from './creator.js';
-import { UndoLog } from './undo.js';
+import { creatorMarker } from '../libvirt/creator.js';
+import { UndoLog } from '../libvirt/undo.js';
 
 const MiB = 1024n * 1024n;
 

@@ -15,7 +15,7 @@ import { randomInt } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, readBufferVolume, volumeDetails } from './host.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 import { isLibvirtError, ErrorCode, type VolRef } from '../../libvirt/index.js';
 import { parseVolume } from '../../xml/index.js';
 import { isConnectionLost, reconnect } from './reconnect.js';
