@@ -19,7 +19,7 @@ export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
   );
 }
 
-interface CheckedNetwork {
+export interface CheckedNetwork {
   ref: NetworkRef;
   parsed: ParsedNetwork;
 }

@@ -13,7 +13,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Host } from '../libvirt/host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
-import { findAttachment, requireDisk } from './disks.js';
+import { findAttachment } from './disks.js';
+import { requireDisk } from '../libvirt/disks.js';
 import { deleteSidecar, sidecarName, writeSidecar } from '../libvirt/sidecar.js';
 import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
 import { newCid, isCid, type DiskCID, type SnapshotCID } from '../cids.js';
