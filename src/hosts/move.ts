@@ -27,7 +27,7 @@ import type { Readable } from 'node:stream';
 import { ErrorCode, VolStreamFlags, type Connection, type PoolRef, type VolRef } from '../libvirt/api.js';
 import { isLibvirtError } from '../libvirt/errors.js';
 import type { Piece } from '../libvirt/holes.js';
-import { CloudError, NotSupported } from '../rpc/errors.js';
+import { CloudError, NotSupported } from '../errors.js';
 import { parseVolume, renderVolume } from '../xml/storage.js';
 import type { DiskFormat } from '../xml/types.js';
 import { ContentDigest } from './digest.js';

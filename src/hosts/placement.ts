@@ -8,7 +8,7 @@
 // reports free and its total minus the memory of every VM the CPI placed there (each at
 // its full size). Equal hosts thus fill evenly; ties go to the host with fewer CPI VMs,
 // then to the name, so the choice is deterministic.
-import { CloudError, show } from '../rpc/errors.js';
+import { CloudError, show } from '../errors.js';
 
 export interface HostState {
   name: string;

@@ -7,7 +7,7 @@ import { connect, ErrorCode, VolStreamFlags, type Connection, type PoolRef } fro
 import { isLibvirtError } from '../../src/libvirt/errors.js';
 import { Proc } from '../../src/libvirt/procedures.js';
 import { contentDigest, isPartialCopy, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
-import { CloudError } from '../../src/rpc/errors.js';
+import { CloudError } from '../../src/errors.js';
 import { renderDirPool, renderVolume } from '../../src/xml/storage.js';
 import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
