@@ -1,74 +1,26 @@
 // Moving a volume between two independent libvirt daemons on this machine (the first
 // one and scripts/second-libvirtd.sh's) through the CPI's stream client.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { connect, ErrorCode, VolStreamFlags, type Connection, type PoolRef } from '../../src/libvirt/index.js';
-import { isLibvirtError } from '../../src/libvirt/errors.js';
 import { Proc } from '../../src/libvirt/procedures.js';
-import { contentDigest, isPartialCopy, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
+import { isPartialCopy, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
 import { CloudError } from '../../src/errors.js';
-import { renderDirPool, renderVolume } from '../../src/xml/storage.js';
+import { renderVolume } from '../../src/xml/storage.js';
 import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
-import { scratchDir } from '../helpers/scratch.js';
 import { requireSecondDaemon, SECOND_SOCKET, SECOND_URI } from '../helpers/second-daemon.js';
+import { Connections, digestOf, exists, makePool, MiB, removePool, sparseVolume } from '../helpers/two-hosts.js';
 
 const PREFIX = `mh-${process.pid}-`;
-const MiB = 1024 * 1024;
-const opened: Connection[] = [];
+const conns = new Connections();
 let a: VolumeHome;
 let b: VolumeHome;
 let proxy: CuttingProxy | undefined;
 
-async function open(uri: string): Promise<Connection> {
-  const c = await connect(uri);
-  opened.push(c);
-  return c;
-}
-
-async function makePool(conn: Connection, name: string): Promise<PoolRef> {
-  const pool = await conn.pools.defineXML(renderDirPool({ name, path: scratchDir(`${name}-`) }));
-  await conn.pools.create(pool);
-  return pool;
-}
-
-async function removePool(home: VolumeHome | undefined): Promise<void> {
-  if (!home) return;
-  for (const v of await home.conn.pools.listAllVolumes(home.pool).catch(() => [])) await home.conn.volumes.delete(v).catch(() => {});
-  await home.conn.pools.destroy(home.pool).catch(() => {});
-  await home.conn.pools.undefine(home.pool).catch(() => {});
-}
-
-/** A raw volume of `capacityMiB` holding random data at the given MiB offsets, zeros (holes) elsewhere. */
-async function sparseVolume(home: VolumeHome, name: string, capacityMiB: number, dataAtMiB: number[]): Promise<void> {
-  const vol = await home.conn.volumes.createXML(home.pool, renderVolume({ name, capacityBytes: BigInt(capacityMiB * MiB), allocationBytes: 0n, format: 'raw' }));
-  const content = Buffer.alloc(capacityMiB * MiB);
-  for (const at of dataAtMiB) randomBytes(MiB).copy(content, at * MiB);
-  // a short zero run inside data stays data; scattered non-zero bytes make mixed blocks
-  content.fill(0, dataAtMiB[0]! * MiB + 4096, dataAtMiB[0]! * MiB + 8192);
-  await home.conn.volumes.upload(vol, Readable.from([content]), { flags: VolStreamFlags.SPARSE_STREAM });
-}
-
-async function exists(home: VolumeHome, name: string): Promise<boolean> {
-  try {
-    await home.conn.volumes.lookupByName(home.pool, name);
-    return true;
-  } catch (e) {
-    if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return false;
-    throw e;
-  }
-}
-
-async function digestOf(home: VolumeHome, name: string): Promise<string> {
-  return (await contentDigest(home.conn, await home.conn.volumes.lookupByName(home.pool, name))).digest();
-}
-
 beforeAll(async () => {
   requireDaemon();
   requireSecondDaemon();
-  const first = await open('qemu:///system');
-  const second = await open(SECOND_URI);
+  const first = await conns.open('qemu:///system');
+  const second = await conns.open(SECOND_URI);
   a = { host: 'host-a', conn: first, pool: await makePool(first, `${PREFIX}pool-a`) };
   b = { host: 'host-b', conn: second, pool: await makePool(second, `${PREFIX}pool-b`) };
 });
@@ -77,7 +29,7 @@ afterAll(async () => {
   await proxy?.close();
   await removePool(a);
   await removePool(b);
-  for (const c of opened) await c.close().catch(() => {});
+  await conns.closeAll();
 });
 
 describe('moving a volume between two libvirt daemons', () => {
@@ -119,7 +71,7 @@ describe('moving a volume between two libvirt daemons', () => {
     const before = await digestOf(a, name);
     // a real connection drop between the CPI and host B, 1 MiB into the upload's data
     proxy = await startCuttingProxy(SECOND_SOCKET);
-    const viaProxy: VolumeHome = { ...b, conn: await open(proxy.uri) };
+    const viaProxy: VolumeHome = { ...b, conn: await conns.open(proxy.uri) };
     proxy.arm({ procedure: Proc.STORAGE_VOL_UPLOAD.proc, when: 'mid-stream', afterBytes: MiB });
 
     const err = await moveVolume(name, a, viaProxy).then(() => null, (e: unknown) => e);
@@ -144,7 +96,7 @@ describe('moving a volume between two libvirt daemons', () => {
     await sparseVolume(a, name, 16, [0, 7]);
     const before = await digestOf(a, name);
     proxy ??= await startCuttingProxy(SECOND_SOCKET);
-    const viaProxy: VolumeHome = { ...b, conn: await open(proxy.uri) };
+    const viaProxy: VolumeHome = { ...b, conn: await conns.open(proxy.uri) };
     // one byte of the first MiB (always among the sampled windows), past the packet header
     proxy.arm({ procedure: Proc.STORAGE_VOL_UPLOAD.proc, when: 'corrupt-stream', afterBytes: 4096 });
 
