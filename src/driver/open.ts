@@ -6,13 +6,13 @@ import type { Driver } from './driver.js';
 import type { Logger } from '../log/logger.js';
 import { backendForUri } from './backends.js';
 import { loadProfile } from './profiles.js';
-import { NotSupported } from '../errors.js';
 
 export async function openDriver(config: Config, log: Logger): Promise<Driver> {
-  // The routing driver over one driver per host is not there yet (docs/multi-host.md):
-  // refuse rather than quietly drive only the top-level host.
   if (config.hosts !== undefined) {
-    throw new NotSupported(`hosts: several libvirt hosts behind one CPI are not supported by this version yet (configured: ${config.hosts.map((h) => h.name).join(', ')}); remove \`hosts\` to drive the top-level libvirt host`);
+    // several hosts: one driver per host under the routing driver (docs/multi-host.md)
+    const [{ openMultiHostDriver }, { openLibvirtDriver }] = await Promise.all([import('../hosts/driver.js'), import('./libvirt/driver.js')]);
+    return openMultiHostDriver(config, log, async (hostConfig, hostLog) =>
+      openLibvirtDriver(await loadProfile(backendForUri(hostConfig.libvirt.uri), hostConfig.libvirt.uri), hostConfig, hostLog));
   }
   const profile = await loadProfile(backendForUri(config.libvirt.uri), config.libvirt.uri);
   const { openLibvirtDriver } = await import('./libvirt/driver.js');

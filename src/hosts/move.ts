@@ -53,6 +53,8 @@ export type Verification = 'sample' | 'full';
 
 export interface MoveOptions {
   verify?: Verification;
+  /** copy: keep the original (a stemcell shared by every host) */
+  keepOriginal?: boolean;
   log?: (line: string) => void;
 }
 
@@ -103,7 +105,7 @@ export async function moveVolume(name: string, from: VolumeHome, to: VolumeHome,
   }
   await to.conn.volumes.delete(marker);
   log(`move ${name}: ${from.host} → ${to.host} verified (${verify}; ${sent.dataBytes} bytes of data, ${sent.length} bytes long)`);
-  await from.conn.volumes.delete(src);
+  if (!opts.keepOriginal) await from.conn.volumes.delete(src);
   return { capacityBytes: spec.capacityBytes, dataBytes: sent.dataBytes, lengthBytes: sent.length, verified: verify };
 }
 

@@ -45,6 +45,8 @@ export interface Connection {
   readonly closed: Promise<void>;
 
   libVersion(): Promise<bigint>;
+  /** the host's free memory in bytes (virNodeGetFreeMemory) */
+  nodeFreeMemory(): Promise<bigint>;
   version(): Promise<bigint>;
   capabilities(): Promise<string>;
   domainCapabilities(emulatorbin: string | null, arch: string | null, machine: string | null, virttype: string | null, flags?: number): Promise<string>;

@@ -88,6 +88,10 @@ export class RemoteConnection implements Connection {
     return this.client.close();
   }
 
+  async nodeFreeMemory(): Promise<bigint> {
+    return (await this.client.call(Proc.NODE_GET_FREE_MEMORY, undefined)).freeMem;
+  }
+
   async libVersion(): Promise<bigint> {
     return (await this.client.call(Proc.CONNECT_GET_LIB_VERSION, undefined)).lib_ver;
   }
