@@ -14,6 +14,7 @@ import { withStemcellLock } from '../driver/libvirt/lock.js';
 import { sidecarName } from '../driver/libvirt/sidecar.js';
 import { CloudError, DiskNotFound, VMCreationFailed, VMNotFound } from '../errors.js';
 import { candidateHosts, place, type HostState } from './placement.js';
+import { hostCapacity } from './capacity.js';
 import { forwardName, HostUnreachable, locateVolume, moveDisk, splitHost, withHost, type HostHandle, type Located } from './locate.js';
 import { moveVolume, type VolumeHome } from './move.js';
 
@@ -151,7 +152,7 @@ export class MultiHostDriver implements Driver {
     if (candidates && !candidates.includes(name)) return { ...empty, down: null };
     try {
       const d = await this.driver(name, 'the host');
-      return { ...(await capacity(d, this.config.name_prefix)), name, down: null };
+      return { ...(await hostCapacity(d.host.conn, this.config.name_prefix)), name, down: null };
     } catch (e) {
       return { ...empty, down: (e as Error).message };
     }
@@ -300,25 +301,6 @@ function homeOf(name: string, d: LibvirtDriver): VolumeHome {
 async function hasCompleteStemcell(d: LibvirtDriver, cid: string): Promise<boolean> {
   const names = new Set((await d.host.conn.pools.listAllVolumes(d.host.pool)).map((v) => v.name));
   return names.has(cid) && names.has(sidecarName(cid)) && !names.has(`${cid}.partial`);
-}
-
-/** Memory the host has and what the CPI placed there (its domains, each at its configured size). */
-async function capacity(d: LibvirtDriver, prefix: string): Promise<Omit<HostState, 'name' | 'down'>> {
-  const conn = d.host.conn;
-  const free = Number((await conn.nodeFreeMemory()) / BigInt(MiB));
-  const cells = [...(await conn.capabilities()).matchAll(/<cell id=[^>]*>\s*<memory unit='KiB'>(\d+)</g)].reduce((s, m) => s + Number(m[1]), 0);
-  const total = cells > 0 ? Math.floor(cells / 1024) : free;
-  let placed = 0;
-  let vms = 0;
-  for (const dom of await conn.domains.listAll(0)) {
-    if (!dom.name.startsWith(`${prefix}vm-`)) continue;
-    const xml = await conn.domains.getXMLDesc(dom, 0).catch(() => '');
-    const m = /<memory unit='KiB'>(\d+)<\/memory>/.exec(xml);
-    if (!m) continue;
-    placed += Math.floor(Number(m[1]) / 1024);
-    vms++;
-  }
-  return { totalMemoryMiB: total, freeMemoryMiB: free, placedMemoryMiB: placed, placedVms: vms };
 }
 
 async function readText(home: VolumeHome, name: string): Promise<string | null> {

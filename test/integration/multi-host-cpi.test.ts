@@ -36,6 +36,12 @@ function cleanup(uri: string, path: string): void {
   rmSync(path, { recursive: true, force: true });
 }
 
+/** The operator CLI (dist/cli.mjs) on the test config. */
+function cli(...args: string[]): { code: number | null; stdout: string } {
+  const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli.mjs'), '--config', config, ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout };
+}
+
 const dynamic = { default: { type: 'dynamic', cloud_properties: {} } };
 const errorOf = async (method: string, args: unknown[]) => cpiError(config, method, args);
 
@@ -111,6 +117,19 @@ describe('one CPI, two libvirt daemons', () => {
     expect(await cpi(config, 'has_disk', [disk])).toBe(true);
   });
 
+  it('the CLI covers both hosts: hosts shows what the CPI placed on each, doctor checks each, orphans reports each', () => {
+    const hosts = cli('hosts', '--json');
+    expect(hosts.code).toBe(0);
+    const rows = JSON.parse(hosts.stdout) as Array<{ name: string; down: string | null; placedVms: number; placedMemoryMiB: number; totalMemoryMiB: number }>;
+    expect(rows.map((r) => [r.name, r.down, r.placedVms, r.placedMemoryMiB])).toEqual([['host-a', null, 1, 256], ['host-b', null, 1, 256]]);
+    expect(rows[0]!.totalMemoryMiB).toBeGreaterThan(0);
+    const doctor = cli('doctor', '--json');
+    const checks = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; status: string }> }).checks;
+    for (const h of ['host-a', 'host-b']) expect(checks).toContainEqual(expect.objectContaining({ name: `${h}: connection`, status: 'OK' }));
+    const orphans = cli('orphans', '--json');
+    expect(Object.keys(JSON.parse(orphans.stdout) as object)).toEqual(['host-a', 'host-b']);
+  });
+
   it('with the second daemon stopped: host-a calls pass, host-b calls are retryable errors, never VMNotFound; create_vm skips host-b', async () => {
     secondDaemon('stop');
     try {
@@ -125,6 +144,9 @@ describe('one CPI, two libvirt daemons', () => {
       const pinned = await errorOf('create_vm', ['agent-d', stemcell, { host: 'host-b' }, dynamic, [], {}]);
       expect(pinned).toMatchObject({ type: 'Bosh::Clouds::VMCreationFailed', ok_to_retry: true });
       expect(pinned.message).toMatch(/host-b skipped: unreachable/);
+      const hosts = cli('hosts', '--json');
+      expect(hosts.code).toBe(1);
+      expect((JSON.parse(hosts.stdout) as Array<{ name: string; down: string | null }>).map((r) => [r.name, r.down !== null])).toEqual([['host-a', false], ['host-b', true]]);
       const [vm] = (await cpi(config, 'create_vm', ['agent-d', stemcell, {}, dynamic, [], {}])) as [string];
       expect(vm).toMatch(/@host-a$/);
       await cpi(config, 'delete_vm', [vm]);
