@@ -106,6 +106,8 @@ export class MultiHostDriver implements Driver {
   /** Volume first, its metadata last: a stemcell without metadata is not complete (and orphans lists it). */
   private async copyStemcell(cid: string, fromName: string, from: LibvirtDriver, toName: string, to: LibvirtDriver): Promise<void> {
     await withStemcellLock(from.host, cid, async () => {
+      // another create_vm may have copied it while this one waited for the lock (and VMs may already use it)
+      if (await hasCompleteStemcell(to, cid)) return;
       const fromHome = homeOf(fromName, from);
       const toHome = homeOf(toName, to);
       await moveVolume(cid, fromHome, toHome, { keepOriginal: true, log: (l) => this.log.info(l) });

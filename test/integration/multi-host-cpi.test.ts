@@ -76,6 +76,7 @@ describe('one CPI, two libvirt daemons', () => {
   let vmB: string;
   let vmA: string;
   let disk: string;
+  let late: string;
 
   it('create_stemcell gives one CID usable on both hosts', async () => {
     stemcell = (await cpi(config, 'create_stemcell', [tinyStemcell(), {}])) as string;
@@ -150,10 +151,18 @@ describe('one CPI, two libvirt daemons', () => {
       const [vm] = (await cpi(config, 'create_vm', ['agent-d', stemcell, {}, dynamic, [], {}])) as [string];
       expect(vm).toMatch(/@host-a$/);
       await cpi(config, 'delete_vm', [vm]);
+      // a stemcell uploaded now reaches host-a only…
+      late = (await cpi(config, 'create_stemcell', [tinyStemcell(), {}])) as string;
+      expect(names(FIRST, 'volumes')).toContain(late);
     } finally {
       secondDaemon('start');
     }
     expect(await cpi(config, 'has_vm', [vmB])).toBe(true);
+    // …and is copied to host-b by the first create_vm there
+    expect(names(SECOND_URI, 'volumes')).not.toContain(late);
+    const [vm] = (await cpi(config, 'create_vm', ['agent-e', late, { host: 'host-b' }, dynamic, [], {}])) as [string];
+    expect(names(SECOND_URI, 'volumes')).toEqual(expect.arrayContaining([late, `${late}.meta`]));
+    await cpi(config, 'delete_vm', [vm]);
   });
 
   it('everything is deleted again on both hosts', async () => {
@@ -164,6 +173,7 @@ describe('one CPI, two libvirt daemons', () => {
     expect(await cpi(config, 'has_disk', [disk])).toBe(false);
     await cpi(config, 'delete_vm', [vmB]);
     await cpi(config, 'delete_stemcell', [stemcell]);
+    await cpi(config, 'delete_stemcell', [late]);
     expect(names(FIRST, 'domains')).toEqual([]);
     expect(names(SECOND_URI, 'domains')).toEqual([]);
     expect(names(FIRST, 'volumes')).toEqual([]);
