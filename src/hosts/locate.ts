@@ -102,7 +102,8 @@ export async function locateVolume(cid: string, birth: string, hosts: readonly H
  */
 export async function moveDisk(cid: string, birth: HostHandle, from: VolumeHome, to: VolumeHome, sidecars: readonly string[] = [], opts: MoveOptions = {}): Promise<MoveResult> {
   for (const name of sidecars) {
-    if (await lookup(from, name)) await moveVolume(name, from, to, opts);
+    // small: read back whole
+    if (await lookup(from, name)) await moveVolume(name, from, to, { ...opts, verify: 'full' });
   }
   const result = await moveVolume(cid, from, to, opts);
   const home = birth.name === to.host ? to : birth.name === from.host ? from : await birth.open();
