@@ -4,11 +4,13 @@
 // second daemon stopped the first host's calls pass while the second host's are
 // retryable errors (never VMNotFound).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { cpi, cpiError, defineIsolatedNetwork, removeNetwork, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { writeConfig, ROOT } from '../helpers/cpi.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
+import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
+import { Proc } from '../../src/libvirt/procedures.js';
 import { requireSecondDaemon, secondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
 import { join } from 'node:path';
 
@@ -18,6 +20,8 @@ const PATH_A = `/var/tmp/${PREFIX}pool-a`;
 const PATH_B = `/var/tmp/${PREFIX}pool-b`;
 const NET_A = `${PREFIX}net`;
 let config: string;
+/** host-a is reached through this proxy, so a connection can be cut in the middle of a move */
+let proxy: CuttingProxy;
 
 const virshOn = (uri: string, ...args: string[]) => spawnSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
 const FIRST = 'qemu:///system';
@@ -36,19 +40,24 @@ function cleanup(uri: string, path: string): void {
   rmSync(path, { recursive: true, force: true });
 }
 
-/** The operator CLI (dist/cli.mjs) on the test config. */
-function cli(...args: string[]): { code: number | null; stdout: string } {
-  const r = spawnSync(process.execPath, [join(ROOT, 'dist/cli.mjs'), '--config', config, ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout };
+/** The operator CLI (dist/cli.mjs) on the test config; asynchronous, so the proxy in this process keeps forwarding. */
+function cli(...args: string[]): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'dist/cli.mjs'), '--config', config, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d; });
+    child.on('close', (code) => resolve({ code, stdout }));
+  });
 }
 
 const dynamic = { default: { type: 'dynamic', cloud_properties: {} } };
 const errorOf = async (method: string, args: unknown[]) => cpiError(config, method, args);
 
-beforeAll(() => {
+beforeAll(async () => {
   requireDaemon();
   requireSecondDaemon();
   defineIsolatedNetwork(NET_A, 'mh0', 230);
+  proxy = await startCuttingProxy();
   const base = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/two-hosts.json'), 'utf8')) as Record<string, unknown>;
   config = writeConfig({
     ...base,
@@ -56,7 +65,7 @@ beforeAll(() => {
     storage: { pool: POOL, path: PATH_A, create_pool: true },
     network: { name: NET_A, model: 'virtio' },
     hosts: [
-      { name: 'host-a' },
+      { name: 'host-a', libvirt: { uri: proxy.uri } },
       // the second daemon's own isolated network (scripts/second-libvirtd.sh)
       { name: 'host-b', libvirt: { uri: SECOND_URI }, storage: { path: PATH_B }, network: { name: 'bosh-cpi' } },
     ],
@@ -64,7 +73,8 @@ beforeAll(() => {
   });
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await proxy?.close();
   secondDaemon('start');
   cleanup(FIRST, PATH_A);
   cleanup(SECOND_URI, PATH_B);
@@ -108,7 +118,18 @@ describe('one CPI, two libvirt daemons', () => {
     await cpi(config, 'delete_vm', [vm]);
   });
 
-  it('attach_disk to the VM on host-a moves the disk there, CID unchanged; get_disks and has_disk still know it', async () => {
+  it('attach_disk cut in the middle of moving the disk fails retryably and keeps the disk on host-b', async () => {
+    proxy.arm({ procedure: Proc.STORAGE_VOL_UPLOAD.proc, when: 'mid-stream', afterBytes: 16 * 1024 });
+    const err = await errorOf('attach_disk', [vmA, disk]);
+    expect(proxy.cuts).toBe(1);
+    expect(err).toMatchObject({ type: 'Bosh::Clouds::CloudError', ok_to_retry: true });
+    expect(err.message).toMatch(/interrupted.*the original is kept on host-b/);
+    const base = disk.split('@')[0]!;
+    expect(names(SECOND_URI, 'volumes')).toContain(base);
+    expect(await cpi(config, 'has_disk', [disk])).toBe(true);
+  });
+
+  it('attach_disk (the retry) moves the disk to the VM on host-a, CID unchanged; get_disks and has_disk still know it', async () => {
     const hint = await cpi(config, 'attach_disk', [vmA, disk]);
     expect(hint).toBeTruthy();
     const base = disk.split('@')[0]!;
@@ -118,16 +139,16 @@ describe('one CPI, two libvirt daemons', () => {
     expect(await cpi(config, 'has_disk', [disk])).toBe(true);
   });
 
-  it('the CLI covers both hosts: hosts shows what the CPI placed on each, doctor checks each, orphans reports each', () => {
-    const hosts = cli('hosts', '--json');
+  it('the CLI covers both hosts: hosts shows what the CPI placed on each, doctor checks each, orphans reports each', async () => {
+    const hosts = await cli('hosts', '--json');
     expect(hosts.code).toBe(0);
     const rows = JSON.parse(hosts.stdout) as Array<{ name: string; down: string | null; placedVms: number; placedMemoryMiB: number; totalMemoryMiB: number }>;
     expect(rows.map((r) => [r.name, r.down, r.placedVms, r.placedMemoryMiB])).toEqual([['host-a', null, 1, 256], ['host-b', null, 1, 256]]);
     expect(rows[0]!.totalMemoryMiB).toBeGreaterThan(0);
-    const doctor = cli('doctor', '--json');
+    const doctor = await cli('doctor', '--json');
     const checks = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; status: string }> }).checks;
     for (const h of ['host-a', 'host-b']) expect(checks).toContainEqual(expect.objectContaining({ name: `${h}: connection`, status: 'OK' }));
-    const orphans = cli('orphans', '--json');
+    const orphans = await cli('orphans', '--json');
     expect(Object.keys(JSON.parse(orphans.stdout) as object)).toEqual(['host-a', 'host-b']);
   });
 
@@ -145,7 +166,7 @@ describe('one CPI, two libvirt daemons', () => {
       const pinned = await errorOf('create_vm', ['agent-d', stemcell, { host: 'host-b' }, dynamic, [], {}]);
       expect(pinned).toMatchObject({ type: 'Bosh::Clouds::VMCreationFailed', ok_to_retry: true });
       expect(pinned.message).toMatch(/host-b skipped: unreachable/);
-      const hosts = cli('hosts', '--json');
+      const hosts = await cli('hosts', '--json');
       expect(hosts.code).toBe(1);
       expect((JSON.parse(hosts.stdout) as Array<{ name: string; down: string | null }>).map((r) => [r.name, r.down !== null])).toEqual([['host-a', false], ['host-b', true]]);
       const [vm] = (await cpi(config, 'create_vm', ['agent-d', stemcell, {}, dynamic, [], {}])) as [string];
