@@ -15,7 +15,7 @@ import { sidecarName } from '../driver/libvirt/sidecar.js';
 import { CloudError, DiskNotFound, VMCreationFailed, VMNotFound } from '../errors.js';
 import { candidateHosts, place, type HostState } from './placement.js';
 import { hostCapacity } from './capacity.js';
-import { forwardName, HostUnreachable, locateVolume, moveDisk, splitHost, withHost, type HostHandle, type Located } from './locate.js';
+import { bornName, deleteRecord, forwardName, HostUnreachable, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle, type Located } from './locate.js';
 import { moveVolume, type VolumeHome } from './move.js';
 
 const MiB = 1024 * 1024;
@@ -230,9 +230,10 @@ export class MultiHostDriver implements Driver {
     await r.d.deleteDisk(r.cid);
     const birth = splitHost(cid).host!;
     if (birth !== r.at.host) {
-      // the forwarding record would point at nothing
+      await deleteRecord(r.at.home, bornName(r.cid));
+      // the forwarding record would point at nothing (left if the birth host is down now: harmless, lookups check the target)
       const home = await this.handle(birth).open().catch(() => null);
-      if (home) await deleteVolume(home, forwardName(r.cid));
+      if (home) await deleteRecord(home, forwardName(r.cid));
     }
   }
   async hasDisk(cid: DiskCID): Promise<boolean> {
@@ -258,8 +259,8 @@ export class MultiHostDriver implements Driver {
   async getDisks(vmCid: VMCID): Promise<DiskCID[]> {
     const v = await this.requireVM(vmCid, 'VM');
     const here = await v.d.getDisks(v.cid);
-    // A disk attached here may have been born elsewhere: its birth host is where a forwarding record names this host.
-    return Promise.all(here.map(async (c) => withHost(c, await this.birthOf(c, v.host)) as DiskCID));
+    // A disk attached here may have been born elsewhere: its CID names its birth host.
+    return Promise.all(here.map(async (c) => withHost(c, await this.birthOf(c, v.host, v.d)) as DiskCID));
   }
   async resizeDisk(cid: DiskCID, newSizeMiB: number): Promise<void> {
     const r = await this.requireDisk(cid);
@@ -285,14 +286,9 @@ export class MultiHostDriver implements Driver {
     return (await this.driver(host, `snapshot ${cid}`)).deleteSnapshot(base as SnapshotCID);
   }
 
-  private async birthOf(base: string, current: string): Promise<string> {
-    for (const name of this.names) {
-      if (name === current) continue;
-      const home = await this.handle(name).open().catch(() => null);
-      if (!home) continue;
-      if ((await readText(home, forwardName(base))) === current) return name;
-    }
-    return current;
+  /** The host a disk now on `current` was born on: its birth record there, else `current` (one lookup, no other host). */
+  private async birthOf(base: string, current: string, d: LibvirtDriver): Promise<string> {
+    return (await readBirth(homeOf(current, d), base)) ?? current;
   }
 }
 
@@ -303,26 +299,6 @@ function homeOf(name: string, d: LibvirtDriver): VolumeHome {
 async function hasCompleteStemcell(d: LibvirtDriver, cid: string): Promise<boolean> {
   const names = new Set((await d.host.conn.pools.listAllVolumes(d.host.pool)).map((v) => v.name));
   return names.has(cid) && names.has(sidecarName(cid)) && !names.has(`${cid}.partial`);
-}
-
-async function readText(home: VolumeHome, name: string): Promise<string | null> {
-  let vol;
-  try {
-    vol = await home.conn.volumes.lookupByName(home.pool, name);
-  } catch {
-    return null;
-  }
-  const parts: Buffer[] = [];
-  for await (const c of home.conn.volumes.download(vol, { length: 256n }) as AsyncIterable<Buffer>) parts.push(c);
-  return Buffer.concat(parts).toString('utf8').trim();
-}
-
-async function deleteVolume(home: VolumeHome, name: string): Promise<void> {
-  try {
-    await home.conn.volumes.delete(await home.conn.volumes.lookupByName(home.pool, name));
-  } catch {
-    /* already gone */
-  }
 }
 
 export async function openMultiHostDriver(config: Config, log: Logger, openOne: OpenHostDriver): Promise<MultiHostDriver> {

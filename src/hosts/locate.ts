@@ -35,6 +35,11 @@ export function forwardName(cid: string): string {
   return `${cid}.moved`;
 }
 
+/** Next to a disk away from its birth host: the birth host's name (its CID's host part), read by get_disks. */
+export function bornName(cid: string): string {
+  return `${cid}.born`;
+}
+
 export interface HostHandle {
   name: string;
   /** The host's connection and pool; rejects when the host cannot be reached. */
@@ -96,11 +101,12 @@ export async function locateVolume(cid: string, birth: string, hosts: readonly H
 /**
  * Moves disk volume `cid` (born on `birth`) and its metadata volume, if any, from one
  * host to another, then points the birth host's forwarding record at the new host (or
- * removes it when the disk comes home). The metadata goes first: if the move stops half
- * way, the disk is still on `from` and a retry moves it; metadata already moved is not
- * moved again.
+ * removes it when the disk comes home). The birth record goes first (alone it means
+ * nothing), then the metadata: if the move stops half way, the disk is still on `from`
+ * and a retry moves it; metadata already moved is not moved again.
  */
 export async function moveDisk(cid: string, birth: HostHandle, from: VolumeHome, to: VolumeHome, sidecars: readonly string[] = [], opts: MoveOptions = {}): Promise<MoveResult> {
+  if (birth.name !== to.host) await writeText(to, bornName(cid), birth.name);
   for (const name of sidecars) {
     // small: read back whole
     if (await lookup(from, name)) await moveVolume(name, from, to, { ...opts, verify: 'full' });
@@ -108,8 +114,18 @@ export async function moveDisk(cid: string, birth: HostHandle, from: VolumeHome,
   const result = await moveVolume(cid, from, to, opts);
   const home = birth.name === to.host ? to : birth.name === from.host ? from : await birth.open();
   if (birth.name === to.host) await deleteIfPresent(home, forwardName(cid));
-  else await writeForward(home, cid, to.host);
+  else await writeText(home, forwardName(cid), to.host);
+  await deleteIfPresent(from, bornName(cid));
   return result;
+}
+
+/** The birth host recorded next to a disk on `home`, or null (born there). */
+export async function readBirth(home: VolumeHome, cid: string): Promise<string | null> {
+  return readText(home, bornName(cid));
+}
+
+export async function deleteRecord(home: VolumeHome, name: string): Promise<void> {
+  await deleteIfPresent(home, name);
 }
 
 async function lookup(home: VolumeHome, name: string): Promise<VolRef | null> {
@@ -130,18 +146,21 @@ async function deleteIfPresent(home: VolumeHome, name: string): Promise<void> {
 }
 
 async function readForward(home: VolumeHome, cid: string): Promise<string | null> {
-  const vol = await lookup(home, forwardName(cid));
+  return readText(home, forwardName(cid));
+}
+
+async function readText(home: VolumeHome, name: string): Promise<string | null> {
+  const vol = await lookup(home, name);
   if (!vol) return null;
   const parts: Buffer[] = [];
   for await (const chunk of home.conn.volumes.download(vol, { length: 256n }) as AsyncIterable<Buffer>) parts.push(chunk);
-  const name = Buffer.concat(parts).toString('utf8').trim();
-  return name || null;
+  return Buffer.concat(parts).toString('utf8').trim() || null;
 }
 
-/** Replaces the record (delete, create, write): a reader seeing none falls back to asking every host. */
-async function writeForward(home: VolumeHome, cid: string, host: string): Promise<void> {
-  await deleteIfPresent(home, forwardName(cid));
-  const text = Buffer.from(`${host}\n`);
-  const vol = await home.conn.volumes.createXML(home.pool, renderVolume({ name: forwardName(cid), capacityBytes: BigInt(text.length), allocationBytes: 0n, format: 'raw' }));
-  await home.conn.volumes.upload(vol, Readable.from([text]));
+/** Replaces a record (delete, create, write): a reader seeing none falls back to asking every host. */
+async function writeText(home: VolumeHome, name: string, text: string): Promise<void> {
+  await deleteIfPresent(home, name);
+  const bytes = Buffer.from(`${text}\n`);
+  const vol = await home.conn.volumes.createXML(home.pool, renderVolume({ name, capacityBytes: BigInt(bytes.length), allocationBytes: 0n, format: 'raw' }));
+  await home.conn.volumes.upload(vol, Readable.from([bytes]));
 }

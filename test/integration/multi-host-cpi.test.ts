@@ -157,6 +157,8 @@ describe('one CPI, two libvirt daemons', () => {
     try {
       expect(await cpi(config, 'has_vm', [vmA])).toBe(true);
       expect(await cpi(config, 'has_disk', [disk])).toBe(true);
+      // the disk born on host-b keeps its CID, from the birth record next to it on host-a
+      expect(await cpi(config, 'get_disks', [vmA])).toEqual([disk]);
       for (const [method, args] of [['has_vm', [vmB]], ['delete_vm', [vmB]], ['reboot_vm', [vmB]]] as const) {
         const err = await errorOf(method, [...args]);
         expect(err.type, method).toBe('Bosh::Clouds::CloudError');

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { CloudError } from '../../src/errors.js';
-import { forwardName, locateVolume, moveDisk, splitHost, withHost, type HostHandle } from '../../src/hosts/locate.js';
+import { bornName, forwardName, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle } from '../../src/hosts/locate.js';
 import type { VolumeHome } from '../../src/hosts/move.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 import { requireSecondDaemon, secondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
@@ -84,6 +84,7 @@ describe('locating a disk on two libvirt daemons', () => {
     expect(await exists(a, forwardName(cid))).toBe(true);
     expect(await exists(b, `${cid}.meta`)).toBe(true);
     expect(await exists(a, `${cid}.meta`)).toBe(false);
+    expect(await readBirth(b, cid)).toBe('host-a');
     const found = await locateVolume(cid, 'host-a', handles);
     expect(found?.host).toBe('host-b');
     expect(await digestOf(found!.home, cid)).toBe(before);
@@ -94,6 +95,8 @@ describe('locating a disk on two libvirt daemons', () => {
 
     await moveDisk(cid, handle('host-a'), b, a, [`${cid}.meta`]);
     expect(await exists(a, forwardName(cid))).toBe(false);
+    expect(await exists(b, bornName(cid))).toBe(false);
+    expect(await readBirth(a, cid)).toBeNull();
     expect((await locateVolume(cid, 'host-a', handles))?.host).toBe('host-a');
   });
 
