@@ -12,7 +12,7 @@ import { calculateVMCloudProperties } from '../driver/libvirt/vms.js';
 import { domainsUsing, volumePath } from '../driver/libvirt/volume-users.js';
 import { withStemcellLock } from '../driver/libvirt/lock.js';
 import { sidecarName } from '../driver/libvirt/sidecar.js';
-import { CloudError, DiskNotFound, VMCreationFailed, VMNotFound } from '../errors.js';
+import { CloudError, CpiError, DiskNotFound, VMCreationFailed, VMNotFound } from '../errors.js';
 import { candidateHosts, place, type HostState } from './placement.js';
 import { hostCapacity } from './capacity.js';
 import { bornName, deleteRecord, forwardName, HostUnreachable, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle, type Located } from './locate.js';
@@ -52,6 +52,8 @@ export class MultiHostDriver implements Driver {
       d.catch(() => this.opened.delete(name));
     }
     return d.catch((e: unknown) => {
+      // a configuration problem (a missing pool with create_pool off, …) is not an outage
+      if (e instanceof CpiError && !e.okToRetry) throw e;
       throw new HostUnreachable(name, what, e);
     });
   }
