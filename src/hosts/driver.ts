@@ -8,7 +8,8 @@ import type { Logger } from '../log/logger.js';
 import type { CloudProperties, CreateVMRequest, DiskHint, Driver, Networks } from '../driver/driver.js';
 import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../driver/cids.js';
 import type { LibvirtDriver } from '../driver/libvirt/driver.js';
-import { calculateVMCloudProperties } from '../driver/libvirt/vms.js';
+import { calculateVMCloudProperties, planVmNetworks } from '../driver/libvirt/vms.js';
+import { checkNetworks } from '../driver/libvirt/networking.js';
 import { domainsUsing, volumePath } from '../driver/libvirt/volume-users.js';
 import { withStemcellLock } from '../driver/libvirt/lock.js';
 import { sidecarName } from '../driver/libvirt/sidecar.js';
@@ -138,7 +139,7 @@ export class MultiHostDriver implements Driver {
     const disks = await Promise.all(req.diskCids.map((c) => this.locateDisk(c).catch(() => null)));
     const near = disks.find((d): d is Located => d !== null)?.host;
     const memoryMiB = typeof props.ram === 'number' ? props.ram : this.config.vm.ram;
-    const states = await Promise.all(this.names.map((n) => this.hostState(n, candidates)));
+    const states = await Promise.all(this.names.map((n) => this.hostState(n, candidates, req.networks)));
     const placement = place(states, { memoryMiB, ...(candidates ? { candidates } : {}), ...(near ? { near } : {}) });
     for (const v of placement.verdicts) this.log.info({ host: v.host, chosen: v.chosen }, `placement: ${v.host} ${v.reason}`);
     if (!placement.host) {
@@ -151,21 +152,52 @@ export class MultiHostDriver implements Driver {
     return [withHost(cid, placement.host) as VMCID, networks];
   }
 
-  private async hostState(name: string, candidates: string[] | undefined): Promise<HostState> {
+  /**
+   * What placement needs to know of a host. With `networks`, also whether the VM's
+   * networks can be had there: a static address lies in one subnet, which one host's
+   * libvirt network may have and another's not (one subnet per AZ is the BOSH way).
+   */
+  private async hostState(name: string, candidates: string[] | undefined, networks?: Networks): Promise<HostState> {
     const empty = { name, totalMemoryMiB: 0, freeMemoryMiB: 0, placedMemoryMiB: 0, placedVms: 0 };
     if (candidates && !candidates.includes(name)) return { ...empty, down: null };
+    let d: LibvirtDriver;
+    let capacity: Omit<HostState, 'name' | 'down'>;
     try {
-      const d = await this.driver(name, 'the host');
-      return { ...(await hostCapacity(d.host.conn, this.config.name_prefix)), name, down: null };
+      d = await this.driver(name, 'the host');
+      capacity = await hostCapacity(d.host.conn, this.config.name_prefix);
     } catch (e) {
       return { ...empty, down: (e as Error).message };
     }
+    const unfit = networks ? await networksUnfit(d, networks) : undefined;
+    return { ...capacity, name, down: null, ...(unfit !== undefined ? { unfit } : {}) };
   }
 
   private async vm(cid: VMCID, what: string): Promise<{ d: LibvirtDriver; cid: VMCID; host: string } | null> {
     const { cid: base, host } = splitHost(cid);
-    if (host === null || !this.names.includes(host)) return null;
+    if (host === null) return this.vmWithoutHost(cid, what);
+    if (!this.names.includes(host)) return null;
     return { d: await this.driver(host, `${what} ${cid}`), cid: base as VMCID, host };
+  }
+
+  /**
+   * A CID without a host part was made while the config named one host, before `hosts`
+   * was added: it is on one of them. Every host is asked; one that cannot be asked makes
+   * the answer a retryable error, never "not found" (the director would forget the VM).
+   */
+  private async vmWithoutHost(cid: VMCID, what: string): Promise<{ d: LibvirtDriver; cid: VMCID; host: string } | null> {
+    const down: string[] = [];
+    for (const name of this.names) {
+      let d: LibvirtDriver;
+      try {
+        d = await this.driver(name, `${what} ${cid}`);
+      } catch {
+        down.push(name);
+        continue;
+      }
+      if (await d.hasVM(cid)) return { d, cid, host: name };
+    }
+    if (down.length) throw new CloudError(`Cannot tell where ${what} ${cid} is: libvirt host(s) ${down.join(', ')} cannot be reached and may hold it; retry when they are back`, { okToRetry: true });
+    return null;
   }
 
   private async requireVM(cid: VMCID, what: string) {
@@ -305,4 +337,17 @@ async function hasCompleteStemcell(d: LibvirtDriver, cid: string): Promise<boole
 
 export async function openMultiHostDriver(config: Config, log: Logger, openOne: OpenHostDriver): Promise<MultiHostDriver> {
   return new MultiHostDriver(config, log, resolveHosts(config), openOne);
+}
+
+/** Why the VM's networks cannot be had on this host (undefined: they can). */
+async function networksUnfit(d: LibvirtDriver, networks: Networks): Promise<string | undefined> {
+  try {
+    await checkNetworks(d.host, planVmNetworks(networks, d.host.config));
+    return undefined;
+  } catch (e) {
+    // The request's own faults (and a network missing there) are the host's unfitness;
+    // anything else (a dropped connection) is for create_vm itself to meet and report.
+    if (e instanceof CpiError) return e.message;
+    return undefined;
+  }
 }

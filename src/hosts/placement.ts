@@ -21,6 +21,8 @@ export interface HostState {
   placedVms: number;
   /** free bytes of the CPI's pool there; undefined when unknown */
   poolFreeBytes?: number;
+  /** why the new VM's networks cannot be had there (a static address outside that host's subnets, a missing libvirt network) */
+  unfit?: string;
 }
 
 export interface PlacementRequest {
@@ -60,6 +62,8 @@ export function place(hosts: readonly HostState[], req: PlacementRequest): Place
     } else if (h.down !== null) {
       someoneDown = true;
       verdicts.set(h.name, `skipped: unreachable (${h.down})`);
+    } else if (h.unfit !== undefined) {
+      verdicts.set(h.name, `skipped: its networks do not fit (${h.unfit})`);
     } else if (headroomMiB(h) < req.memoryMiB) {
       verdicts.set(h.name, `skipped: needs ${req.memoryMiB} MiB of memory, has ${headroomMiB(h)} MiB (free ${h.freeMemoryMiB} of ${h.totalMemoryMiB} MiB, ${h.placedMemoryMiB} MiB placed by the CPI)`);
     } else if (req.diskBytes && h.poolFreeBytes !== undefined && h.poolFreeBytes < req.diskBytes) {

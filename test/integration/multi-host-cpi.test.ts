@@ -109,6 +109,33 @@ describe('one CPI, two libvirt daemons', () => {
     expect(vmA).toMatch(/@host-a$/);
   });
 
+  it('a static address decides the host when only one host\'s network has its subnet (one subnet per AZ)', async () => {
+    // No host named: host-a's network (198.18.230.0/24) cannot have 198.18.231.20, host-b's can.
+    const manual = { default: { type: 'manual', ip: '198.18.231.20', netmask: '255.255.255.0', gateway: '198.18.231.1', cloud_properties: {} } };
+    const [vm] = (await cpi(config, 'create_vm', ['agent-static', stemcell, {}, manual, [], {}])) as [string];
+    expect(vm).toMatch(/@host-b$/);
+    await cpi(config, 'delete_vm', [vm]);
+    // An address no host has: a clear error naming each host's reason, nothing created.
+    const nowhere = { default: { ...manual.default, ip: '198.18.232.20', gateway: '198.18.232.1' } };
+    const err = await errorOf('create_vm', ['agent-nowhere', stemcell, {}, nowhere, [], {}]);
+    expect(err.type).toBe('Bosh::Clouds::VMCreationFailed');
+    expect(err.message).toMatch(/host-a skipped: its networks do not fit .*198\.18\.232\.20.*host-b skipped: its networks do not fit/);
+    expect(err.ok_to_retry).toBe(false);
+  });
+
+  it('a VM CID from before the config listed hosts (no @host) is still found, on whichever host has it', async () => {
+    const base = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/two-hosts.json'), 'utf8')) as Record<string, unknown>;
+    const { hosts: _hosts, ...single } = base;
+    const one = writeConfig({ ...single, name_prefix: PREFIX, libvirt: { uri: FIRST }, storage: { pool: POOL, path: PATH_A, create_pool: true }, network: { name: NET_A, model: 'virtio' }, vm: { ...(base.vm as object), ram: 256, ephemeral_disk_size: 64 } });
+    const [old] = (await cpi(one, 'create_vm', ['agent-old', stemcell, {}, dynamic, [], {}])) as [string];
+    expect(old).not.toContain('@');
+    expect(await cpi(config, 'has_vm', [old])).toBe(true);
+    expect(await cpi(config, 'set_vm_metadata', [old, { deployment: 'd' }])).toBeNull();
+    await cpi(config, 'delete_vm', [old]);
+    expect(names(FIRST, 'domains')).not.toContain(old);
+    expect(await cpi(config, 'has_vm', [old])).toBe(false);
+  });
+
   it('a disk made for the VM on host-b lives there; a VM created with it as disk_cids lands on host-b', async () => {
     disk = (await cpi(config, 'create_disk', [64, {}, vmB])) as string;
     expect(disk).toMatch(/@host-b$/);

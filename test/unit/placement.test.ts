@@ -6,6 +6,15 @@ const host = (name: string, over: Partial<HostState> = {}): HostState => ({
 });
 
 describe('placement', () => {
+  it('skips a host whose networks cannot have the VM\'s addresses, even with the most room, and says so', () => {
+    const p = place([host('a', { freeMemoryMiB: 8000, unfit: 'ip 198.18.231.20 is outside 198.18.230.0/24' }), host('b', { freeMemoryMiB: 2000 })], { memoryMiB: 1024 });
+    expect(p.host).toBe('b');
+    expect(p.verdicts[0]!.reason).toBe('skipped: its networks do not fit (ip 198.18.231.20 is outside 198.18.230.0/24)');
+    const none = place([host('a', { unfit: 'x' }), host('b', { unfit: 'y' })], { memoryMiB: 1024 });
+    expect(none.host).toBeNull();
+    expect(none.retryable).toBe(false);
+  });
+
   it('picks the host with the most memory to spare and says why for every host', () => {
     const p = place([host('a', { freeMemoryMiB: 2048 }), host('b', { freeMemoryMiB: 6000 }), host('c', { freeMemoryMiB: 4000 })], { memoryMiB: 1024 });
     expect(p.host).toBe('b');
