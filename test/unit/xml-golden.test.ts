@@ -80,6 +80,7 @@ const goldens: Golden[] = [
   { file: 'domain-qemu.xml', render: () => renderDomain(specs.qemuDomain), schema: 'domain' },
   { file: 'domain-q35-efi.xml', render: () => renderDomain(specs.q35EfiDomain), schema: 'domain' },
   { file: 'domain-kvm.xml', render: () => renderDomain(specs.kvmDomain), schema: 'domain' },
+  { file: 'domain-lxc.xml', render: () => renderDomain(specs.lxcDomain), schema: 'domain' },
   { file: 'volume-overlay.xml', render: () => renderVolume(specs.overlayVolume), schema: 'storagevol' },
   { file: 'volume-base.xml', render: () => renderVolume(specs.baseVolume), schema: 'storagevol' },
   { file: 'volume-raw.xml', render: () => renderVolume(specs.rawVolume), schema: 'storagevol' },
