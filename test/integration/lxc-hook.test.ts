@@ -97,12 +97,12 @@ describe('libvirt-hook-lxc (dry run)', () => {
   });
 
   test('delegated prefixes are routed by the qemu hook\'s logic, for the same operations', () => {
-    const md = `<bosh:vm xmlns:bosh="${NS}"><bosh:prefixes><bosh:prefix prefix="fd00:111::/64" via="fd00:110::10" network="lxcr-net"/></bosh:prefixes></bosh:vm>`;
+    const md = `<bosh:vm xmlns:bosh="${NS}"><bosh:prefixes><bosh:prefix prefix="fd00:211::/64" via="fd00:210::10" network="lxcr-net"/></bosh:prefixes></bosh:vm>`;
     const nic = `<interface type='network'><source network='lxcr-net' bridge='lxcr0'/><mac address='52:54:00:6e:00:10'/></interface>`;
-    expect(dryRun(domainXml(merged, nic, md), 'started').stdout).toBe('ip -6 route replace fd00:111::/64 via fd00:110::10 dev lxcr0\n');
-    expect(dryRun(domainXml(merged, nic, md), 'stopped').stdout).toBe('ip -6 route del fd00:111::/64 via fd00:110::10\n');
+    expect(dryRun(domainXml(merged, nic, md), 'started').stdout).toBe('ip -6 route replace fd00:211::/64 via fd00:210::10 dev lxcr0\n');
+    expect(dryRun(domainXml(merged, nic, md), 'stopped').stdout).toBe('ip -6 route del fd00:211::/64 via fd00:210::10\n');
     // release unmounts (nothing mounted here) and deletes the routes too
-    expect(dryRun(domainXml(merged, nic, md), 'release').stdout).toBe('ip -6 route del fd00:111::/64 via fd00:110::10\n');
+    expect(dryRun(domainXml(merged, nic, md), 'release').stdout).toBe('ip -6 route del fd00:211::/64 via fd00:210::10\n');
   });
 });
 
@@ -140,12 +140,12 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
         agent_id: 'agent-lxcr-hook',
         disks: { system: '', persistent: {} },
         networks: {
-          v4: { type: 'manual', ip: '198.18.110.20', netmask: '255.255.255.0', gateway: '198.18.110.1', default: ['gateway', 'dns'], mac: '52:54:00:6e:00:20', preconfigured: true },
-          v6: { type: 'manual', ip: 'fd00:110::20', netmask: 'ffff:ffff:ffff:ffff::', gateway: 'fd00:110::1', default: ['gateway'], mac: '52:54:00:6e:00:20', preconfigured: true },
+          v4: { type: 'manual', ip: '198.18.210.20', netmask: '255.255.255.0', gateway: '198.18.210.1', default: ['gateway', 'dns'], mac: '52:54:00:6e:00:20', preconfigured: true },
+          v6: { type: 'manual', ip: 'fd00:210::20', netmask: 'ffff:ffff:ffff:ffff::', gateway: 'fd00:210::1', default: ['gateway'], mac: '52:54:00:6e:00:20', preconfigured: true },
         },
       }),
     );
-    net = defineIsolatedNetwork('lxcr-net', 'lxcr0', 110);
+    net = defineIsolatedNetwork('lxcr-net', 'lxcr0', 210);
     const spec: LxcDomainSpec = {
       name: NAME,
       type: 'lxc',
@@ -162,8 +162,8 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
           network: net.name,
           mac: '52:54:00:6e:00:20',
           ips: [
-            { family: 'ipv4', address: '198.18.110.20', prefix: 24 },
-            { family: 'ipv6', address: 'fd00:110::20', prefix: 64 },
+            { family: 'ipv4', address: '198.18.210.20', prefix: 24 },
+            { family: 'ipv6', address: 'fd00:210::20', prefix: 64 },
           ],
           routes: [
             { family: 'ipv4', address: '0.0.0.0', prefix: 0, gateway: net.v4.gateway },
@@ -194,9 +194,9 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
     expect(r.agent_id).toBe('agent-lxcr-hook');
     expect(r.settings_source).toBe('settings-file');
     expect(r.errors).toEqual([]);
-    expect(r.nics).toEqual([{ name: 'eth0', mac: '52:54:00:6e:00:20', addresses: expect.arrayContaining(['198.18.110.20/24', 'fd00:110::20/64']) }]);
-    expect(r.routes.ipv4).toContain('default via 198.18.110.1 dev eth0 metric 1');
-    expect(r.routes.ipv6).toContain('default via fd00:110::1 dev eth0 metric 1');
+    expect(r.nics).toEqual([{ name: 'eth0', mac: '52:54:00:6e:00:20', addresses: expect.arrayContaining(['198.18.210.20/24', 'fd00:210::20/64']) }]);
+    expect(r.routes.ipv4).toContain('default via 198.18.210.1 dev eth0 metric 1');
+    expect(r.routes.ipv6).toContain('default via fd00:210::1 dev eth0 metric 1');
     expect(r.networks.v4!.mode).toBe('preconfigured');
     // the stemcell directory was not written: the container's files live in upper
     expect(existsSync(join(dir, 'lxcr-sc', CONTAINER_REPORT_FILE))).toBe(false);

@@ -5,9 +5,10 @@
 // mounted in every container. No snapshots and no resize: a directory has neither a
 // point-in-time copy nor a size (docs/lxc.md).
 import type { BackendProfile } from '../profile.js';
-import type { Host } from '../libvirt/host.js';
+import type { Config } from '../../config/schema.js';
 import { CloudError } from '../../errors.js';
-import * as stemcells from './stemcells.js';
+import { DomainShutdownFlags } from '../../libvirt/index.js';
+import * as stemcells from './interim-store.js';
 import * as vms from './vms.js';
 import * as disks from './disks.js';
 
@@ -33,9 +34,17 @@ export function checkLocal(uri: string): void {
 
 export const lxcProfile: BackendProfile = {
   name: 'lxc',
-  checkHost: (host: Host) => checkLocal(host.config.libvirt.uri),
+  checkConfig: (config: Config) => checkLocal(config.libvirt.uri),
   stemcells: { create: stemcells.createStemcell, delete: stemcells.deleteStemcell },
-  vms: { prepare: vms.prepare, beforeDelete: vms.beforeDelete, preview: vms.preview },
+  // SIGTERM to the container's init, as `docker stop` does: libvirt's default first
+  // tries /dev/initctl, and with no such FIFO the container kept running (measured).
+  vms: {
+    prepare: vms.prepare,
+    beforeDelete: vms.beforeDelete,
+    removeVolume: stemcells.deleteDirVolume,
+    preview: vms.preview,
+    shutdownFlags: DomainShutdownFlags.SIGNAL,
+  },
   disks: {
     volume: (cid) => ({ name: cid, capacityBytes: 0n, format: 'dir', mode: 0o755 }),
     attach: disks.attachDisk,
