@@ -1,30 +1,26 @@
 // A container's NICs: the same plan, libvirt networks and nic_groups as qemu, but
-// libvirt itself sets each NIC's addresses and routes inside the container (<ip> and
-// <route> on the interface), so the agent has nothing to configure and the settings
-// mark every network preconfigured.
+// libvirt itself sets each static NIC's addresses and routes inside the container (<ip>
+// and <route> on the interface), so the agent has nothing to configure there and the
+// settings mark those networks preconfigured.
 import type { NetworkPlan } from '../../network/index.js';
 import type { InterfaceDevice } from '../../xml/index.js';
-import { CloudError } from '../../errors.js';
 
 /**
- * Networks the container cannot get: libvirt sets only static addresses on an LXC
- * interface and the warden stemcell's agent configures no network, so a dynamic
- * network would leave the container without an address.
+ * The networks libvirt configures (every network on a NIC with static addresses): the
+ * settings mark them preconfigured. A NIC on a dynamic network (or use_dhcp) gets no
+ * <ip> from libvirt; its networks are left to the agent, which asks DHCP as on a VM.
  */
-export function refuseUnsupportedNetworks(plan: NetworkPlan): void {
-  const dynamic = plan.nics.filter((n) => n.dhcp);
-  if (dynamic.length) {
-    const names = dynamic.flatMap((n) => n.networkNames).join(', ');
-    throw new CloudError(
-      `Invalid networks of create_vm: ${names} use DHCP (type dynamic or use_dhcp), which the lxc backend cannot serve: libvirt sets static addresses on a container's interface and the agent configures none; use manual networks`,
-    );
-  }
+export function preconfiguredNetworks(plan: NetworkPlan): Set<string> {
+  return new Set(plan.nics.filter((n) => !n.dhcp).flatMap((n) => n.networkNames));
 }
 
 /** Each NIC with its addresses and, for the default gateway of each family, a default route. */
 export function containerInterfaces(plan: NetworkPlan): InterfaceDevice[] {
   const gateways = defaultGateways(plan);
   return plan.nics.map((nic) => {
+    if (nic.dhcp) {
+      return nic.source.kind === 'network' ? { kind: 'network', network: nic.source.network, mac: nic.mac } : { kind: 'bridge', bridge: nic.source.bridge, mac: nic.mac };
+    }
     const ips: NonNullable<InterfaceDevice['ips']> = [];
     const routes: NonNullable<InterfaceDevice['routes']> = [];
     for (const [family, a] of [['ipv4', nic.ipv4], ['ipv6', nic.ipv6]] as const) {

@@ -1,6 +1,6 @@
 // The agent's settings as warden stemcells read them: the whole settings JSON in one
-// file inside the container (File settings source), every network `preconfigured`
-// (libvirt has set addresses and routes on the interface before init runs).
+// file inside the container (File settings source), the networks libvirt has set up on
+// the interface before init runs marked `preconfigured`.
 //
 // The file lives in the VM's overlay upper layer, written by the host. While the
 // container runs, the overlay may hold a cached entry for it: a file replaced by a
@@ -15,13 +15,15 @@ export interface ContainerSettingsInput {
   vm: string;
   agentId: string;
   networks: Record<string, Record<string, unknown>>;
+  /** the networks libvirt configures (networking.ts); the agent configures the others */
+  preconfigured: Set<string>;
   env: Record<string, unknown>;
   persistent: Record<string, string>;
 }
 
 export function buildContainerSettings(host: Host, s: ContainerSettingsInput): AgentSettings {
   const networks: Record<string, Record<string, unknown>> = {};
-  for (const [name, net] of Object.entries(s.networks)) networks[name] = net.type === 'vip' ? net : { ...net, preconfigured: true };
+  for (const [name, net] of Object.entries(s.networks)) networks[name] = s.preconfigured.has(name) ? { ...net, preconfigured: true } : net;
   const settings = buildAgentSettings({
     agentId: s.agentId,
     vmName: s.vm,

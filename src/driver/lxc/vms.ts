@@ -7,7 +7,7 @@ import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Host } from '../libvirt/host.js';
 import { withStemcellLock } from '../libvirt/lock.js';
-import { routedPrefixes } from '../libvirt/networking.js';
+import { plannedReservations, routedPrefixes } from '../libvirt/networking.js';
 import { vmMetadata } from '../libvirt/vms.js';
 import type { VmBuild, VmPreviewInput } from '../profile.js';
 import type { VMCID } from '../cids.js';
@@ -17,7 +17,7 @@ import { CloudError } from '../../errors.js';
 import { maybeFail } from '../../util/faults.js';
 import { findRootfsStemcell } from './interim-store.js';
 import { createDirVolume, deleteDirVolume } from './interim-store.js';
-import { containerInterfaces, refuseUnsupportedNetworks } from './networking.js';
+import { containerInterfaces, preconfiguredNetworks } from './networking.js';
 import { buildContainerSettings, writeSettingsFile } from './settings.js';
 import { DISKS_MOUNT, EPHEMERAL_MOUNT, INIT, rootPaths, vmVolumeNames } from './layout.js';
 import { moveDisksOut } from './disks.js';
@@ -32,6 +32,7 @@ export interface LxcDomainInput {
   plan: NetworkPlan;
   poolPath: string;
   prefixes: VmMetadata['prefixes'];
+  reservations: VmMetadata['reservations'];
 }
 
 /** The domain create_vm defines, as a pure function of its decisions (create_vm and `render vm`). */
@@ -43,8 +44,9 @@ export function buildLxcDomainSpec(i: LxcDomainInput): LxcDomainSpec {
     ...(i.stemcellApiVersion !== undefined ? { stemcellApiVersion: i.stemcellApiVersion } : {}),
     plan: i.plan,
     volumes: [names.root, names.ephemeral, names.disks],
-    // libvirt sets the addresses: no DHCP reservations
-    reservations: [],
+    // static addresses on a network with DHCP are reserved there, as for qemu, so
+    // dnsmasq never leases them to anyone else
+    reservations: i.reservations,
     prefixes: i.prefixes,
   });
   return {
@@ -72,7 +74,6 @@ export function buildLxcDomainSpec(i: LxcDomainInput): LxcDomainSpec {
  */
 export async function prepare(b: VmBuild): Promise<LxcDomainSpec> {
   const { host, undo, vm, req, shape, plan, nets, step } = b;
-  refuseUnsupportedNetworks(plan);
   const names = vmVolumeNames(vm);
   const root = rootPaths(host.poolPath, vm);
   let made: () => void;
@@ -100,7 +101,7 @@ export async function prepare(b: VmBuild): Promise<LxcDomainSpec> {
   maybeFail('create_vm:after-root');
 
   step('writing the agent settings');
-  const settings = buildContainerSettings(host, { vm, agentId: req.agentId, networks: plan.agentNetworks, env: req.env, persistent: {} });
+  const settings = buildContainerSettings(host, { vm, agentId: req.agentId, networks: plan.agentNetworks, preconfigured: preconfiguredNetworks(plan), env: req.env, persistent: {} });
   await writeSettingsFile(root.settings, settings);
 
   step('creating the ephemeral and disk directories');
@@ -121,6 +122,7 @@ export async function prepare(b: VmBuild): Promise<LxcDomainSpec> {
     plan,
     poolPath: host.poolPath,
     prefixes: routedPrefixes(plan, nets),
+    reservations: plannedReservations(plan, nets, vm),
   });
 }
 
@@ -141,6 +143,7 @@ export function preview(i: VmPreviewInput): { spec: LxcDomainSpec; notes: string
     plan: i.plan,
     poolPath: i.config.storage.path,
     prefixes: routedPrefixes(i.plan, new Map()),
+    reservations: [],
   });
   return {
     spec,
