@@ -15,6 +15,8 @@ const UNIFIED = '/sys/fs/cgroup/unified';
 export interface LxcProbe {
   /** /proc/filesystems, or null when unreadable */
   filesystems: string | null;
+  /** overlayfs not registered yet but loadable: its module is loaded or installed */
+  overlayModule: boolean;
   /** this process's /proc/self/mountinfo */
   hostMountinfo: string | null;
   /** the running libvirtd's /proc/<pid>/mountinfo; null when no daemon was found */
@@ -30,7 +32,9 @@ export function probeLxcHost(): LxcProbe {
       return null;
     }
   };
-  return { filesystems: read('/proc/filesystems'), hostMountinfo: read('/proc/self/mountinfo'), daemonMountinfo: daemonMountinfo(read), hookExecutable: isExecutableFile(LXC_HOOK_PATH) };
+  const release = read('/proc/sys/kernel/osrelease')?.trim() ?? '';
+  const overlayModule = existsSync('/sys/module/overlay') || existsSync(`/lib/modules/${release}/kernel/fs/overlayfs`);
+  return { filesystems: read('/proc/filesystems'), overlayModule, hostMountinfo: read('/proc/self/mountinfo'), daemonMountinfo: daemonMountinfo(read), hookExecutable: isExecutableFile(LXC_HOOK_PATH) };
 }
 
 function daemonMountinfo(read: (p: string) => string | null): string | null {
@@ -61,7 +65,7 @@ export function lxcChecks(p: LxcProbe, add: (name: string, status: 'OK' | 'WARN'
     );
   } else add('lxc_cgroups', 'OK', hybrid ? `libvirtd runs without ${UNIFIED} in its mount namespace (a pure cgroup v1 view of this hybrid host)` : 'libvirtd sees one cgroup hierarchy kind (v1 or v2)');
   if (p.filesystems === null) add('lxc_overlay', 'WARN', '/proc/filesystems unreadable: overlayfs support not checked');
-  else if (/\toverlay$/m.test(p.filesystems) || existsSync('/sys/module/overlay')) add('lxc_overlay', 'OK', 'the kernel has overlayfs (containers\' root filesystems)');
+  else if (/\toverlay$/m.test(p.filesystems) || p.overlayModule) add('lxc_overlay', 'OK', 'the kernel has overlayfs (containers\' root filesystems)');
   else add('lxc_overlay', 'FAIL', 'the kernel has no overlayfs (modprobe overlay): each container\'s root filesystem is an overlay on its stemcell, so no container can start');
   if (p.hookExecutable) add('lxc_hook', 'OK', `${LXC_HOOK_PATH} is installed and executable`);
   else {
