@@ -10,7 +10,7 @@ import { createLineLogger, type LineLogger } from './log/line.js';
 import { redact } from './log/redact.js';
 import { tryFastInfo } from './rpc/fast-info.js';
 import { failure, serialize, type CpiResponse } from './rpc/response.js';
-import { CpiError } from './rpc/errors.js';
+import { CpiError } from './errors.js';
 
 let responded = false;
 

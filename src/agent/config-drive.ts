@@ -5,7 +5,7 @@
 //   - vSphere-family stemcells: CDROM source, the file `env` on /dev/sr0.
 //   - The openstack/latest/* pair mirrors Nova's layout for cloud-init-like tools.
 import { writeIso, type IsoFile } from './iso9660.js';
-import { badInput } from '../rpc/errors.js';
+import { badInput } from '../errors.js';
 import type { AgentSettings } from './settings.js';
 
 /** The volume label as Nova writes it (`genisoimage -V config-2`); blkid and udev show it as is. */

@@ -11,7 +11,7 @@
 //   …      primary directories, Joliet directories (path-table order)
 //   …      SUSP continuation areas (Rock Ridge entries that do not fit in a record)
 //   …      file data, each file from a sector boundary, shared by both trees
-import { badInput } from '../rpc/errors.js';
+import { badInput } from '../errors.js';
 
 export const SECTOR_SIZE = 2048;
 

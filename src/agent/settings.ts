@@ -1,7 +1,7 @@
 // The settings document the BOSH agent reads at boot, shaped as cloudfoundry/bosh-agent
 // `settings/settings.go` (type Settings) unmarshals it. Pure: plain data in, plain data out.
 import { z } from 'zod';
-import { CloudError, badInput } from '../rpc/errors.js';
+import { CloudError, badInput } from '../errors.js';
 
 export interface AgentSettingsInput {
   agentId: string;

@@ -5,7 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { CONFIG_ENV } from '../config/load.js';
-import { CpiError } from '../rpc/errors.js';
+import { CpiError } from '../errors.js';
 import { CliError, cliLogger, configPath, readConfig, toJson } from './common.js';
 
 function withExamples<T>(y: Argv<T>, examples: Array<[string, string]>): Argv<T> {
@@ -102,7 +102,7 @@ async function main(argv: string[]): Promise<number> {
             ),
           async (a) => {
             const { renderVm } = await import('./render.js');
-            const r = renderVm(configPath(a), a.request, { vmCid: a['vm-cid'], domainType: a['domain-type'] });
+            const r = await renderVm(configPath(a), a.request, { vmCid: a['vm-cid'], domainType: a['domain-type'] });
             const text = a.json ? `${toJson(r)}\n` : r.xml.endsWith('\n') ? r.xml : `${r.xml}\n`;
             if (a.out) {
               const { writeFileSync } = await import('node:fs');

@@ -9,15 +9,18 @@
 // Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import type { Host } from '../driver/qemu/host.js';
-import { deleteVolumeIfExists, listVolumeNames } from '../driver/qemu/host.js';
-import { readVmMetadata } from '../driver/qemu/vm-metadata.js';
-import { lockHolder } from '../driver/qemu/lock.js';
-import { deleteVM } from '../driver/qemu/vms.js';
-import { volumePath, volumeUsers } from '../driver/qemu/volume-users.js';
+import type { Host } from '../driver/libvirt/host.js';
+import { deleteVolumeIfExists, listVolumeNames } from '../driver/libvirt/host.js';
+import { readVmMetadata } from '../driver/libvirt/vm-metadata.js';
+import { lockHolder } from '../driver/libvirt/lock.js';
+import { deleteVM } from '../driver/libvirt/vms.js';
+import { backendForUri, type Backend } from '../driver/backends.js';
+import type { BackendProfile } from '../driver/profile.js';
+import { loadProfile } from '../driver/profiles.js';
+import { volumePath, volumeUsers } from '../driver/libvirt/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
-import { creatorState, markerAgeSeconds } from '../driver/qemu/creator.js';
+import { creatorState, markerAgeSeconds } from '../driver/libvirt/creator.js';
 import { parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 
@@ -164,7 +167,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
       }
       report.orphans.push(o);
     }
-    if (opts.delete && host) await deleteOrphans(host, report);
+    if (opts.delete && host) await deleteOrphans(host, report, await profileOf(backendForUri(config.libvirt.uri)));
     else if (opts.delete) {
       for (const o of report.orphans) await deleteOrphanDomainWithoutPool(conn, o, report);
     }
@@ -199,7 +202,12 @@ async function volumeFacts(host: Host, name: string): Promise<{ bytes: number; c
   return times.length ? { bytes, changed: Math.max(...times) } : { bytes };
 }
 
-async function deleteOrphans(host: Host, report: OrphanReport): Promise<void> {
+/** The backend's own steps of delete_vm, where the backend is implemented. */
+async function profileOf(backend: Backend): Promise<BackendProfile | undefined> {
+  return backend.implemented ? loadProfile(backend, '') : undefined;
+}
+
+async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendProfile | undefined): Promise<void> {
   // A volume named like an orphan may still be a disk of some domain (one made by hand,
   // another director's): that one is kept.
   const inUse = await volumeUsers(host, report.orphans.filter((o) => o.kind === 'volume').map((o) => volumePath(host, o.name)));
@@ -212,7 +220,7 @@ async function deleteOrphans(host: Host, report: OrphanReport): Promise<void> {
       } else {
         // delete_vm's own path: the domain and every `<cid>.*` volume it owns.
         const its = (await listVolumeNames(host)).filter((v) => v.startsWith(`${o.name}.`));
-        await deleteVM(host, o.name as VMCID);
+        await deleteVM(host, o.name as VMCID, profile);
         report.deleted.push(o.name, ...its);
       }
     } catch (e) {

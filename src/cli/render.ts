@@ -1,15 +1,16 @@
 // `render vm <request.json>`: the domain XML create_vm would define, computed offline.
 // It runs create_vm's own decisions (argument schemas, cloud_properties decoding,
-// network planning, buildDomainSpec) with placeholders where create_vm would ask
+// network planning, the backend's domain) with placeholders where create_vm would ask
 // libvirt: volume paths, the VM CID, DHCP reservations and on-link prefix checks.
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { loadConfig, isPlainObject } from '../config/load.js';
 import { parseArgs } from '../cpi/args.js';
 import { createVM as createVmMethod } from '../cpi/vms.js';
-import { decodeVmCloudProperties } from '../driver/qemu/cloud-properties.js';
-import { buildDomainSpec, keepsSettingsVolume, ownedVolumeNames, planVmNetworks } from '../driver/qemu/vms.js';
-import { routedPrefixes } from '../driver/qemu/networking.js';
+import { decodeVmCloudProperties } from '../driver/libvirt/cloud-properties.js';
+import { planVmNetworks } from '../driver/libvirt/vms.js';
+import { backendForUri } from '../driver/backends.js';
+import { loadProfile } from '../driver/profiles.js';
 import { renderDomain, type DomainSpec } from '../xml/index.js';
 import { CliError } from './common.js';
 
@@ -40,7 +41,7 @@ export function readCreateVmRequest(file: string): { args: unknown[]; context: R
   throw new CliError(`${file} must hold a create_vm request object or its arguments array`);
 }
 
-export function renderVm(configPath: string, file: string, opts: { vmCid?: string | undefined; domainType?: 'kvm' | 'qemu' | undefined }): RenderedVm {
+export async function renderVm(configPath: string, file: string, opts: { vmCid?: string | undefined; domainType?: 'kvm' | 'qemu' | undefined }): Promise<RenderedVm> {
   const { args, context } = readCreateVmRequest(file);
   // The director's cpi-config properties in the context override cpi.json, as in bin/cpi.
   const config: Config = loadConfig(configPath, context);
@@ -51,33 +52,16 @@ export function renderVm(configPath: string, file: string, opts: { vmCid?: strin
   const vmStemcell = isPlainObject(context.vm) && isPlainObject(context.vm.stemcell) ? context.vm.stemcell : {};
   const stemcellApiVersion = typeof vmStemcell.api_version === 'number' ? vmStemcell.api_version : undefined;
   const vm = opts.vmCid ?? `${config.name_prefix}vm-${PLACEHOLDER_UUID}`;
-  const notes: string[] = [];
-  let type: 'kvm' | 'qemu';
-  if (opts.domainType) type = opts.domainType;
-  else if (config.domain_type !== 'auto') type = config.domain_type;
-  else {
-    type = 'qemu';
-    notes.push("domain_type is auto: rendered type 'qemu'; create_vm asks libvirt's domain capabilities (use --domain-type kvm to preview a KVM host)");
-  }
-  const names = ownedVolumeNames(vm);
-  const dir = config.storage.path;
-  const spec = buildDomainSpec({
+  const profile = await loadProfile(backendForUri(config.libvirt.uri), config.libvirt.uri);
+  const { spec, notes } = profile.vms.preview({
+    config,
     vm,
     agentId,
     stemcellCid,
     ...(stemcellApiVersion !== undefined ? { stemcellApiVersion } : {}),
     shape,
-    type,
     plan,
-    paths: { root: `${dir}/${names.root}`, ...(shape.ephemeralMiB > 0 ? { ephemeral: `${dir}/${names.ephemeral}` } : {}), config: `${dir}/${names.config}` },
-    // Offline there is no network XML: no DHCP reservations, and every delegated prefix
-    // counts as routed (create_vm drops those that lie in a bridge subnet).
-    reservations: [],
-    prefixes: routedPrefixes(plan, new Map()),
-    serialLogDir: config.vm.serial_log_dir,
+    ...(opts.domainType ? { domainType: opts.domainType } : {}),
   });
-  notes.push(`VM CID ${vm} and volume paths under ${dir} (storage.path) are placeholders; create_vm uses a new CID and the pool's paths`);
-  if (plan.nics.some((n) => n.source.kind === 'network' && !n.dhcp)) notes.push('DHCP reservations for static addresses are not shown: they depend on the live libvirt network');
-  if (keepsSettingsVolume(stemcellApiVersion)) notes.push(`stemcell api_version ${stemcellApiVersion}: a ${vm}.settings volume is kept for agent re-reads`);
   return { spec, xml: renderDomain(spec), notes };
 }

@@ -3,7 +3,7 @@
 // file, the key and the problem.
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
-import { CloudError, show } from '../rpc/errors.js';
+import { CloudError, show } from '../errors.js';
 import { ConfigSchema, type Config } from './schema.js';
 
 export const CONFIG_ENV = 'BOSH_LIBVIRT_CPI_CONFIG';

@@ -2,7 +2,7 @@
 // zod schema and a plain-words description of what is expected, so a bad argument is
 // a CloudError that names the argument, the value and the expectation.
 import { z } from 'zod';
-import { CloudError, show } from '../rpc/errors.js';
+import { CloudError, show } from '../errors.js';
 import type { CidKind } from '../driver/cids.js';
 
 export interface ArgSpec<T = unknown> {

@@ -2,7 +2,7 @@ import { defineMethod } from './method.js';
 import { infoAnswer } from '../rpc/fast-info.js';
 
 export const info = defineMethod('info', [], (ctx) => {
-  const { result, log } = infoAnswer(ctx.backend);
+  const { result, log } = infoAnswer(ctx.backend, ctx.config.libvirt.uri);
   ctx.summary.add(log);
   return result;
 });

@@ -1,7 +1,7 @@
 import { defineMethod } from './method.js';
 import { arg, cidString, cloudProperties } from './args.js';
 import { z } from 'zod';
-import { NotImplemented } from '../rpc/errors.js';
+import { NotImplemented } from '../errors.js';
 
 // Managed networks are a vSphere/NSX feature of the director; on libvirt, operators
 // define networks ahead of time and reference them by name in cloud_properties.

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { defineMethod } from './method.js';
 import { arg, cidArg, cidString, cloudProperties, metadataObject, stringifyValues } from './args.js';
 import type { DiskCID, StemcellCID, VMCID } from '../driver/cids.js';
-import { CpiError, VMCreationFailed } from '../rpc/errors.js';
+import { CpiError, VMCreationFailed } from '../errors.js';
 
 // More networks than any VM can carry NICs for is bad input, not a plan to attempt.
 const MAX_NETWORKS = 64;

@@ -1,20 +1,35 @@
 // Which backend a libvirt URI selects, and what each one offers. Kept free of heavy
-// imports: `info` runs before almost every call and needs only this table.
-import { CloudError } from '../rpc/errors.js';
+// imports (and of the loaders of backend code, which live in profiles.ts): `info` runs
+// before almost every call, from the small bin/cpi entry, and needs only this table.
+import { CloudError, NotImplemented } from '../errors.js';
+import type { BackendName } from './profile.js';
 
-export type BackendName = 'qemu' | 'lxc' | 'vbox';
+export type { BackendName };
 
 export interface Backend {
   name: BackendName;
   /** what `info` reports: the stemcell formats this backend can import */
   stemcellFormats: string[];
+  /** whether this release has the backend's profile (profiles.ts); `info` advertises only those */
+  implemented: boolean;
 }
 
 export const BACKENDS: Record<BackendName, Backend> = {
-  qemu: { name: 'qemu', stemcellFormats: ['openstack-qcow2', 'openstack-raw'] },
-  lxc: { name: 'lxc', stemcellFormats: ['warden-tar', 'general-tar'] },
-  vbox: { name: 'vbox', stemcellFormats: ['vsphere-ovf', 'general-ovf'] },
+  qemu: {
+    name: 'qemu',
+    stemcellFormats: ['openstack-qcow2', 'openstack-raw'],
+    implemented: true,
+  },
+  lxc: { name: 'lxc', stemcellFormats: ['warden-tar', 'general-tar'], implemented: false },
+  vbox: { name: 'vbox', stemcellFormats: ['vsphere-ovf', 'general-ovf'], implemented: false },
 };
+
+export function notImplemented(backend: Backend, uri: string): NotImplemented {
+  const working = Object.values(BACKENDS)
+    .filter((b) => b.implemented)
+    .map((b) => b.name);
+  return new NotImplemented(`The ${backend.name} backend (${uri}) is not implemented yet: this release drives ${working.join(' and ')} hosts`);
+}
 
 /** `qemu+ssh://host/system` → qemu; `test+unix:///default` behaves like qemu (it is libvirt's test driver). */
 export function backendForUri(uri: string): Backend {

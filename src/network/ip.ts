@@ -3,7 +3,7 @@
 // (`2001:0db8:0000:0000:0000:0000:0000:0001`, what older directors demanded), so
 // nothing here may depend on the spelling: everything compares canonical forms.
 import ipaddr from 'ipaddr.js';
-import { badInput } from '../rpc/errors.js';
+import { badInput } from '../errors.js';
 
 export type IpFamily = 'ipv4' | 'ipv6';
 

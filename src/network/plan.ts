@@ -7,7 +7,7 @@
 //   dual-stack NIC, as the AWS CPI does for two networks on one subnet;
 // - a `prefix` other than 32/128 is a delegated prefix (RFC-0038): it rides on a NIC that
 //   has an address of its own and the agent must not configure it.
-import { CloudError, badInput, show } from '../rpc/errors.js';
+import { CloudError, badInput, show } from '../errors.js';
 import { type IpFamily, inSubnet, maxPrefix, netmaskToPrefix, networkBase, tryParseIp } from './ip.js';
 import { checkMac, randomQemuMac } from './mac.js';
 import { type NetworkSettings, invalidNetwork, parseNetworkSettings } from './schema.js';

@@ -3,7 +3,7 @@
 // mean together (families, subnets, prefixes) is checked in plan.ts, where the error can
 // name the other networks involved. Unknown keys are kept: they go back to the agent.
 import { z } from 'zod';
-import { CloudError, show } from '../rpc/errors.js';
+import { CloudError, show } from '../errors.js';
 
 // Bounds keep absurd input cheap to reject; none of them is near a real manifest's value.
 const MAX_ADDR_CHARS = 64;

@@ -3,7 +3,7 @@
 // error in the response; nothing escapes as a crash.
 import { parseRequest, type CpiRequest } from './request.js';
 import { success, failure, type CpiResponse } from './response.js';
-import { CpiError, NotImplemented } from './errors.js';
+import { CpiError, NotImplemented } from '../errors.js';
 import { METHODS } from '../cpi/methods.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
 import { backendForUri } from '../driver/backends.js';

@@ -6,13 +6,18 @@
 // unreadable or invalid config, cpi-config overrides in the context) returns
 // undefined and the full path answers — with the same errors it always gives.
 import { readFileSync } from 'node:fs';
-import { backendForUri, type Backend } from '../driver/backends.js';
+import { backendForUri, notImplemented, type Backend } from '../driver/backends.js';
 import { API_VERSION_INFO } from './version.js';
 import { CONFIG_TOP_LEVEL_KEYS } from '../config/keys.js';
 import type { CpiResponse } from './response-shape.js';
 
-/** What `info` answers for a backend; the full path (src/cpi/info.ts) answers the same. */
-export function infoAnswer(backend: Backend): { result: { api_version: number; stemcell_formats: string[] }; log: string } {
+/**
+ * What `info` answers for a backend; the full path (src/cpi/info.ts) answers the same.
+ * A backend that is not implemented is not advertised: its formats would invite a
+ * director to upload stemcells no call could use.
+ */
+export function infoAnswer(backend: Backend, uri: string): { result: { api_version: number; stemcell_formats: string[] }; log: string } {
+  if (!backend.implemented) throw notImplemented(backend, uri);
   return {
     result: { api_version: API_VERSION_INFO, stemcell_formats: backend.stemcellFormats },
     log: `info: api_version ${API_VERSION_INFO}, backend ${backend.name}`,
@@ -37,7 +42,7 @@ export function tryFastInfo(raw: string, argv: string[], env: NodeJS.ProcessEnv)
     if (Object.keys(config).some((k) => !CONFIG_TOP_LEVEL_KEYS.includes(k))) return undefined;
     const uri = config.libvirt?.uri ?? 'qemu:///system';
     if (typeof uri !== 'string') return undefined;
-    const { result, log } = infoAnswer(backendForUri(uri));
+    const { result, log } = infoAnswer(backendForUri(uri), uri);
     return { result, error: null, log };
   } catch {
     return undefined;

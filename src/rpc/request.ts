@@ -2,7 +2,7 @@
 // (docs-bosh content/cpi-api-rpc.md). Only the envelope is checked here; each
 // method's arguments are checked by its own schema in src/cpi/.
 import { z } from 'zod';
-import { CpiError, show } from './errors.js';
+import { CpiError, show } from '../errors.js';
 
 export const ContextSchema = z
   .object({

@@ -1,4 +1,4 @@
-import type { CpiErrorJson } from './errors.js';
+import type { CpiErrorJson } from '../errors.js';
 
 /** The response envelope: all three keys, always. */
 export interface CpiResponse {

@@ -1,6 +1,6 @@
 // The response envelope: all three keys, always (the director validates exactly this
 // shape; anything else on stdout is an InvalidResponse).
-import { CpiError } from './errors.js';
+import { CpiError } from '../errors.js';
 import { redactString } from '../log/redact.js';
 import type { CpiResponse } from './response-shape.js';
 

@@ -1,7 +1,7 @@
 // Two create_vm calls that claim one static address settle it after both have defined
 // their domains: each decides with the same data, so exactly one keeps the address.
 import { describe, expect, it } from 'vitest';
-import { comesFirst } from '../../src/driver/qemu/address-holders.js';
+import { comesFirst } from '../../src/driver/libvirt/address-holders.js';
 
 describe('comesFirst', () => {
   const a = { vm: 't-vm-a', creatingAt: '2026-12-02T18:00:00.100Z' };

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConfigDrive, configDriveFiles, CONFIG_DRIVE_LABEL } from '../../src/agent/config-drive.js';
 import { buildAgentSettings, parseAgentSettings, withPersistentDisk } from '../../src/agent/settings.js';
-import { CloudError } from '../../src/rpc/errors.js';
+import { CloudError } from '../../src/errors.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const NOW = new Date('2024-05-06T07:08:09Z');

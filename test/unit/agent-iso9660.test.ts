@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SECTOR_SIZE, writeIso, type IsoFile } from '../../src/agent/iso9660.js';
-import { CloudError } from '../../src/rpc/errors.js';
+import { CloudError } from '../../src/errors.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const NOW = new Date('2024-05-06T07:08:09.100Z');

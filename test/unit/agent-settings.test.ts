@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { buildAgentSettings, parseAgentSettings, withPersistentDisk, withoutPersistentDisk, type AgentSettingsInput } from '../../src/agent/settings.js';
-import { CloudError } from '../../src/rpc/errors.js';
+import { CloudError } from '../../src/errors.js';
 
 function input(over: Partial<AgentSettingsInput> = {}): AgentSettingsInput {
   return {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CloudError } from '../../src/rpc/errors.js';
+import { CloudError } from '../../src/errors.js';
 import {
   expandIp,
   formatCidr,

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CloudError } from '../../src/rpc/errors.js';
+import { CloudError } from '../../src/errors.js';
 import { MAX_NICS, type NetworkDefaults, planNetworks } from '../../src/network/index.js';
 import { expandIp, parseIp } from '../../src/network/ip.js';
 import { checkMac, randomQemuMac } from '../../src/network/mac.js';

@@ -1,46 +1,24 @@
-// Persistent disks are qcow2 volumes named after their CID; which VM holds them is
-// read from the domains themselves (their XML), and attach/detach keep the VM's
-// metadata in step. Their tags live in a sidecar volume (sidecar.ts).
-import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
-import { requireDomain } from './vms.js';
-import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
+// qemu's persistent disks: qcow2 volumes (created, deleted and tagged by the shared
+// layer, src/driver/libvirt/disks.ts) attached as virtio disks with the CID's serial.
+// Which VM holds a disk is read from the domains themselves (their XML), and
+// attach/detach keep the VM's metadata in step.
+import type { Host } from '../libvirt/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
+import { requireDomain } from '../libvirt/vms.js';
+import { requireDisk } from '../libvirt/disks.js';
+import { readVmMetadata, writeVmMetadata, affectFlags } from '../libvirt/vm-metadata.js';
 import { persistentDiskSerial } from './serials.js';
-import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from './sidecar.js';
-import { domainsUsing, volumePath } from './volume-users.js';
+import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from '../libvirt/sidecar.js';
+import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
 import { rewriteSettingsDisks } from './settings-volume.js';
-import { withVolumeLock } from './lock.js';
+import { withVolumeLock } from '../libvirt/lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { DiskHint } from '../driver.js';
 import { DOMAIN_DEFAULTS, parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';
 import { AffectFlags, CallTimeoutError, ConnectionClosedError, DomainState, DomainXMLFlags, ErrorCode, isLibvirtError, type VolRef, type DomainRef } from '../../libvirt/index.js';
-import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../rpc/errors.js';
+import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace, NotSupported, VMNotFound } from '../../errors.js';
 
 const MiB = 1024n * 1024n;
-
-export async function requireDisk(host: Host, cid: string): Promise<VolRef> {
-  const vol = isCid(cid, 'disk', host.config.name_prefix) ? await findVolume(host, cid) : null;
-  if (!vol) throw new DiskNotFound(`Disk ${cid} does not exist in pool ${host.config.storage.pool}`);
-  return vol;
-}
-
-export async function createDisk(host: Host, sizeMiB: number, vmCid: VMCID | null): Promise<DiskCID> {
-  if (vmCid !== null && !(isCid(vmCid, 'vm', host.config.name_prefix) && (await host.conn.domains.lookupByName(vmCid).then(() => true, () => false)))) {
-    // vm_cid is only a locality hint; on one libvirt host every disk is local. An
-    // unknown VM is still worth a line in the log.
-    host.log.warn({ vm: vmCid }, 'create_disk: the VM given as locality hint does not exist');
-  }
-  const bytes = BigInt(sizeMiB) * MiB;
-  const info = await host.conn.pools.getInfo(host.pool);
-  // qcow2 volumes are sparse, so the pool may be overcommitted; a disk larger than the
-  // whole pool, though, could never be filled and is refused.
-  if (bytes > info.capacity) {
-    throw new NoDiskSpace(`Cannot create a ${sizeMiB} MiB disk: pool ${host.config.storage.pool} holds ${info.capacity / MiB} MiB in all`, { okToRetry: false });
-  }
-  const cid = newCid(host.config.name_prefix, 'disk');
-  await createVolume(host, { name: cid, capacityBytes: bytes, allocationBytes: 0n, format: 'qcow2' });
-  return cid;
-}
 
 interface Attachment {
   vm: string;
@@ -69,18 +47,6 @@ export async function findAttachment(host: Host, diskPath: string, only?: Domain
     }
   }
   return null;
-}
-
-export async function deleteDisk(host: Host, cid: DiskCID): Promise<void> {
-  const vol = await requireDisk(host, cid);
-  const users = await domainsUsing(host, [await host.conn.volumes.getPath(vol), volumePath(host, sidecarName(cid))]);
-  if (users.length) throw new CloudError(`Disk ${cid} is attached to VM ${users.join(', ')}; detach it before deleting it`);
-  await host.conn.volumes.delete(vol, 0);
-  await deleteSidecar(host, cid);
-}
-
-export async function hasDisk(host: Host, cid: DiskCID): Promise<boolean> {
-  return isCid(cid, 'disk', host.config.name_prefix) && (await findVolume(host, cid)) !== null;
 }
 
 function nextTarget(used: Set<string>): string {
@@ -255,19 +221,3 @@ export async function resizeDisk(host: Host, cid: DiskCID, newSizeMiB: number): 
   await host.conn.volumes.resize(vol, wanted, 0);
 }
 
-export async function setDiskMetadata(host: Host, cid: DiskCID, tags: Record<string, string>): Promise<void> {
-  await requireDisk(host, cid);
-  // Read-modify-write of the sidecar: serialized across CPI processes.
-  await withVolumeLock(host, cid, async () => {
-    const current = (await readSidecar(host, cid)) ?? { kind: 'disk' };
-    const merged = { ...current, tags: { ...((current.tags as Record<string, string>) ?? {}), ...tags } };
-    await writeSidecar(host, cid, merged);
-  });
-}
-
-export async function readDiskMetadata(host: Host, cid: DiskCID): Promise<Record<string, string>> {
-  await requireDisk(host, cid);
-  return ((await readSidecar(host, cid))?.tags as Record<string, string>) ?? {};
-}
-
-export { VMNotFound };

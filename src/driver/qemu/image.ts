@@ -5,7 +5,7 @@ import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { Readable, pipeline, type Writable } from 'node:stream';
 import { extract as tarExtract } from 'tar-stream';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 import { notRegularFile } from '../../util/regular-file.js';
 
 export type ImageFormat = 'qcow2' | 'raw';

@@ -2,12 +2,12 @@
 // last wrote it (there is no registry here), so attach/detach rewrite it. The settings
 // document is kept in a raw volume `<vm>.settings` for those VMs only: an ISO is
 // simpler to write than to read back.
-import type { Host } from './host.js';
-import { findVolume, readBufferVolume, rewriteTextVolume, writeBufferVolume } from './host.js';
+import type { Host } from '../libvirt/host.js';
+import { findVolume, readBufferVolume, rewriteTextVolume, writeBufferVolume } from '../libvirt/host.js';
 import { configDriveName } from './config-drive.js';
 import { buildConfigDrive, parseAgentSettings, type AgentSettings, type DiskHint } from '../../agent/index.js';
 import { Readable } from 'node:stream';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 
 export function settingsVolumeName(vm: string): string {
   return `${vm}.settings`;

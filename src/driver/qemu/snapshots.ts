@@ -11,14 +11,15 @@
 // The job belongs to the domain, not to this process: if the CPI dies during the copy,
 // the job still finishes (or fails) on its own and the VM is never left paused.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
-import { findAttachment, requireDisk } from './disks.js';
-import { deleteSidecar, sidecarName, writeSidecar } from './sidecar.js';
-import { domainsUsing, volumePath } from './volume-users.js';
+import type { Host } from '../libvirt/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
+import { findAttachment } from './disks.js';
+import { requireDisk } from '../libvirt/disks.js';
+import { deleteSidecar, sidecarName, writeSidecar } from '../libvirt/sidecar.js';
+import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
 import { newCid, isCid, type DiskCID, type SnapshotCID } from '../cids.js';
 import { renderBackup, renderVolume } from '../../xml/index.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 import {
   BackupBeginFlags, DomainJobOperation, DomainJobType, DomainState, ErrorCode, JobStatsFlags, isLibvirtError, type DomainRef,
 } from '../../libvirt/index.js';

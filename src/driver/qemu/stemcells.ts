@@ -1,17 +1,17 @@
 // Stemcells are volumes named after their CID, holding root.img as uploaded (qcow2 or
 // raw, detected from the file's magic). VMs boot from qcow2 overlays backed by them.
-import type { Host } from './host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from './host.js';
-import { withVolumeLock } from './lock.js';
-import { isConnectionLost, reconnect } from './reconnect.js';
+import type { Host } from '../libvirt/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
+import { withStemcellLock } from '../libvirt/lock.js';
+import { isConnectionLost, reconnect } from '../libvirt/reconnect.js';
 import { openRootImage, type ImageFormat } from './image.js';
-import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from './sidecar.js';
-import { domainsUsing, volumePath } from './volume-users.js';
+import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from '../libvirt/sidecar.js';
+import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 import { VolStreamFlags, isLibvirtError, ErrorCode } from '../../libvirt/index.js';
-import { listVmMetadata } from './vm-metadata.js';
+import { listVmMetadata } from '../libvirt/vm-metadata.js';
 
 const ROOT_SUFFIX = '.root';
 
@@ -84,14 +84,6 @@ export async function findStemcell(host: Host, cid: string): Promise<StemcellInf
     throw new CloudError(`Stemcell ${cid} has no readable metadata volume (${cid}.meta); it was not imported completely: delete and upload it again`);
   }
   return { cid: cid as StemcellCID, path, format: meta.format, virtualSize: BigInt(String(meta.virtual_size)) };
-}
-
-/**
- * Runs `fn` while the stemcell cannot be deleted (delete_stemcell holds the same lock).
- * A name that is no stemcell CID has nothing to protect, and no lock is named after it.
- */
-export async function withStemcellLock<T>(host: Host, cid: string, fn: () => Promise<T>): Promise<T> {
-  return isCid(cid, 'sc', host.config.name_prefix) ? withVolumeLock(host, cid, fn) : fn();
 }
 
 export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<boolean> {

@@ -8,7 +8,7 @@ import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, 
 import { parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
 import { inSubnet, formatCidr, networkBase, reservedAddressReason, sameIp } from '../../network/index.js';
 import type { NetworkPlan, NicAddress, NicPlan, TakenByNetwork } from '../../network/index.js';
-import { CloudError, NetworkNotFound } from '../../rpc/errors.js';
+import { CloudError, NetworkNotFound } from '../../errors.js';
 import { refuseTakenAddresses } from './address-holders.js';
 
 export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
@@ -19,7 +19,7 @@ export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
   );
 }
 
-interface CheckedNetwork {
+export interface CheckedNetwork {
   ref: NetworkRef;
   parsed: ParsedNetwork;
 }

@@ -15,11 +15,12 @@ import { randomInt } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Host } from './host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, readBufferVolume, volumeDetails } from './host.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 import { isLibvirtError, ErrorCode, type VolRef } from '../../libvirt/index.js';
 import { parseVolume } from '../../xml/index.js';
 import { isConnectionLost, reconnect } from './reconnect.js';
 import { creatorMarker, creatorState, type CreatorMarker, type CreatorState } from './creator.js';
+import { isCid } from '../cids.js';
 
 export const STALE_MS = 120_000;
 /** The holder's marker fits in the lock volume's first block. */
@@ -138,4 +139,12 @@ async function deadLock(host: Host, lock: string): Promise<{ token: bigint; why:
   const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(xml)?.[1];
   if (ctime === undefined || Date.now() - Number(ctime) * 1000 <= STALE_MS) return undefined;
   return { token, why: `older than ${STALE_MS / 1000} s` };
+}
+
+/**
+ * Runs `fn` while the stemcell cannot be deleted (delete_stemcell holds the same lock).
+ * A name that is no stemcell CID has nothing to protect, and no lock is named after it.
+ */
+export async function withStemcellLock<T>(host: Host, cid: string, fn: () => Promise<T>): Promise<T> {
+  return isCid(cid, 'sc', host.config.name_prefix) ? withVolumeLock(host, cid, fn) : fn();
 }

@@ -8,7 +8,7 @@ import type { Host } from './host.js';
 import { parseDomain, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
 import { sameIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 
 /** Each address a plan puts on a libvirt network, with that network's name. */
 function networkAddresses(plan: NetworkPlan): Array<{ addr: NicAddress; network: string }> {

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Host } from './host.js';
 import { connectOptions } from './host.js';
 import { connect, ConnectionClosedError } from '../../libvirt/index.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 
 /** Waits between reconnect attempts: about 7.5 s in all, longer than a daemon restart takes. */
 export const RECONNECT_DELAYS_MS = [0, 250, 500, 1000, 2000, 3750];

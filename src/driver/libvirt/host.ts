@@ -6,7 +6,7 @@ import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../log/logger.js';
 import { connect, isLibvirtError, ErrorCode, type Connection, type ConnectOptions, type PoolRef, type VolRef, type DomainRef } from '../../libvirt/index.js';
 import { renderDirPool, renderVolume, parseVolume, type VolumeSpec } from '../../xml/index.js';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 
 export interface Host {
   conn: Connection;

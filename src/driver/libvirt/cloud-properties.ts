@@ -3,7 +3,7 @@
 // properties for other CPIs — but they are named in a warning, so a misspelt key (one
 // that silently left a VM with the default disk size) shows up in the task's CPI log.
 import { z } from 'zod';
-import { CloudError, show } from '../../rpc/errors.js';
+import { CloudError, show } from '../../errors.js';
 import type { Config } from '../../config/schema.js';
 import { NetworkCloudPropertiesSchema } from '../../network/schema.js';
 

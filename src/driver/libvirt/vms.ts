@@ -1,0 +1,281 @@
+// The VM lifecycle every backend shares. create_vm validates its input, plans the
+// networks and checks them against the host before anything exists; then the backend
+// profile makes the VM's storage (root filesystem, ephemeral disk, agent settings) and
+// returns the domain; this module defines it (marked as being created), settles races
+// for static addresses, adds DHCP reservations, starts it, and last clears the mark.
+// Each step records an undo, and any failure undoes everything before raising
+// VMCreationFailed. The domain comes before the reservations so that a reservation
+// never exists without a domain that names it: what a kill leaves is a marked domain
+// (`orphans` removes it with its reservations) or volumes named after a VM that does
+// not exist.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../../config/schema.js';
+import type { Host } from './host.js';
+import { deleteVolumeIfExists, findDomain, listVolumeNames } from './host.js';
+import { withVolumeLock } from './lock.js';
+import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys } from './cloud-properties.js';
+import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
+import { addReservation, checkNetworks, removeReservation } from './networking.js';
+import { volumePath, volumeUsers } from './volume-users.js';
+import { refuseTakenAddresses, staticAddresses } from './address-holders.js';
+import { creatorMarker } from './creator.js';
+import { UndoLog } from './undo.js';
+import { newCid, isCid, type VMCID } from '../cids.js';
+import type { CreateVMRequest, Networks } from '../driver.js';
+import type { BackendProfile } from '../profile.js';
+import { planNetworks, type NetworkPlan } from '../../network/index.js';
+import { renderDomain, type VmMetadata } from '../../xml/index.js';
+import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
+import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../errors.js';
+import { maybeFail } from '../../util/faults.js';
+
+/** What every backend records in a VM's <bosh:vm> metadata at create_vm. */
+export interface VmMetadataInput {
+  agentId: string;
+  stemcellCid: string;
+  stemcellApiVersion?: number;
+  plan: NetworkPlan;
+  /** every volume that belongs to the VM (delete_vm removes them) */
+  volumes: string[];
+  reservations: VmMetadata['reservations'];
+  prefixes: VmMetadata['prefixes'];
+}
+
+export function vmMetadata(i: VmMetadataInput): VmMetadata {
+  const addresses = staticAddresses(i.plan);
+  return {
+    agentId: i.agentId,
+    stemcellCid: i.stemcellCid,
+    volumes: i.volumes,
+    disks: [],
+    macs: i.plan.nics.map((n) => n.mac),
+    prefixes: i.prefixes,
+    reservations: i.reservations,
+    ...(addresses.length ? { addresses } : {}),
+    tags: {},
+    ...(i.stemcellApiVersion !== undefined ? { stemcellApiVersion: i.stemcellApiVersion } : {}),
+  };
+}
+
+/** create_vm's networks as NICs: a VM needs at least one (vip networks get none). */
+export function planVmNetworks(networks: unknown, config: Config): NetworkPlan {
+  const plan = planNetworks(networks, config.network);
+  if (plan.nics.length === 0) throw new CloudError('Invalid networks of create_vm: at least one manual or dynamic network is needed (vip networks get no NIC)');
+  return plan;
+}
+
+export async function createVM(host: Host, profile: BackendProfile, req: CreateVMRequest): Promise<[VMCID, Networks]> {
+  const { config } = host;
+  // Input problems are the caller's to fix: plain CloudErrors, raised before anything exists.
+  const shape = decodeVmCloudProperties(req.cloudProperties, config);
+  const ignored = ignoredCloudPropertyKeys(req.cloudProperties, req.networks);
+  const warning = describeIgnored(ignored, profile.name);
+  if (warning) host.log.warn({ ignored }, `create_vm: ${warning}`);
+  const plan = planVmNetworks(req.networks, config);
+
+  // Networks are checked against the host before anything exists: a missing libvirt
+  // network is NetworkNotFound and an address outside its subnets a CloudError, both
+  // for the operator to fix, not creation failures a retry could help.
+  const nets = await checkNetworks(host, plan).catch((e: unknown) => {
+    if (e instanceof CpiError) throw e;
+    throw new VMCreationFailed(`create_vm failed while checking networks: ${(e as Error).message}; nothing had been created`, { okToRetry: isTransient(e), cause: e });
+  });
+  const vm = newCid(config.name_prefix, 'vm') as VMCID;
+  const undo = new UndoLog();
+  let step = 'preparing the VM';
+  const timings: Record<string, number> = {};
+  let t0 = performance.now();
+  const mark = (next: string) => {
+    timings[step] = Math.round(performance.now() - t0);
+    t0 = performance.now();
+    step = next;
+  };
+  try {
+    const spec = await profile.vms.prepare({ host, undo, vm, req, shape, plan, nets, step: mark });
+    let made: () => void;
+
+    mark('defining the domain');
+    // The mark tells `orphans` this domain is not finished yet, and by whom it is made.
+    const finished = spec.metadata!;
+    spec.metadata = { ...finished, creating: creatorMarker() };
+    made = undo.begin(`domain ${vm}`, () => removeDomainByName(host, vm));
+    const dom = await host.conn.domains.defineXML(renderDomain(spec), 0);
+    made();
+    maybeFail('create_vm:after-define');
+    // Now visible to every other create_vm: settle a race for the same address.
+    await refuseTakenAddresses(host, plan, nets, { vm, creatingAt: spec.metadata.creating!.at });
+
+    mark('reserving addresses in DHCP');
+    for (const r of finished.reservations) {
+      made = undo.begin(`DHCP reservation ${r.ip} on ${r.network}`, () => removeReservation(host, r));
+      await addReservation(host, r);
+      made();
+    }
+    maybeFail('create_vm:after-reservations');
+
+    mark('starting the domain');
+    await host.conn.domains.create(dom, 0);
+    maybeFail('create_vm:after-start');
+
+    mark('clearing the creation mark');
+    await writeVmMetadata(host, dom, finished);
+    maybeFail('create_vm:after-mark');
+    mark('done');
+    // Per-step wall times in ms: bench/create-vm.mjs reads them from this line.
+    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: spec.disks.length, step_ms: timings }, 'VM created');
+    return [vm, plan.agentNetworks];
+  } catch (e) {
+    const { removed, left } = await undo.run(host);
+    const cause = explainCause(e);
+    let outcome = removed.length ? `; removed ${removed.join(', ')}` : '';
+    if (left.length) {
+      outcome += `; LEFT BEHIND (could not be removed): ${left.join(', ')}; \`bosh-libvirt-cpi orphans --delete\` removes them once this process is gone`;
+    } else if (removed.length === 0) {
+      outcome = '; nothing had been created';
+    }
+    // With something left, no retry: the director would retry at once with the same
+    // networks, and a leftover domain (perhaps running) still holds the static addresses
+    // and their DHCP reservations, so the retry would fail on them or, worse, bring up a
+    // second VM with the same IP. The operator cleans up first (orphans lists it all).
+    throw new VMCreationFailed(`create_vm failed while ${step}: ${cause}${outcome}`, { okToRetry: isTransient(e) && left.length === 0, cause: e });
+  }
+}
+
+/** libvirt's own words, and the remedy where they do not say it. */
+function explainCause(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  // A fresh host: libvirt makes its dnsmasq state directory only when a network with
+  // DHCP or DNS first starts, yet writes every network's MAC map there (doctor checks it).
+  const dir = /'(\/[^']*\/dnsmasq)\/[^'/]*\.macs\.new'/.exec(msg)?.[1];
+  if (dir) return `${msg} (the libvirt host lacks the directory ${dir}, which libvirt creates only when a network with DHCP or DNS first starts: create it, e.g. mkdir -p ${dir}; \`bosh-libvirt-cpi doctor\` checks for it)`;
+  return msg;
+}
+
+/** A failure a retry can fix: the connection or the daemon, not the request. */
+export function isTransient(e: unknown): boolean {
+  if (e instanceof ConnectionClosedError || e instanceof CallTimeoutError) return true;
+  if (e instanceof CpiError) return e.okToRetry;
+  return isLibvirtError(e, ErrorCode.OPERATION_TIMEOUT, ErrorCode.RESOURCE_BUSY, ErrorCode.RPC);
+}
+
+/** Looked up by name: a domain whose define call lost its answer has no ref yet. */
+export async function removeDomainByName(host: Host, name: string): Promise<boolean> {
+  const dom = await findDomain(host, name);
+  if (!dom) return false;
+  await stopDomain(host, dom);
+  await undefineDomain(host, dom);
+  return true;
+}
+
+async function stopDomain(host: Host, dom: DomainRef): Promise<void> {
+  try {
+    const { state } = await host.conn.domains.getState(dom, 0);
+    if (state !== DomainState.SHUTOFF) await host.conn.domains.destroy(dom, 0);
+  } catch (e) {
+    if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) return;
+    if (!isLibvirtError(e, ErrorCode.OPERATION_INVALID)) throw e; // not running: fine
+  }
+}
+
+async function undefineDomain(host: Host, dom: DomainRef): Promise<void> {
+  try {
+    await host.conn.domains.undefine(dom, UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA | UndefineFlags.NVRAM | UndefineFlags.CHECKPOINTS_METADATA);
+  } catch (e) {
+    if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e;
+  }
+}
+
+export async function requireDomain(host: Host, cid: string): Promise<DomainRef> {
+  const dom = isCid(cid, 'vm', host.config.name_prefix) ? await findDomain(host, cid) : null;
+  if (!dom) throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
+  return dom;
+}
+
+/**
+ * The domain is undefined last: it holds the metadata that says what to remove, so a
+ * delete_vm that fails halfway (a dropped connection, a busy volume) can be retried by
+ * the director and finish the job, instead of answering VMNotFound with volumes and
+ * DHCP reservations left behind.
+ */
+export async function deleteVM(host: Host, cid: VMCID, profile?: Pick<BackendProfile, 'vms'>): Promise<void> {
+  const dom = isCid(cid, 'vm', host.config.name_prefix) ? await findDomain(host, cid) : null;
+  if (!dom) {
+    // Volumes named after a VM that is gone are still its own: sweep them, then report.
+    if (isCid(cid, 'vm', host.config.name_prefix)) await deleteOwnedVolumes(host, cid, []);
+    throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
+  }
+  const metadata = await readVmMetadata(host, dom);
+  await stopDomain(host, dom);
+  await profile?.vms.beforeDelete?.(host, cid, metadata);
+  for (const r of metadata?.reservations ?? []) await removeReservation(host, r);
+  await deleteOwnedVolumes(host, cid, metadata?.volumes ?? []);
+  maybeFail('delete_vm:before-undefine');
+  await undefineDomain(host, dom);
+}
+
+/** What the metadata lists plus anything named `<vm>.…`; never persistent disks (disk-…). */
+async function deleteOwnedVolumes(host: Host, vm: string, listed: string[]): Promise<void> {
+  const owned = new Set(listed);
+  for (const name of await listVolumeNames(host)) if (name.startsWith(`${vm}.`)) owned.add(name);
+  // The VM's own domain does not count; another domain using one of them keeps it (the
+  // VM still goes: its director asked for that, and the volume is no longer its).
+  const inUse = await volumeUsers(host, [...owned].map((name) => volumePath(host, name)), { except: vm });
+  for (const name of owned) {
+    const users = inUse.get(volumePath(host, name));
+    if (users) host.log.warn({ volume: name, users }, 'delete_vm keeps a volume another domain uses');
+    else await deleteVolumeIfExists(host, name);
+  }
+}
+
+export async function hasVM(host: Host, cid: VMCID): Promise<boolean> {
+  return isCid(cid, 'vm', host.config.name_prefix) && (await findDomain(host, cid)) !== null;
+}
+
+/**
+ * Graceful first: ACPI shutdown and a bounded wait for the guest to power off, then a
+ * fresh start. A guest that ignores ACPI is destroyed (a hard reset) after
+ * vm.reboot_timeout_seconds. Starting anew (rather than DOMAIN_REBOOT) makes the
+ * outcome observable: when this returns, the domain was off and runs again.
+ */
+export async function rebootVM(host: Host, cid: VMCID): Promise<void> {
+  const dom = await requireDomain(host, cid);
+  const state = async () => (await host.conn.domains.getState(dom, 0)).state;
+  if ((await state()) !== DomainState.SHUTOFF) {
+    await host.conn.domains.shutdown(dom, 0).catch((e: unknown) => host.log.warn({ err: String(e) }, 'ACPI shutdown request failed; resetting'));
+    const deadline = Date.now() + host.config.vm.reboot_timeout_seconds * 1000;
+    while (Date.now() < deadline && (await state()) !== DomainState.SHUTOFF) await sleep(500);
+    if ((await state()) !== DomainState.SHUTOFF) {
+      host.log.warn({ vm: cid }, `guest did not power off within ${host.config.vm.reboot_timeout_seconds}s; forcing it off`);
+      await host.conn.domains.destroy(dom, 0).catch((e: unknown) => {
+        if (!isLibvirtError(e, ErrorCode.OPERATION_INVALID)) throw e;
+      });
+    }
+  }
+  await host.conn.domains.create(dom, 0);
+}
+
+export async function setVMMetadata(host: Host, cid: VMCID, tags: Record<string, string>): Promise<void> {
+  const dom = await requireDomain(host, cid);
+  // A read-modify-write of the whole metadata element: under the VM's lock, as
+  // attach_disk and detach_disk update it, or one call's change is lost.
+  await withVolumeLock(host, cid, async () => {
+    const metadata = await readVmMetadata(host, dom);
+    if (!metadata) throw new CloudError(`VM ${cid} has no bosh-libvirt-cpi metadata; it was not created by this CPI`);
+    metadata.tags = { ...metadata.tags, ...tags };
+    await writeVmMetadata(host, dom, metadata);
+  });
+  const title = vmTitle(tags);
+  if (title) await host.conn.domains.setMetadata(dom, MetadataType.TITLE, title, null, null, await affectFlags(host, dom));
+}
+
+/** `deployment/instance_group/index` (or the director's `name`), as `virsh list --title` shows it. */
+export function vmTitle(tags: Record<string, string>): string | undefined {
+  const group = tags.instance_group ?? tags.job;
+  if (tags.deployment && group) return [tags.deployment, group, tags.index ?? tags.id].filter(Boolean).join('/');
+  return tags.name ?? tags.deployment;
+}
+
+export function calculateVMCloudProperties(req: { cpu: number; ram: number; ephemeral_disk_size: number }): Record<string, unknown> {
+  return { cpu: req.cpu, ram: req.ram, ephemeral_disk: { size: req.ephemeral_disk_size } };
+}
+
