@@ -11,7 +11,7 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { pack as tarPack } from 'tar-stream';
 import { unpackImage } from '../../src/driver/lxc/rootfs-archive.js';
-import { CloudError } from '../../src/rpc/errors.js';
+import { CloudError } from '../../src/errors.js';
 import { ociArchive, ociArchiveFromDirectory, tarBuffer, type TestEntry } from '../helpers/oci-archive.js';
 import { scratchDir } from '../helpers/scratch.js';
 

@@ -5,7 +5,7 @@
 // Everything is streamed; an OCI archive is read once to find its JSON documents and
 // then once per layer (plain archives: from the layer's offset; gzipped ones: in passes).
 import { createHash, type Hash } from 'node:crypto';
-import { CloudError } from '../../rpc/errors.js';
+import { CloudError } from '../../errors.js';
 import { notRegularFile } from '../../util/regular-file.js';
 import { EntryRefused } from './entry-path.js';
 import { BadImageIndex, dockerSaveLayers, ociArch, ociLayers, type ImageLayers, type LayerRef } from './oci-index.js';
