@@ -82,7 +82,10 @@ export interface VolumeSpec {
   capacityBytes: bigint;
   /** 0 for sparse volumes; omitted = libvirt's default */
   allocationBytes?: bigint;
-  format: DiskFormat;
+  /** `dir`: a directory in a directory pool (containers' root filesystems and disks) */
+  format: DiskFormat | 'dir';
+  /** permissions of the file or directory libvirt creates, e.g. 0o755 */
+  mode?: number;
   backing?: { path: string; format: DiskFormat };
 }
 

@@ -83,6 +83,7 @@ const goldens: Golden[] = [
   { file: 'volume-overlay.xml', render: () => renderVolume(specs.overlayVolume), schema: 'storagevol' },
   { file: 'volume-base.xml', render: () => renderVolume(specs.baseVolume), schema: 'storagevol' },
   { file: 'volume-raw.xml', render: () => renderVolume(specs.rawVolume), schema: 'storagevol' },
+  { file: 'volume-dir.xml', render: () => renderVolume(specs.dirVolume), schema: 'storagevol' },
   { file: 'pool-dir.xml', render: () => renderDirPool(specs.dirPool), schema: 'storagepool' },
   { file: 'backup-push.xml', render: () => renderBackup(specs.backup), schema: 'domainbackup' },
   { file: 'network-dual-stack.xml', render: () => renderNetwork(specs.dualStackNetwork), schema: 'network' },
