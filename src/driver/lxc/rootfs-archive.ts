@@ -22,13 +22,18 @@ export interface Unpacked {
 
 const EXPECTED = 'a tar of a root filesystem (warden-tar, general-tar) or an OCI image archive (oci-tar: an oci-layout or docker save tar), plain or gzipped';
 
-/** Unpacks `imagePath` into the existing directory `dest`. Nothing is cleaned up on failure: the caller owns `dest`. */
-export async function unpackImage(imagePath: string, dest: string, opts: { arch?: string } = {}): Promise<Unpacked> {
+/** Refuses an image_path that cannot be an archive, before anything is created for it. */
+export async function checkImagePath(imagePath: string): Promise<void> {
   if (imagePath.includes('\0')) throw new CloudError(`Invalid image_path: got ${JSON.stringify(imagePath)}, expected a file path (it holds a NUL byte)`);
   const kind = await notRegularFile(imagePath).catch((e: Error) => {
     throw new CloudError(`Cannot read stemcell image ${imagePath}: ${e.message} (expected ${EXPECTED})`);
   });
   if (kind) throw new CloudError(`Invalid image_path: ${JSON.stringify(imagePath)} is ${kind}, expected a regular file (${EXPECTED})`);
+}
+
+/** Unpacks `imagePath` into the existing directory `dest`. Nothing is cleaned up on failure: the caller owns `dest`. */
+export async function unpackImage(imagePath: string, dest: string, opts: { arch?: string } = {}): Promise<Unpacked> {
+  await checkImagePath(imagePath);
   let layer = '';
   try {
     const writer = new RootfsWriter(dest);
