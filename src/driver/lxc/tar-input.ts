@@ -106,7 +106,7 @@ export async function eachEntry(input: AsyncIterable<Buffer>, visit: (e: TarEntr
   const feeding = (async () => {
     for await (const chunk of source) {
       if (stopped || failure) return;
-      if (!ex.write(chunk)) await new Promise<void>((resolve) => { ex.once('drain', resolve); ex.once('close', resolve); });
+      if (!ex.write(chunk)) await writable(ex);
     }
     (ex as unknown as { end(): void }).end();
   })();
@@ -133,4 +133,17 @@ export async function eachEntry(input: AsyncIterable<Buffer>, visit: (e: TarEntr
     ex.destroy();
     await source.return(undefined).catch(() => undefined);
   }
+}
+
+/** Resolves when the extractor wants more (or is closed): one listener pair at a time. */
+function writable(ex: ReturnType<typeof tarExtract>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      ex.off('drain', done);
+      ex.off('close', done);
+      resolve();
+    };
+    ex.on('drain', done);
+    ex.on('close', done);
+  });
 }
