@@ -212,6 +212,10 @@ describe('unpackImage: OCI image archives (oci-tar)', () => {
       { name: 'srv', data: 'a file that becomes a directory' },
       { name: 'data/', type: 'directory' },
       { name: 'data/f', data: 'f' },
+      { name: 'home/', type: 'directory' },
+      { name: 'home/vcap/', type: 'directory' },
+      { name: 'home/vcap/old', data: 'o' },
+      { name: 'home/other', data: 'o' },
     ]);
   const upper = () =>
     tarBuffer([
@@ -227,6 +231,9 @@ describe('unpackImage: OCI image archives (oci-tar)', () => {
       { name: 'srv/www', data: 'w' },
       { name: 'data', type: 'symlink', linkname: '/srv' },
       { name: '.wh..wh.plnk/', type: 'directory' },
+      // Written before the opaque marker of a directory above it, with no entry of its own for home/vcap/.
+      { name: 'home/vcap/new', data: 'n' },
+      { name: 'home/.wh..wh..opq', data: '' },
     ]);
 
   const expectFlattened = (root: string) => {
@@ -237,7 +244,9 @@ describe('unpackImage: OCI image archives (oci-tar)', () => {
     expect(readdirSync(join(root, 'var/lib'))).toEqual(['new']);
     expect(readFileSync(join(root, 'srv/www'), 'utf8')).toBe('w');
     expect(readlinkSync(join(root, 'data'))).toBe('/srv');
-    expect(readdirSync(root).sort()).toEqual(['data', 'etc', 'opt', 'srv', 'var']);
+    expect(readdirSync(join(root, 'home'))).toEqual(['vcap']);
+    expect(readdirSync(join(root, 'home/vcap'))).toEqual(['new']);
+    expect(readdirSync(root).sort()).toEqual(['data', 'etc', 'home', 'opt', 'srv', 'var']);
   };
 
   for (const [label, opts, gzipOuter] of [

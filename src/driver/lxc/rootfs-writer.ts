@@ -69,7 +69,10 @@ export class RootfsWriter {
         else if (wh.kind === 'delete') await this.whiteOut(name, wh.victim);
         return;
       }
+      // The layer holds the entry and, implicitly, every directory above it: an opaque
+      // marker later in the same layer must keep them all.
       this.layer.add(rel);
+      for (const dir of ancestors(rel)) this.layer.add(dir);
     }
     const type = header.type ?? 'file';
     if (rel === '') {
@@ -109,7 +112,6 @@ export class RootfsWriter {
       else if (st.isSymbolicLink()) throw new EntryRefused(entry, `lies under ${JSON.stringify(dir)}, which is a symbolic link; entries are never written through a link`);
       else if (!st.isDirectory()) throw new EntryRefused(entry, `lies under ${JSON.stringify(dir)}, which is not a directory`);
       this.dirs.add(dir);
-      this.layer?.add(dir);
     }
   }
 
@@ -241,8 +243,8 @@ export class RootfsWriter {
     for (const child of await readdir(this.abs(dir))) {
       const rel = dir === '' ? child : `${dir}/${child}`;
       if (!this.layer?.has(rel)) await this.removeTree(rel);
-      // A directory this layer declared again does not merge with the one below it.
-      else if (this.dirs.has(rel)) await this.removeLower(rel);
+      // A directory this layer has too does not merge with the one below it.
+      else if ((await lstat(this.abs(rel))).isDirectory()) await this.removeLower(rel);
     }
   }
 
