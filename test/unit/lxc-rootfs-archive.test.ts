@@ -280,6 +280,19 @@ describe('unpackImage: OCI image archives (oci-tar)', () => {
     expect(mode(join(w.root, 'bin/busybox'))).toBe(0o755);
   });
 
+  it('gives a file that replaced a lower directory its own time, not the directory\'s', async () => {
+    const w = work();
+    const dirTime = new Date('2001-01-01T00:00:00Z');
+    const fileTime = new Date('2022-02-02T00:00:00Z');
+    writeFileSync(w.image, await ociArchive([
+      await tarBuffer([{ name: 'x/', type: 'directory', mtime: dirTime }]),
+      await tarBuffer([{ name: 'x', data: 'now a file', mtime: fileTime }]),
+    ]));
+    await unpackImage(w.image, w.root);
+    expect(lstatSync(join(w.root, 'x')).isFile()).toBe(true);
+    expect(lstatSync(join(w.root, 'x')).mtime.toISOString()).toBe(fileTime.toISOString());
+  });
+
   it('refuses a whiteout under a symlink a lower layer made (it would delete outside the root)', async () => {
     const w = work();
     writeFileSync(join(w.outside, 'victim'), 'v');

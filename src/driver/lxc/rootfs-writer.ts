@@ -49,9 +49,9 @@ export class RootfsWriter {
   /** Gives directories the times the archive recorded (after all their content is written). */
   async finish(): Promise<void> {
     for (const [rel, mtime] of this.dirTimes) {
-      await lutimes(this.abs(rel), mtime, mtime).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e; // removed by a later layer's whiteout
-      });
+      // A later layer may have deleted the directory or put something else at its name.
+      const st = await lstat(this.abs(rel)).catch(() => null);
+      if (st?.isDirectory()) await lutimes(this.abs(rel), mtime, mtime);
     }
   }
 
