@@ -11,8 +11,8 @@ import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log/logger.js';
-import { openHost, type Host } from '../../src/driver/libvirt/host.js';
-import { readSidecar } from '../../src/driver/libvirt/sidecar.js';
+import { createVolume, deleteVolumeIfExists, openHost, type Host } from '../../src/driver/libvirt/host.js';
+import { readSidecar, writeSidecar } from '../../src/driver/libvirt/sidecar.js';
 import { createStemcell, deleteStemcell, findRootfsStemcell } from '../../src/driver/lxc/stemcells.js';
 import { createDirVolume, deleteDirVolume } from '../../src/driver/lxc/dir-volume.js';
 import { findOrphans } from '../../src/cli/orphans.js';
@@ -173,6 +173,17 @@ describe('delete_stemcell (lxc)', () => {
       virsh('undefine', `${PREFIX}hand`);
     }
     expect(await deleteStemcell(host, cid)).toBe(true);
+  });
+
+  it('leaves a qemu stemcell in the same pool alone, and does not take it for a root filesystem', async () => {
+    const cid = `${PREFIX}sc-${randomUUID()}` as StemcellCID;
+    await createVolume(host, { name: cid, capacityBytes: 1024n * 1024n, format: 'raw' });
+    await writeSidecar(host, cid, { kind: 'stemcell', format: 'qcow2', virtual_size: '1048576' });
+    await expect(findRootfsStemcell(host, cid)).rejects.toThrow(/is a qcow2 disk image \(a qemu stemcell\), not a container root filesystem/);
+    await expect(deleteStemcell(host, cid)).rejects.toThrow(/the lxc backend leaves it alone/);
+    expect(volumes(config.pool)).toEqual([cid, `${cid}.meta`].sort());
+    await deleteVolumeIfExists(host, cid);
+    await deleteVolumeIfExists(host, `${cid}.meta`);
   });
 
   it('answers false for a CID that is not a stemcell of this CPI, touching nothing', async () => {
