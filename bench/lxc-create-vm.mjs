@@ -6,8 +6,9 @@
 // container's root is an overlay whose lower layer is the stemcell's directory, so
 // create_vm must not copy the rootfs and must not grow with its size. Runs are
 // interleaved (order reversed every round); each container is deleted (delete_vm,
-// untimed) before the next. Prints the medians, minimums, and the ratio of medians
-// (500 MB / 50 MB, target <= 1.2). Usage: node bench/lxc-create-vm.mjs [runs=5]
+// untimed) before the next. Prints the medians, minimums, the median of each step of
+// the CPI's 'VM created' log line, and the ratios (500 MB / 50 MB, target <= 1.2).
+// Usage: node bench/lxc-create-vm.mjs [runs=5]
 // Everything is named lxcs-bench-*: a dir pool under /var/tmp and an isolated network
 // (198.18.220.0/24 + fd00:220::/64, no DHCP, no forward); all removed at the end.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -136,6 +137,7 @@ try {
     k.cid = r.result;
     k.importMs = r.ms;
     k.ms = [];
+    k.steps = [];
     rmSync(k.path);
   }
   // Warm-up (not counted): first use of the pool, the network and the LXC driver.
@@ -147,6 +149,8 @@ try {
     for (const k of order) {
       const r = await cpi(config, 'create_vm', ['bench-agent', k.cid, {}, networks, null, {}]);
       k.ms.push(r.ms);
+      const line = r.stderr.split('\n').filter((l) => l.includes('"VM created"')).map((l) => JSON.parse(l))[0];
+      if (line?.step_ms) k.steps.push(line.step_ms);
       await cpi(config, 'delete_vm', [r.result[0]]);
     }
   }
@@ -155,8 +159,13 @@ try {
   for (const k of kinds) {
     console.log(`create_vm, stemcell ${k.label.padEnd(16)} median ${median(k.ms).toFixed(0)} ms, min ${min(k.ms).toFixed(0)} ms  [runs ${k.ms.map((m) => m.toFixed(0)).join(', ')}]  (create_stemcell ${k.importMs.toFixed(0)} ms)`);
   }
+  // The 'VM created' line's step_ms (create_vm's own steps), median per step.
+  const keys = Object.keys(kinds[0].steps[0] ?? {});
+  console.log(`per-step median (step_ms, ms)            ${kinds.map((k) => k.label.padEnd(18)).join('')}`);
+  for (const key of keys) console.log(`  ${key.padEnd(40)} ${kinds.map((k) => String(median(k.steps.map((st) => st[key] ?? 0))).padEnd(18)).join('')}`);
   const [small, large] = kinds;
-  console.log(`ratio 500 MB / 50 MB: median ${(median(large.ms) / median(small.ms)).toFixed(3)}, min ${(min(large.ms) / min(small.ms)).toFixed(3)} (target <= 1.2, ${runs} runs each, interleaved)`);
+  const rootStep = (k) => median(k.steps.map((st) => st['creating the root filesystem'] ?? NaN));
+  console.log(`ratio 500 MB / 50 MB: median ${(median(large.ms) / median(small.ms)).toFixed(3)}, min ${(min(large.ms) / min(small.ms)).toFixed(3)}, root-filesystem step ${(rootStep(large) / rootStep(small)).toFixed(3)} (target <= 1.2, ${runs} runs each, interleaved)`);
 } finally {
   cleanup(config);
 }
