@@ -161,8 +161,8 @@ try {
   }
   // The 'VM created' line's step_ms (create_vm's own steps), median per step.
   const keys = Object.keys(kinds[0].steps[0] ?? {});
-  console.log(`per-step median (step_ms, ms)            ${kinds.map((k) => k.label.padEnd(18)).join('')}`);
-  for (const key of keys) console.log(`  ${key.padEnd(40)} ${kinds.map((k) => String(median(k.steps.map((st) => st[key] ?? 0))).padEnd(18)).join('')}`);
+  console.log(`per-step median (step_ms, ms)                  ${kinds.map((k) => k.label.padEnd(18)).join('')}`);
+  for (const key of keys) console.log(`  ${key.padEnd(46)} ${kinds.map((k) => String(median(k.steps.map((st) => st[key] ?? 0))).padEnd(18)).join('')}`);
   const [small, large] = kinds;
   const rootStep = (k) => median(k.steps.map((st) => st['creating the root filesystem'] ?? NaN));
   console.log(`ratio 500 MB / 50 MB: median ${(median(large.ms) / median(small.ms)).toFixed(3)}, min ${(min(large.ms) / min(small.ms)).toFixed(3)}, root-filesystem step ${(rootStep(large) / rootStep(small)).toFixed(3)} (target <= 1.2, ${runs} runs each, interleaved)`);
