@@ -188,6 +188,13 @@ describe('unpackImage: refusals (the archive is untrusted)', () => {
     await refused(gz.subarray(0, gz.length - 12), 'Cannot read stemcell image');
   });
 
+  it('says a failure to write is one, naming the directory', async () => {
+    const w = work();
+    writeFileSync(w.image, gzipSync(await tarBuffer([{ name: 'etc/hostname', data: 'h' }])));
+    const gone = join(w.base, 'gone');
+    await expect(unpackImage(w.image, gone)).rejects.toThrow(`Cannot unpack stemcell image ${w.image} into ${gone}: ENOENT`);
+  });
+
   it('refuses an image_path that is a FIFO', async () => {
     const w = work();
     execFileSync('mkfifo', [w.image]);

@@ -49,12 +49,17 @@ export async function unpackImage(imagePath: string, dest: string, opts: { arch?
     await writer.finish();
     return { kind: image.kind, layers: image.layers.length };
   } catch (e) {
-    throw asCloudError(e, imagePath, layer);
+    throw asCloudError(e, imagePath, layer, dest);
   }
 }
 
-function asCloudError(e: unknown, imagePath: string, layer: string): CloudError {
+function asCloudError(e: unknown, imagePath: string, layer: string, dest: string): CloudError {
   if (e instanceof CloudError) return e;
+  // Writing failed (no space left, the directory removed meanwhile): not the archive's fault.
+  const path = (e as NodeJS.ErrnoException).path;
+  if (typeof path === 'string' && (path === dest || path.startsWith(`${dest}/`))) {
+    return new CloudError(`Cannot unpack stemcell image ${imagePath}${layer} into ${dest}: ${(e as Error).message}`);
+  }
   if (e instanceof EntryRefused) return new CloudError(`Stemcell image ${imagePath}${layer}: ${e.message}; the image is refused`);
   if (e instanceof BadImageIndex) return new CloudError(`Stemcell image ${imagePath} is not a usable OCI image archive: ${e.message}`);
   if (e instanceof UnreadableArchive) return new CloudError(`Cannot read stemcell image ${imagePath}${layer}: ${e.message}`);
