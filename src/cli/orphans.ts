@@ -219,9 +219,12 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
         if (await deleteVolumeIfExists(host, o.name)) report.deleted.push(o.name);
       } else {
         // delete_vm's own path: the domain and every `<cid>.*` volume it owns.
-        const its = (await listVolumeNames(host)).filter((v) => v.startsWith(`${o.name}.`));
+        const owned = (name: string) => name.startsWith(`${o.name}.`);
+        const its = (await listVolumeNames(host)).filter(owned);
         await deleteVM(host, o.name as VMCID, profile);
-        report.deleted.push(o.name, ...its);
+        // delete_vm keeps a volume another domain uses: report only what is gone.
+        const left = new Set((await listVolumeNames(host)).filter(owned));
+        report.deleted.push(o.name, ...its.filter((v) => !left.has(v)));
       }
     } catch (e) {
       report.failed.push({ name: o.name, error: (e as Error).message });
