@@ -19,7 +19,7 @@ import type { VolRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotAttached, DiskNotFound } from '../../errors.js';
 import { attachedDiskPaths, rootPaths, vmVolumeNames } from './layout.js';
 import { rewriteSettingsFile } from './settings.js';
-import { deleteDirVolume } from './interim-store.js';
+import { deleteDirVolume } from './dir-volume.js';
 
 const exists = (path: string): Promise<boolean> => stat(path).then(() => true, () => false);
 

@@ -8,7 +8,8 @@ import type { BackendProfile } from '../profile.js';
 import type { Config } from '../../config/schema.js';
 import { CloudError } from '../../errors.js';
 import { DomainShutdownFlags } from '../../libvirt/index.js';
-import * as stemcells from './interim-store.js';
+import * as stemcells from './stemcells.js';
+import { deleteDirVolume } from './dir-volume.js';
 import * as vms from './vms.js';
 import * as disks from './disks.js';
 
@@ -41,7 +42,7 @@ export const lxcProfile: BackendProfile = {
   vms: {
     prepare: vms.prepare,
     beforeDelete: vms.beforeDelete,
-    removeVolume: stemcells.deleteDirVolume,
+    removeVolume: deleteDirVolume,
     preview: vms.preview,
     shutdownFlags: DomainShutdownFlags.SIGNAL,
   },
