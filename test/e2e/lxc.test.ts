@@ -181,6 +181,20 @@ describe('a dual-stack container with a delegated IPv6 prefix', () => {
       expect(err.message).toContain(`attached to VM ${vmB}`);
     }, REPORT_TIMEOUT_MS + 60_000);
 
+    it('two attach_disk calls for one disk at once (two VMs): one wins, the other names the winner', async () => {
+      await cpi(config, 'detach_disk', [vmB, disk]);
+      const results = await Promise.allSettled([cpi(config, 'attach_disk', [vm, disk]), cpi(config, 'attach_disk', [vmB, disk])]);
+      const won = results.flatMap((r, i) => (r.status === 'fulfilled' ? [[vm, vmB][i]!] : []));
+      expect(won).toHaveLength(1);
+      const lost = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
+      expect(String(lost.reason)).toContain(`Bosh::Clouds::CloudError: Disk ${disk} is attached to VM ${won[0]}`);
+      expect(await cpi(config, 'get_disks', [won[0]])).toEqual([disk]);
+      if (won[0] !== vmB) {
+        await cpi(config, 'detach_disk', [vm, disk]);
+        await cpi(config, 'attach_disk', [vmB, disk]);
+      }
+    });
+
     it('delete_vm of the container holding it keeps the disk and its data', async () => {
       await cpi(config, 'delete_vm', [vmB]);
       expect(await cpi(config, 'has_vm', [vmB])).toBe(false);

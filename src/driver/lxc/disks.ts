@@ -45,7 +45,14 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
     if (where === null) throw new DiskNotFound(`Disk ${diskCid} does not exist in pool ${host.config.storage.pool}`);
     if (where !== 'pool' && where.vm !== vmCid) throw new CloudError(`Disk ${diskCid} is attached to VM ${where.vm}; detach it before attaching it to ${vmCid}`);
     // Already inside (a repeated call, or one that died after the move): finish the records.
-    if (where === 'pool') await rename(join(host.poolPath, diskCid), paths.host);
+    if (where === 'pool') {
+      await rename(join(host.poolPath, diskCid), paths.host).catch(async (e: NodeJS.ErrnoException) => {
+        // Another VM's attach_disk (under its own VM's lock) moved it first.
+        const now = e.code === 'ENOENT' ? await locateDisk(host, diskCid) : null;
+        if (now && now !== 'pool' && now.vm !== vmCid) throw new CloudError(`Disk ${diskCid} is attached to VM ${now.vm}; detach it before attaching it to ${vmCid}`);
+        throw e;
+      });
+    }
     await record(host, vmCid, dom, diskCid, paths.guest);
     await refreshPool(host);
     return hint;
@@ -57,7 +64,14 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   const paths = attachedDiskPaths(host.poolPath, vmCid, diskCid);
   await withVolumeLock(host, vmCid, async () => {
     const inside = await exists(paths.host);
-    if (inside) await rename(paths.host, join(host.poolPath, diskCid));
+    if (inside) {
+      await rename(paths.host, join(host.poolPath, diskCid)).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST' || e.code === 'ENOTEMPTY') {
+          throw new CloudError(`detach_disk ${diskCid} from ${vmCid}: ${join(host.poolPath, diskCid)} exists already, so the disk stays attached; move one of them by hand`);
+        }
+        throw e;
+      });
+    }
     // Records that still name it (a detach that died after the move) are corrected either way.
     const recorded = await record(host, vmCid, dom, diskCid, null);
     if (!inside && !recorded) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
