@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireBundle, ROOT, writeConfig } from '../helpers/cpi.js';
 import { cpi, cpiError, defineIsolatedNetwork, removeNetwork } from '../helpers/driver-fixtures.js';
+import { orphansCli } from '../helpers/crash.js';
 import { agentUrl, buildContainerStemcell, CONTAINER_REPORT_FILE, CONTAINER_SETTINGS_FILE, fetchGuestReport, readContainerReport, type ContainerReport } from '../helpers/stemcell.js';
 
 const PREFIX = 'lxcr-e2e-';
@@ -81,6 +82,36 @@ beforeAll(async () => {
 afterAll(() => {
   cleanup();
   removeNetwork(NET);
+});
+
+describe('what a failed or abandoned create_vm leaves', () => {
+  const volumes = (): string[] => {
+    virsh('qemu:///system', 'pool-refresh', POOL);
+    return virsh('qemu:///system', 'vol-list', POOL)
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0] ?? '')
+      .filter((n) => n.startsWith(`${PREFIX}vm-`));
+  };
+
+  it('a failure after the container started is undone: domain, root overlay, directories', async () => {
+    const run = await cpiError(config, 'create_vm', ['agent-fail', stemcell, {}, { ipv4: v4(20) }, [], {}], { env: { BOSH_LIBVIRT_CPI_FAULTS: 'create_vm:after-start' } });
+    expect(run).toMatchObject({ type: 'Bosh::Clouds::VMCreationFailed', message: expect.stringMatching(/removed .*\.root/) });
+    expect(containers()).toEqual([]);
+    expect(volumes()).toEqual([]);
+  });
+
+  it('a VM whose domain is gone (a killed create_vm): orphans --delete removes its non-empty directories', async () => {
+    const [vm] = await createVM('agent-orphan', { ipv4: v4(21) });
+    await report(vm);
+    virsh('lxc:///', 'destroy', vm);
+    virsh('lxc:///', 'undefine', vm);
+    expect(volumes()).toEqual([`${vm}.disks`, `${vm}.ephemeral`, `${vm}.root`]);
+    const { report: found } = await orphansCli(config, ['--delete', '--min-age', '0']);
+    expect(found.failed ?? []).toEqual([]);
+    expect(volumes()).toEqual([]);
+    // the stemcell, linked from the VM's root, is untouched
+    expect(existsSync(join(POOL_PATH, stemcell, 'sbin/init'))).toBe(true);
+  }, REPORT_TIMEOUT_MS + 30_000);
 });
 
 describe('a dual-stack container with a delegated IPv6 prefix', () => {
