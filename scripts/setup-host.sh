@@ -42,9 +42,24 @@ fi
 log "building dist/"
 npm run -s build
 
+# The system daemons only: a second libvirtd/virtlogd for multi-host tests
+# (scripts/second-libvirtd.sh) runs under the same names with pid files of its own, so
+# these go by the system daemons' pid files (/run/<name>.pid), never by name alone.
+system_pid() { # name → pid of the system daemon, if it runs
+  local pid
+  pid=$(cat "/run/$1.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && echo "$pid"
+}
+running() { system_pid "$1" >/dev/null; }
+stop_system_libvirtd() {
+  local pid; pid=$(system_pid libvirtd) || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+}
+
 start_daemon() { # name socket
   local name=$1 sock=$2
-  if [ -S "$sock" ] && pgrep -x "$name" >/dev/null; then return 0; fi
+  if [ -S "$sock" ] && running "$name"; then return 0; fi
   log "starting $name"
   rm -f "$sock"
   "$name" -d
@@ -72,10 +87,9 @@ mkdir -p /var/run/libvirt
 # would fail with "Failed to create file '/var/lib/libvirt/dnsmasq/bosh-cpi0.macs.new'".
 install -d -m 0755 /var/lib/libvirt/dnsmasq
 start_daemon virtlogd /var/run/libvirt/virtlogd-sock
-if $restart_libvirtd && pgrep -x libvirtd >/dev/null; then
+if $restart_libvirtd && running libvirtd; then
   log "restarting libvirtd so it picks up the new hook"
-  pkill -x libvirtd || true
-  for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+  stop_system_libvirtd
 fi
 # libvirt 9.0's LXC driver cannot start a container on a hybrid cgroup host (cgroup v1
 # controllers plus a cgroup2 mount at /sys/fs/cgroup/unified): it fails in
@@ -88,16 +102,15 @@ hybrid_cgroups() {
 }
 # A daemon that still has the cgroup2 mount in its namespace is the plain one.
 libvirtd_sees_unified() {
-  local pid; pid=$(pgrep -x libvirtd | head -1)
+  local pid; pid=$(system_pid libvirtd) || true
   [ -n "$pid" ] && grep -q ' /sys/fs/cgroup/unified ' "/proc/$pid/mountinfo" 2>/dev/null
 }
 if hybrid_cgroups && libvirtd_sees_unified; then
   log "restarting libvirtd in a private mount namespace without /sys/fs/cgroup/unified (for LXC)"
-  pkill -x libvirtd || true
-  for _ in $(seq 1 50); do pgrep -x libvirtd >/dev/null || break; sleep 0.1; done
+  stop_system_libvirtd
 fi
 if hybrid_cgroups; then
-  if ! { [ -S /var/run/libvirt/libvirt-sock ] && pgrep -x libvirtd >/dev/null; }; then
+  if ! { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; }; then
     log "starting libvirtd (private mount namespace, pure cgroup v1 view)"
     rm -f /var/run/libvirt/libvirt-sock
     unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec libvirtd -d'

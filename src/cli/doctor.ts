@@ -270,9 +270,22 @@ export function printChecks(checks: Check[], out: NodeJS.WritableStream = proces
   for (const c of checks) out.write(`${c.status.padEnd(4)}  ${c.name.padEnd(width)}  ${c.message}\n`);
 }
 
+/** The checks of every host of a multi-host config, each named after its host. */
+async function runDoctorEveryHost(config: Config, configFile: string): Promise<Check[]> {
+  const { resolveHosts } = await import('../config/hosts.js');
+  const { hostScopedConfig } = await import('../hosts/driver.js');
+  const checks: Check[] = [];
+  for (const h of resolveHosts(config)) {
+    const scoped = hostScopedConfig(config, h);
+    const local = isLocalUri(scoped.libvirt.uri) ? probeLocalHost() : null;
+    for (const c of await runDoctor(scoped, configFile, local)) checks.push({ ...c, name: `${h.name}: ${c.name}` });
+  }
+  return checks;
+}
+
 export async function doctor(config: Config, configFile: string, json: boolean): Promise<number> {
   const local = isLocalUri(config.libvirt.uri) ? probeLocalHost() : null;
-  const checks = await runDoctor(config, configFile, local);
+  const checks = config.hosts === undefined ? await runDoctor(config, configFile, local) : await runDoctorEveryHost(config, configFile);
   const failed = checks.filter((c) => c.status === 'FAIL').length;
   const warned = checks.filter((c) => c.status === 'WARN').length;
   if (json) process.stdout.write(`${JSON.stringify({ ok: failed === 0, checks }, null, 2)}\n`);

@@ -38,6 +38,23 @@ async function main(argv: string[]): Promise<number> {
       },
     )
     .command(
+      'hosts',
+      'each libvirt host\'s memory, what this CPI placed there and its pool\'s free space (read-only)',
+      (y) =>
+        withExamples(y, [
+          ['$0 hosts', 'one line per host in cpi.json (the top-level host when there is no hosts list); exit 1 when one is down'],
+          ['$0 hosts --json', 'the same as JSON'],
+        ]),
+      async (a) => {
+        const { config } = readConfig(a);
+        const { hostRows, printHosts } = await import('./hosts.js');
+        const rows = await hostRows(config);
+        if (a.json) process.stdout.write(`${toJson(rows)}\n`);
+        else printHosts(rows);
+        exitCode = rows.some((r) => r.down !== null) ? 1 : 0;
+      },
+    )
+    .command(
       'call <method> [args..]',
       'run one CPI method through bin/cpi and pretty-print its response (exit 1 when it has an error)',
       (y) =>
@@ -130,10 +147,34 @@ async function main(argv: string[]): Promise<number> {
       async (a) => {
         const { config } = readConfig(a);
         const { findOrphans, printReport } = await import('./orphans.js');
-        const report = await findOrphans(config, cliLogger(a), { delete: a.delete, minAgeSeconds: a['min-age'] });
-        if (a.json) process.stdout.write(`${toJson(report)}\n`);
-        else printReport(report, a.delete);
-        exitCode = report.failed.length ? 1 : 0;
+        const opts = { delete: a.delete, minAgeSeconds: a['min-age'] };
+        if (config.hosts === undefined) {
+          const report = await findOrphans(config, cliLogger(a), opts);
+          if (a.json) process.stdout.write(`${toJson(report)}\n`);
+          else printReport(report, a.delete);
+          exitCode = report.failed.length ? 1 : 0;
+          return;
+        }
+        // every host of a multi-host config, each with its own sections
+        const { resolveHosts } = await import('../config/hosts.js');
+        const { hostScopedConfig } = await import('../hosts/driver.js');
+        const reports: Record<string, unknown> = {};
+        for (const h of resolveHosts(config)) {
+          try {
+            const report = await findOrphans(hostScopedConfig(config, h), cliLogger(a), opts);
+            reports[h.name] = report;
+            if (report.failed.length) exitCode = 1;
+            if (!a.json) {
+              process.stdout.write(`== host ${h.name} (${h.libvirt.uri})\n`);
+              printReport(report, a.delete);
+            }
+          } catch (e) {
+            exitCode = 1;
+            reports[h.name] = { error: (e as Error).message };
+            if (!a.json) process.stdout.write(`== host ${h.name} (${h.libvirt.uri})\nnot checked: ${(e as Error).message}\n`);
+          }
+        }
+        if (a.json) process.stdout.write(`${toJson(reports)}\n`);
       },
     )
     .command(

@@ -76,12 +76,59 @@ export const VmDefaultsSchema = z
   })
   .describe('VM defaults');
 
+/**
+ * The same fields as `schema`, all optional and without defaults, unknown keys refused:
+ * what a `hosts` entry may override. A default here would hide the top level's value.
+ */
+function overridesOf(schema: z.ZodObject): z.ZodObject {
+  const shape: Record<string, z.ZodType> = {};
+  for (const [key, field] of Object.entries(schema.shape)) {
+    let f = field as z.ZodType;
+    const description = f.description;
+    if (f instanceof z.ZodDefault) f = f.unwrap() as z.ZodType;
+    if (f instanceof z.ZodOptional) f = f.unwrap() as z.ZodType;
+    if (f instanceof z.ZodObject) f = overridesOf(f);
+    shape[key] = description ? f.optional().describe(description) : f.optional();
+  }
+  return z.object(shape).strict();
+}
+
+export const HOST_NAME_PATTERN = /^[a-z0-9][a-z0-9-]*$/;
+
+export const HostSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(HOST_NAME_PATTERN, 'lowercase letters, digits and dashes only, starting with a letter or digit')
+      .max(32)
+      .describe('the host\'s name: cloud_properties `host`/`hosts` choose it, and multi-host CIDs carry it'),
+    libvirt: overridesOf(LibvirtSchema).optional().describe('overrides of the top-level `libvirt` section for this host'),
+    storage: overridesOf(StorageSchema).optional().describe('overrides of the top-level `storage` section for this host'),
+    network: overridesOf(DefaultNetworkSchema).optional().describe('overrides of the top-level `network` section for this host'),
+  })
+  .strict()
+  .describe('one libvirt host');
+
+export const HostsSchema = z
+  .array(HostSchema)
+  .min(1)
+  .superRefine((hosts, ctx) => {
+    const seen = new Map<string, number>();
+    hosts.forEach((h, i) => {
+      const first = seen.get(h.name);
+      if (first !== undefined) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate host name ${JSON.stringify(h.name)} (also hosts.${first}.name)` });
+      else seen.set(h.name, i);
+    });
+  })
+  .describe('several libvirt hosts behind one CPI (docs/multi-host.md): each entry has a `name` and overrides of the top-level `libvirt`, `storage` and `network` sections, which give the defaults; absent: one host, the top-level sections');
+
 export const ConfigSchema = z
   .object({
     libvirt: LibvirtSchema.default(LibvirtSchema.parse({})),
     domain_type: z.enum(['auto', 'kvm', 'qemu']).default('auto').describe('auto picks kvm only when domain capabilities offer it'),
     storage: StorageSchema.default(StorageSchema.parse({})),
     network: DefaultNetworkSchema.default(DefaultNetworkSchema.parse({})),
+    hosts: HostsSchema.optional(),
     vm: VmDefaultsSchema.default(VmDefaultsSchema.parse({})),
     agent: AgentSchema,
     name_prefix: z
@@ -96,3 +143,4 @@ export const ConfigSchema = z
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
+export type HostInput = z.infer<typeof HostSchema>;

@@ -8,6 +8,12 @@ import { backendForUri } from './backends.js';
 import { loadProfile } from './profiles.js';
 
 export async function openDriver(config: Config, log: Logger): Promise<Driver> {
+  if (config.hosts !== undefined) {
+    // several hosts: one driver per host under the routing driver (docs/multi-host.md)
+    const [{ openMultiHostDriver }, { openLibvirtDriver }] = await Promise.all([import('../hosts/driver.js'), import('./libvirt/driver.js')]);
+    return openMultiHostDriver(config, log, async (hostConfig, hostLog) =>
+      openLibvirtDriver(await loadProfile(backendForUri(hostConfig.libvirt.uri), hostConfig.libvirt.uri), hostConfig, hostLog));
+  }
   const profile = await loadProfile(backendForUri(config.libvirt.uri), config.libvirt.uri);
   const { openLibvirtDriver } = await import('./libvirt/driver.js');
   return openLibvirtDriver(profile, config, log);

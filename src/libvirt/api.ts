@@ -2,6 +2,7 @@
 // `connect()` in ./index.ts returns a `Connection`; everything else in src/libvirt/
 // is an implementation detail (XDR, framing, transports, the procedure table).
 import type { Readable } from 'node:stream';
+import type { Piece } from './holes.js';
 
 /** remote_nonnull_domain */
 export interface DomainRef { name: string; uuid: Buffer; id: number }
@@ -44,6 +45,8 @@ export interface Connection {
   readonly closed: Promise<void>;
 
   libVersion(): Promise<bigint>;
+  /** the host's free memory in bytes (virNodeGetFreeMemory) */
+  nodeFreeMemory(): Promise<bigint>;
   version(): Promise<bigint>;
   capabilities(): Promise<string>;
   domainCapabilities(emulatorbin: string | null, arch: string | null, machine: string | null, virttype: string | null, flags?: number): Promise<string>;
@@ -116,6 +119,10 @@ export interface Connection {
     upload(vol: VolRef, source: Readable, opts?: UploadOptions): Promise<void>;
     /** A readable of the volume's bytes (STORAGE_VOL_DOWNLOAD); errors surface as stream errors. */
     download(vol: VolRef, opts?: DownloadOptions): Readable;
+    /** An upload of data and holes as they come (e.g. from downloadPieces of another host); holes need SPARSE_STREAM. */
+    uploadPieces(vol: VolRef, pieces: AsyncIterable<Piece>, opts?: UploadOptions): Promise<void>;
+    /** A sparse download as an object-mode readable of `{ data }` / `{ hole }` pieces (holes stay holes). */
+    downloadPieces(vol: VolRef, opts?: Omit<DownloadOptions, 'flags'>): Readable;
   };
 
   networks: {

@@ -9,7 +9,8 @@ import {
 import { DEFAULT_CALL_TIMEOUT_MS, RpcClient } from './client.js';
 import { AuthUnsupportedError, ConnectError, ConnectionClosedError, LibvirtError } from './errors.js';
 import { Proc } from './procedures.js';
-import { downloadVolume, uploadVolume } from './streams.js';
+import { downloadPieces, downloadVolume, uploadPieces, uploadVolume } from './streams.js';
+import type { Piece } from './holes.js';
 import { openTransport } from './transports.js';
 import { param, parseUri, remoteName } from './uri.js';
 
@@ -85,6 +86,10 @@ export class RemoteConnection implements Connection {
 
   close(): Promise<void> {
     return this.client.close();
+  }
+
+  async nodeFreeMemory(): Promise<bigint> {
+    return (await this.client.call(Proc.NODE_GET_FREE_MEMORY, undefined)).freeMem;
   }
 
   async libVersion(): Promise<bigint> {
@@ -197,6 +202,9 @@ function volumeOps(c: RpcClient) {
     upload: (vol: VolRef, source: Readable, opts?: { offset?: bigint; length?: bigint; flags?: number }): Promise<void> =>
       uploadVolume(c, vol, source, opts),
     download: (vol: VolRef, opts?: { offset?: bigint; length?: bigint; flags?: number }): Readable => downloadVolume(c, vol, opts),
+    uploadPieces: (vol: VolRef, pieces: AsyncIterable<Piece>, opts?: { offset?: bigint; length?: bigint; flags?: number }): Promise<void> =>
+      uploadPieces(c, vol, pieces, opts),
+    downloadPieces: (vol: VolRef, opts?: { offset?: bigint; length?: bigint }): Readable => downloadPieces(c, vol, opts),
   };
 }
 

@@ -17,7 +17,7 @@ export type Piece = { data: Buffer } | { hole: number };
 const ZERO = Buffer.alloc(256 * 1024);
 
 /** Whether b[start, end) is all zeros; looks at the bytes in place (a view per 4 KiB block was most of a dense image's cost). */
-function isZero(b: Buffer, start: number, end: number): boolean {
+export function isZero(b: Buffer, start: number, end: number): boolean {
   // Most data blocks differ from zero in their first or last byte: skip the compare.
   if (b[start] !== 0 || b[end - 1] !== 0) return false;
   for (let off = start; off < end; off += ZERO.length) {

@@ -8,6 +8,7 @@ export {
   ConnectError, ConnectionClosedError, CallTimeoutError, ProtocolError, AuthUnsupportedError, InvalidArgError,
 } from './errors.js';
 export type { RemoteErrorFields } from './errors.js';
+export type { Piece } from './holes.js';
 export { parseUri, remoteName } from './uri.js';
 export type { ParsedUri, TransportKind } from './uri.js';
 export { DEFAULT_CALL_TIMEOUT_MS } from './client.js';

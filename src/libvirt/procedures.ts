@@ -69,6 +69,7 @@ export const Proc = {
   AUTH_POLKIT: def(70, 'AUTH_POLKIT', xvoid, xstruct({ complete: xint })),
   CONNECT_GET_URI: def(110, 'CONNECT_GET_URI', xvoid, xstruct({ uri: nonnullString })),
   CONNECT_GET_LIB_VERSION: def(157, 'CONNECT_GET_LIB_VERSION', xvoid, xstruct({ lib_ver: xuhyper })),
+  NODE_GET_FREE_MEMORY: def(102, 'NODE_GET_FREE_MEMORY', xvoid, xstruct({ freeMem: xuhyper })),
   CONNECT_GET_DOMAIN_CAPABILITIES: def(342, 'CONNECT_GET_DOMAIN_CAPABILITIES',
     xstruct({ emulatorbin: remoteString, arch: remoteString, machine: remoteString, virttype: remoteString, flags: xuint }),
     xstruct({ capabilities: nonnullString })),

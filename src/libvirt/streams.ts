@@ -35,6 +35,26 @@ function packetError(p: Packet): Error {
 }
 
 export async function uploadVolume(client: RpcClient, vol: VolRef, source: Readable, opts: UploadOptions = {}): Promise<void> {
+  const sparse = ((opts.flags ?? 0) & VolStreamFlags.SPARSE_STREAM) !== 0;
+  return uploadPieces(client, vol, sparse ? findHoles(source) : asData(source), opts, () => source.destroy());
+}
+
+async function* asData(source: Readable): AsyncGenerator<Piece> {
+  for await (const chunk of source as AsyncIterable<Buffer | string>) yield { data: typeof chunk === 'string' ? Buffer.from(chunk) : chunk };
+}
+
+async function* findHoles(source: Readable): AsyncGenerator<Piece> {
+  const holes = new HoleFinder();
+  for await (const piece of asData(source)) if ('data' in piece) yield* holes.push(piece.data);
+  yield* holes.end();
+}
+
+/**
+ * Uploads a stream already cut into data and holes (a sparse download of another
+ * volume, for instance), so holes travel as holes without being looked for again.
+ * Holes need `flags: VolStreamFlags.SPARSE_STREAM`.
+ */
+export async function uploadPieces(client: RpcClient, vol: VolRef, pieces: AsyncIterable<Piece>, opts: UploadOptions = {}, abortSource: () => void = () => {}): Promise<void> {
   const proc = Proc.STORAGE_VOL_UPLOAD.proc;
   const replied = deferred();
   const done = deferred();
@@ -71,7 +91,7 @@ export async function uploadVolume(client: RpcClient, vol: VolRef, source: Reada
   try {
     await replied.promise;
   } catch (e) {
-    source.destroy();
+    abortSource();
     throw e;
   }
 
@@ -92,6 +112,7 @@ export async function uploadVolume(client: RpcClient, vol: VolRef, source: Reada
   const send = async (piece: Piece) => {
     if (failure) throw failure;
     if ('hole' in piece) {
+      if (!sparse) throw new ProtocolError('a hole in an upload that is not a sparse stream (VolStreamFlags.SPARSE_STREAM)');
       await flush();
       if (!client.sendStreamHole(proc, serial, BigInt(piece.hole))) await client.waitDrain();
       return;
@@ -106,14 +127,8 @@ export async function uploadVolume(client: RpcClient, vol: VolRef, source: Reada
       if (pendingLen === STREAM_CHUNK) await flush();
     }
   };
-  const holes = sparse ? new HoleFinder() : null;
   try {
-    for await (const chunk of source as AsyncIterable<Buffer | string>) {
-      const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      if (!holes) await send({ data });
-      else for (const piece of holes.push(data)) await send(piece);
-    }
-    if (holes) for (const piece of holes.end()) await send(piece);
+    for await (const piece of pieces) await send(piece);
     if (failure) throw failure;
     await flush();
     if (failure) throw failure;
@@ -133,6 +148,19 @@ export async function uploadVolume(client: RpcClient, vol: VolRef, source: Reada
 }
 
 export function downloadVolume(client: RpcClient, vol: VolRef, opts: DownloadOptions = {}): Readable {
+  return download(client, vol, opts, false);
+}
+
+/**
+ * A sparse download (holes requested) as an object-mode readable of `Piece`s: data
+ * packets as `{ data }`, the daemon's holes as `{ hole }` without a byte of zeros, ready
+ * for uploadPieces or a digest.
+ */
+export function downloadPieces(client: RpcClient, vol: VolRef, opts: Omit<DownloadOptions, 'flags'> = {}): Readable {
+  return download(client, vol, { ...opts, flags: VolStreamFlags.SPARSE_STREAM }, true);
+}
+
+function download(client: RpcClient, vol: VolRef, opts: DownloadOptions, asPieces: boolean): Readable {
   const proc = Proc.STORAGE_VOL_DOWNLOAD.proc;
   const sparse = ((opts.flags ?? 0) & VolStreamFlags.SPARSE_STREAM) !== 0;
   let state: 'call' | 'data' | 'finishing' | 'aborting' | 'done' = 'call';
@@ -151,11 +179,12 @@ export function downloadVolume(client: RpcClient, vol: VolRef, opts: DownloadOpt
   };
 
   const push = (b: Buffer) => {
-    if (!out.push(b)) client.pauseReading();
+    if (!out.push(asPieces ? { data: b } : b)) client.pauseReading();
   };
 
   const out = new Readable({
-    highWaterMark: 1024 * 1024,
+    // in pieces: four full packets, as the byte mode's 1 MiB
+    ...(asPieces ? { objectMode: true, highWaterMark: 4 } : { highWaterMark: 1024 * 1024 }),
     read() {
       client.resumeReading();
     },
@@ -198,6 +227,10 @@ export function downloadVolume(client: RpcClient, vol: VolRef, opts: DownloadOpt
       if (type === MessageType.STREAM_HOLE) {
         if (!sparse) return finishWith(new ProtocolError('the daemon sent a stream hole although none was requested'));
         const hole = decode(streamHole, p.body);
+        if (asPieces) {
+          if (!out.push({ hole: Number(hole.length) })) client.pauseReading();
+          return;
+        }
         zeros ??= Buffer.alloc(STREAM_CHUNK);
         // One shared zero buffer pushed repeatedly: a hole costs no memory per byte.
         for (let left = hole.length; left > 0n;) {

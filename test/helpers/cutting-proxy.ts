@@ -15,8 +15,16 @@ const CALL = 0;
 export interface CutRule {
   /** remote procedure number (src/libvirt/procedures.ts) */
   procedure: number;
-  /** 'before': the call never reaches the daemon; 'after-reply': it runs, its reply is dropped */
-  when: 'before' | 'after-reply';
+  /**
+   * 'before': the call never reaches the daemon; 'after-reply': it runs, its reply is
+   * dropped; 'mid-stream': the call and `afterBytes` bytes of what the client sends next
+   * (an upload's data) pass, then the connection drops in the middle of the stream;
+   * 'corrupt-stream': nothing drops, but the byte `afterBytes` into what the client sends
+   * after the call is flipped on its way (damage no transport would let through)
+   */
+  when: 'before' | 'after-reply' | 'mid-stream' | 'corrupt-stream';
+  /** for 'mid-stream' and 'corrupt-stream' */
+  afterBytes?: number;
   /** the Nth call of that procedure (1-based, counted over all connections) */
   nth?: number;
   /** after the cut, refuse new connections (until allow()) */
@@ -26,7 +34,7 @@ export interface CutRule {
 export interface CuttingProxy {
   /** config libvirt.uri reaching qemu:///system through the proxy */
   uri: string;
-  /** cuts since the last arm() */
+  /** cuts (or corruptions) since the last arm() */
   cuts: number;
   arm(rule: CutRule): void;
   allow(): void;
@@ -47,7 +55,8 @@ function framer(onPacket: (p: Buffer) => void): (d: Buffer) => void {
   };
 }
 
-export async function startCuttingProxy(): Promise<CuttingProxy> {
+/** `upstream`: the daemon socket to proxy (default: the first daemon's). */
+export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET): Promise<CuttingProxy> {
   const path = join(scratchDir('t-crash-proxy-'), 'libvirt.sock');
   const sockets = new Set<net.Socket>();
   let rule: (CutRule & { seen: number }) | null = null;
@@ -64,11 +73,31 @@ export async function startCuttingProxy(): Promise<CuttingProxy> {
       client.destroy();
       return;
     }
-    const upstream = net.createConnection({ path: DAEMON_SOCKET });
+    const upstream = net.createConnection({ path: upstreamSocket });
     sockets.add(client);
     sockets.add(upstream);
     let awaitedSerial: number | null = null;
+    let streamBytesLeft: number | null = null;
+    let corruptAt: number | null = null;
     client.on('data', framer((p) => {
+      if (corruptAt !== null) {
+        if (corruptAt < p.length) {
+          p = Buffer.from(p);
+          p[corruptAt] = p[corruptAt]! ^ 0xff;
+          corruptAt = null;
+          state.cuts++;
+        } else {
+          corruptAt -= p.length;
+        }
+      }
+      if (streamBytesLeft !== null) {
+        streamBytesLeft -= p.length;
+        if (streamBytesLeft < 0) {
+          streamBytesLeft = null;
+          cutAll();
+          return;
+        }
+      }
       if (rule && p.length >= 28 && p.readUInt32BE(4) === REMOTE_PROGRAM && p.readInt32BE(12) === rule.procedure && p.readInt32BE(16) === CALL) {
         rule.seen++;
         if (rule.seen === (rule.nth ?? 1)) {
@@ -77,7 +106,15 @@ export async function startCuttingProxy(): Promise<CuttingProxy> {
             cutAll();
             return;
           }
-          awaitedSerial = p.readUInt32BE(20);
+          if (rule.when === 'mid-stream' || rule.when === 'corrupt-stream') {
+            if (rule.when === 'mid-stream') streamBytesLeft = rule.afterBytes ?? 0;
+            else corruptAt = rule.afterBytes ?? 0;
+            rule = null;
+            upstream.write(p);
+            return;
+          } else {
+            awaitedSerial = p.readUInt32BE(20);
+          }
         }
       }
       upstream.write(p);

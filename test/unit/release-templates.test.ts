@@ -320,6 +320,7 @@ describe('jobs/libvirt_cpi/spec', () => {
       network: { name: 'bosh', bridge: 'br0', model: 'e1000' },
       vm: { cpu: 2, ram: 2048, ephemeral_disk_size: 0, machine: 'q35', firmware: 'efi', serial_log_dir: '/srv/logs', reboot_timeout_seconds: 5, detach_timeout_seconds: 7 },
       name_prefix: 'ci-1',
+      hosts: [{ name: 'kvm-1' }, { name: 'kvm-2', libvirt: { uri: 'qemu+ssh://bosh@192.0.2.12/system' }, storage: { path: '/srv/b' } }],
       agent: { mbus: 'nats://10.0.0.6:4222', blobstore: { options: { extra: 'yes' } } },
       ntp: ['ntp.example'],
       blobstore: { provider: 'local', path: '/var/vcap/store/blobs' },

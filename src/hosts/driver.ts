@@ -1,0 +1,308 @@
+// Several libvirt hosts behind one CPI (docs/multi-host.md): a Driver that routes every
+// call to one per-host LibvirtDriver. libvirt on each host stays the only state store:
+// VM and disk CIDs carry their birth host (`<cid>@<host>`, locate.ts), disks that moved
+// are found through a forwarding record, stemcells have one CID on every host.
+import type { Config } from '../config/schema.js';
+import { resolveHosts, type HostConfig } from '../config/hosts.js';
+import type { Logger } from '../log/logger.js';
+import type { CloudProperties, CreateVMRequest, DiskHint, Driver, Networks } from '../driver/driver.js';
+import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../driver/cids.js';
+import type { LibvirtDriver } from '../driver/libvirt/driver.js';
+import { calculateVMCloudProperties } from '../driver/libvirt/vms.js';
+import { domainsUsing, volumePath } from '../driver/libvirt/volume-users.js';
+import { withStemcellLock } from '../driver/libvirt/lock.js';
+import { sidecarName } from '../driver/libvirt/sidecar.js';
+import { CloudError, CpiError, DiskNotFound, VMCreationFailed, VMNotFound } from '../errors.js';
+import { candidateHosts, place, type HostState } from './placement.js';
+import { hostCapacity } from './capacity.js';
+import { bornName, deleteRecord, forwardName, HostUnreachable, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle, type Located } from './locate.js';
+import { moveVolume, type VolumeHome } from './move.js';
+
+const MiB = 1024 * 1024;
+
+/** The config one host's driver sees: the top level with that host's sections. */
+export function hostScopedConfig(config: Config, h: HostConfig): Config {
+  const { hosts: _all, ...rest } = config;
+  return { ...rest, libvirt: h.libvirt, storage: h.storage, network: h.network };
+}
+
+export type OpenHostDriver = (config: Config, log: Logger) => Promise<LibvirtDriver>;
+
+export class MultiHostDriver implements Driver {
+  private readonly opened = new Map<string, Promise<LibvirtDriver>>();
+  readonly names: string[];
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly hostConfigs: HostConfig[],
+    private readonly openOne: OpenHostDriver,
+  ) {
+    this.names = hostConfigs.map((h) => h.name);
+  }
+
+  /** One host's driver, opened once per call; a host that cannot be reached is a retryable CloudError. */
+  driver(name: string, what: string): Promise<LibvirtDriver> {
+    let d = this.opened.get(name);
+    if (!d) {
+      const hc = this.hostConfigs.find((h) => h.name === name);
+      if (!hc) return Promise.reject(new CloudError(`Unknown libvirt host ${JSON.stringify(name)} (configured: ${this.names.join(', ')})`));
+      d = this.openOne(hostScopedConfig(this.config, hc), this.log.child({ libvirt_host: name }));
+      this.opened.set(name, d);
+      d.catch(() => this.opened.delete(name));
+    }
+    return d.catch((e: unknown) => {
+      // a configuration problem (a missing pool with create_pool off, …) is not an outage
+      if (e instanceof CpiError && !e.okToRetry) throw e;
+      throw new HostUnreachable(name, what, e);
+    });
+  }
+
+  handle(name: string): HostHandle {
+    return { name, open: async () => homeOf(name, await this.driver(name, 'a volume')) };
+  }
+
+  private handles(): HostHandle[] {
+    return this.names.map((n) => this.handle(n));
+  }
+
+  async close(): Promise<void> {
+    for (const d of this.opened.values()) await d.then((x) => x.close(), () => undefined).catch(() => undefined);
+  }
+
+  // --- stemcells: imported on one host, copied to every other reachable host (eager) ---
+
+  async createStemcell(imagePath: string, props: CloudProperties, tags: Record<string, string>): Promise<StemcellCID> {
+    const up = await this.reachable();
+    if (up.length === 0) throw new CloudError(`create_stemcell: no libvirt host is reachable (${this.names.join(', ')})`, { okToRetry: true });
+    const [first, ...others] = up;
+    const cid = await first!.d.createStemcell(imagePath, props, tags);
+    for (const o of others) await this.copyStemcell(cid, first!.name, first!.d, o.name, o.d);
+    return cid;
+  }
+
+  /** Deletes it everywhere; a host that cannot be asked may still hold it: retryable. */
+  async deleteStemcell(cid: StemcellCID): Promise<void> {
+    const failures: string[] = [];
+    for (const name of this.names) {
+      try {
+        await (await this.driver(name, `stemcell ${cid}`)).deleteStemcell(cid);
+      } catch (e) {
+        failures.push(`${name}: ${(e as Error).message}`);
+      }
+    }
+    if (failures.length) throw new CloudError(`delete_stemcell ${cid}: not deleted on every host (${failures.join('; ')})`, { okToRetry: true });
+  }
+
+  /** The stemcell on `to`, copied from a host that has it when missing (a host that was down at create_stemcell). */
+  private async ensureStemcell(cid: string, toName: string, to: LibvirtDriver): Promise<void> {
+    if (await hasCompleteStemcell(to, cid)) return;
+    for (const name of this.names) {
+      if (name === toName) continue;
+      const from = await this.driver(name, `stemcell ${cid}`).catch(() => null);
+      if (from && (await hasCompleteStemcell(from, cid))) return this.copyStemcell(cid, name, from, toName, to);
+    }
+    // Not anywhere reachable: the per-host create_vm reports the missing stemcell.
+  }
+
+  /** Volume first, its metadata last: a stemcell without metadata is not complete (and orphans lists it). */
+  private async copyStemcell(cid: string, fromName: string, from: LibvirtDriver, toName: string, to: LibvirtDriver): Promise<void> {
+    await withStemcellLock(from.host, cid, async () => {
+      // another create_vm may have copied it while this one waited for the lock (and VMs may already use it)
+      if (await hasCompleteStemcell(to, cid)) return;
+      const fromHome = homeOf(fromName, from);
+      const toHome = homeOf(toName, to);
+      await moveVolume(cid, fromHome, toHome, { keepOriginal: true, log: (l) => this.log.info(l) });
+      await moveVolume(sidecarName(cid), fromHome, toHome, { keepOriginal: true, verify: 'full' });
+    });
+  }
+
+  private async reachable(): Promise<Array<{ name: string; d: LibvirtDriver }>> {
+    const out: Array<{ name: string; d: LibvirtDriver }> = [];
+    for (const name of this.names) {
+      const d = await this.driver(name, 'the host').catch((e: unknown) => {
+        this.log.warn({ host: name, err: (e as Error).message }, 'libvirt host unreachable');
+        return null;
+      });
+      if (d) out.push({ name, d });
+    }
+    return out;
+  }
+
+  // --- VMs: never move; the CID names the host ---
+
+  async createVM(req: CreateVMRequest): Promise<[VMCID, Networks]> {
+    const { host: _h, hosts: _hs, ...props } = req.cloudProperties;
+    const candidates = candidateHosts(req.cloudProperties, this.names);
+    // A disk whose host cannot be asked now only loses its pull: attach_disk moves it later.
+    const disks = await Promise.all(req.diskCids.map((c) => this.locateDisk(c).catch(() => null)));
+    const near = disks.find((d): d is Located => d !== null)?.host;
+    const memoryMiB = typeof props.ram === 'number' ? props.ram : this.config.vm.ram;
+    const states = await Promise.all(this.names.map((n) => this.hostState(n, candidates)));
+    const placement = place(states, { memoryMiB, ...(candidates ? { candidates } : {}), ...(near ? { near } : {}) });
+    for (const v of placement.verdicts) this.log.info({ host: v.host, chosen: v.chosen }, `placement: ${v.host} ${v.reason}`);
+    if (!placement.host) {
+      throw new VMCreationFailed(`create_vm: no libvirt host can take a VM of ${memoryMiB} MiB: ${placement.verdicts.map((v) => `${v.host} ${v.reason}`).join('; ')}`, { okToRetry: placement.retryable });
+    }
+    const d = await this.driver(placement.host, 'the chosen host');
+    await this.ensureStemcell(req.stemcellCid, placement.host, d);
+    const local = disks.filter((x) => x?.host === placement.host).map((x) => x!.vol.name as DiskCID);
+    const [cid, networks] = await d.createVM({ ...req, cloudProperties: props, diskCids: local });
+    return [withHost(cid, placement.host) as VMCID, networks];
+  }
+
+  private async hostState(name: string, candidates: string[] | undefined): Promise<HostState> {
+    const empty = { name, totalMemoryMiB: 0, freeMemoryMiB: 0, placedMemoryMiB: 0, placedVms: 0 };
+    if (candidates && !candidates.includes(name)) return { ...empty, down: null };
+    try {
+      const d = await this.driver(name, 'the host');
+      return { ...(await hostCapacity(d.host.conn, this.config.name_prefix)), name, down: null };
+    } catch (e) {
+      return { ...empty, down: (e as Error).message };
+    }
+  }
+
+  private async vm(cid: VMCID, what: string): Promise<{ d: LibvirtDriver; cid: VMCID; host: string } | null> {
+    const { cid: base, host } = splitHost(cid);
+    if (host === null || !this.names.includes(host)) return null;
+    return { d: await this.driver(host, `${what} ${cid}`), cid: base as VMCID, host };
+  }
+
+  private async requireVM(cid: VMCID, what: string) {
+    const v = await this.vm(cid, what);
+    if (!v) throw new VMNotFound(`VM ${cid} not found: it names no configured libvirt host (${this.names.join(', ')})`);
+    return v;
+  }
+
+  async deleteVM(cid: VMCID): Promise<void> {
+    const v = await this.requireVM(cid, 'VM');
+    return v.d.deleteVM(v.cid);
+  }
+  async hasVM(cid: VMCID): Promise<boolean> {
+    const v = await this.vm(cid, 'VM');
+    return v ? v.d.hasVM(v.cid) : false;
+  }
+  async rebootVM(cid: VMCID): Promise<void> {
+    const v = await this.requireVM(cid, 'VM');
+    return v.d.rebootVM(v.cid);
+  }
+  async setVMMetadata(cid: VMCID, metadata: Record<string, string>): Promise<void> {
+    const v = await this.requireVM(cid, 'VM');
+    return v.d.setVMMetadata(v.cid, metadata);
+  }
+  calculateVMCloudProperties(req: { cpu: number; ram: number; ephemeral_disk_size: number }): CloudProperties {
+    return calculateVMCloudProperties(req);
+  }
+
+  // --- disks: born on a host, may move; found by locate.ts ---
+
+  /** null: every host answered and none has it; a host that could not be asked is a retryable error. */
+  private async locateDisk(cid: string): Promise<Located | null> {
+    const { cid: base, host } = splitHost(cid);
+    if (host === null || !this.names.includes(host)) return null;
+    return locateVolume(base, host, this.handles());
+  }
+
+  private async requireDisk(cid: DiskCID): Promise<{ d: LibvirtDriver; cid: DiskCID; at: Located }> {
+    const at = await this.locateDisk(cid);
+    if (!at) throw new DiskNotFound(`Disk ${cid} not found on any libvirt host (${this.names.join(', ')})`);
+    return { d: await this.driver(at.host, `disk ${cid}`), cid: at.vol.name as DiskCID, at };
+  }
+
+  async createDisk(sizeMiB: number, props: CloudProperties, vmCid: VMCID | null): Promise<DiskCID> {
+    const { host: _h, hosts: _hs, ...rest } = props;
+    let name: string;
+    if (vmCid) {
+      name = (await this.requireVM(vmCid, 'VM')).host;
+    } else {
+      const candidates = candidateHosts(props, this.names);
+      const states = await Promise.all(this.names.map((n) => this.hostState(n, candidates)));
+      const p = place(states, { memoryMiB: 0, diskBytes: sizeMiB * MiB, ...(candidates ? { candidates } : {}) });
+      for (const v of p.verdicts) this.log.info({ host: v.host, chosen: v.chosen }, `disk placement: ${v.host} ${v.reason}`);
+      if (!p.host) throw new CloudError(`create_disk: no libvirt host can take a disk of ${sizeMiB} MiB: ${p.verdicts.map((v) => `${v.host} ${v.reason}`).join('; ')}`, { okToRetry: p.retryable });
+      name = p.host;
+    }
+    const d = await this.driver(name, 'the disk\'s host');
+    const cid = await d.createDisk(sizeMiB, rest, vmCid ? (splitHost(vmCid).cid as VMCID) : null);
+    return withHost(cid, name) as DiskCID;
+  }
+
+  async deleteDisk(cid: DiskCID): Promise<void> {
+    const r = await this.requireDisk(cid);
+    await r.d.deleteDisk(r.cid);
+    const birth = splitHost(cid).host!;
+    if (birth !== r.at.host) {
+      await deleteRecord(r.at.home, bornName(r.cid));
+      // the forwarding record would point at nothing (left if the birth host is down now: harmless, lookups check the target)
+      const home = await this.handle(birth).open().catch(() => null);
+      if (home) await deleteRecord(home, forwardName(r.cid));
+    }
+  }
+  async hasDisk(cid: DiskCID): Promise<boolean> {
+    const at = await this.locateDisk(cid);
+    return at ? (await this.driver(at.host, `disk ${cid}`)).hasDisk(at.vol.name as DiskCID) : false;
+  }
+
+  async attachDisk(vmCid: VMCID, diskCid: DiskCID): Promise<DiskHint> {
+    const v = await this.requireVM(vmCid, 'VM');
+    const r = await this.requireDisk(diskCid);
+    if (r.at.host !== v.host) {
+      const users = await domainsUsing(r.d.host, [volumePath(r.d.host, r.cid)]);
+      if (users.length) throw new CloudError(`attach_disk: disk ${diskCid} is in use by ${users.join(', ')} on host ${r.at.host}; detach it first`);
+      this.log.info({ disk: diskCid, from: r.at.host, to: v.host }, 'moving the disk to the VM\'s host');
+      await moveDisk(r.cid, this.handle(splitHost(diskCid).host!), r.at.home, homeOf(v.host, v.d), [sidecarName(r.cid)], { log: (l) => this.log.info(l) });
+    }
+    return v.d.attachDisk(v.cid, r.cid);
+  }
+  async detachDisk(vmCid: VMCID, diskCid: DiskCID): Promise<void> {
+    const v = await this.requireVM(vmCid, 'VM');
+    return v.d.detachDisk(v.cid, splitHost(diskCid).cid as DiskCID);
+  }
+  async getDisks(vmCid: VMCID): Promise<DiskCID[]> {
+    const v = await this.requireVM(vmCid, 'VM');
+    const here = await v.d.getDisks(v.cid);
+    // A disk attached here may have been born elsewhere: its CID names its birth host.
+    return Promise.all(here.map(async (c) => withHost(c, await this.birthOf(c, v.host, v.d)) as DiskCID));
+  }
+  async resizeDisk(cid: DiskCID, newSizeMiB: number): Promise<void> {
+    const r = await this.requireDisk(cid);
+    return r.d.resizeDisk(r.cid, newSizeMiB);
+  }
+  async updateDisk(cid: DiskCID, newSizeMiB: number, props: CloudProperties): Promise<DiskCID | null> {
+    const r = await this.requireDisk(cid);
+    const next = await (r.d.updateDisk as Driver["updateDisk"])(r.cid, newSizeMiB, props);
+    return next === null ? null : (withHost(next, r.at.host) as DiskCID);
+  }
+  async setDiskMetadata(cid: DiskCID, metadata: Record<string, string>): Promise<void> {
+    const r = await this.requireDisk(cid);
+    return r.d.setDiskMetadata(r.cid, metadata);
+  }
+
+  async snapshotDisk(cid: DiskCID, metadata: Record<string, unknown>): Promise<SnapshotCID> {
+    const r = await this.requireDisk(cid);
+    return withHost(await r.d.snapshotDisk(r.cid, metadata), r.at.host) as SnapshotCID;
+  }
+  async deleteSnapshot(cid: SnapshotCID): Promise<void> {
+    const { cid: base, host } = splitHost(cid);
+    if (host === null || !this.names.includes(host)) return;
+    return (await this.driver(host, `snapshot ${cid}`)).deleteSnapshot(base as SnapshotCID);
+  }
+
+  /** The host a disk now on `current` was born on: its birth record there, else `current` (one lookup, no other host). */
+  private async birthOf(base: string, current: string, d: LibvirtDriver): Promise<string> {
+    return (await readBirth(homeOf(current, d), base)) ?? current;
+  }
+}
+
+function homeOf(name: string, d: LibvirtDriver): VolumeHome {
+  return { host: name, conn: d.host.conn, pool: d.host.pool };
+}
+
+async function hasCompleteStemcell(d: LibvirtDriver, cid: string): Promise<boolean> {
+  const names = new Set((await d.host.conn.pools.listAllVolumes(d.host.pool)).map((v) => v.name));
+  return names.has(cid) && names.has(sidecarName(cid)) && !names.has(`${cid}.partial`);
+}
+
+export async function openMultiHostDriver(config: Config, log: Logger, openOne: OpenHostDriver): Promise<MultiHostDriver> {
+  return new MultiHostDriver(config, log, resolveHosts(config), openOne);
+}

@@ -1,0 +1,205 @@
+// bin/cpi with a two-host config against two independent libvirt daemons on this
+// machine: placement by AZ (host/hosts) and by memory, a VM created with disk_cids lands
+// with its disk, attach_disk across hosts moves the disk (CID unchanged), and with the
+// second daemon stopped the first host's calls pass while the second host's are
+// retryable errors (never VMNotFound).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { cpi, cpiError, defineIsolatedNetwork, removeNetwork, tinyStemcell } from '../helpers/driver-fixtures.js';
+import { writeConfig, ROOT } from '../helpers/cpi.js';
+import { requireDaemon } from '../helpers/libvirt-fixtures.js';
+import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
+import { Proc } from '../../src/libvirt/procedures.js';
+import { requireSecondDaemon, secondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
+import { join } from 'node:path';
+
+const PREFIX = `mh-${process.pid}-`;
+const POOL = `${PREFIX}pool`;
+const PATH_A = `/var/tmp/${PREFIX}pool-a`;
+const PATH_B = `/var/tmp/${PREFIX}pool-b`;
+const NET_A = `${PREFIX}net`;
+let config: string;
+/** host-a is reached through this proxy, so a connection can be cut in the middle of a move */
+let proxy: CuttingProxy;
+
+const virshOn = (uri: string, ...args: string[]) => spawnSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
+const FIRST = 'qemu:///system';
+const names = (uri: string, what: 'domains' | 'volumes') =>
+  (what === 'domains' ? virshOn(uri, 'list', '--all', '--name').stdout : virshOn(uri, 'vol-list', POOL).stdout)
+    .split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter((n) => n.startsWith(PREFIX));
+
+function cleanup(uri: string, path: string): void {
+  for (const d of names(uri, 'domains')) {
+    virshOn(uri, 'destroy', d);
+    virshOn(uri, 'undefine', d, '--nvram');
+  }
+  for (const v of names(uri, 'volumes')) virshOn(uri, 'vol-delete', v, '--pool', POOL);
+  virshOn(uri, 'pool-destroy', POOL);
+  virshOn(uri, 'pool-undefine', POOL);
+  rmSync(path, { recursive: true, force: true });
+}
+
+/** The operator CLI (dist/cli.mjs) on the test config; asynchronous, so the proxy in this process keeps forwarding. */
+function cli(...args: string[]): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'dist/cli.mjs'), '--config', config, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d; });
+    child.on('close', (code) => resolve({ code, stdout }));
+  });
+}
+
+const dynamic = { default: { type: 'dynamic', cloud_properties: {} } };
+const errorOf = async (method: string, args: unknown[]) => cpiError(config, method, args);
+
+beforeAll(async () => {
+  requireDaemon();
+  requireSecondDaemon();
+  defineIsolatedNetwork(NET_A, 'mh0', 230);
+  proxy = await startCuttingProxy();
+  const base = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/two-hosts.json'), 'utf8')) as Record<string, unknown>;
+  config = writeConfig({
+    ...base,
+    name_prefix: PREFIX,
+    storage: { pool: POOL, path: PATH_A, create_pool: true },
+    network: { name: NET_A, model: 'virtio' },
+    hosts: [
+      { name: 'host-a', libvirt: { uri: proxy.uri } },
+      // the second daemon's own isolated network (scripts/second-libvirtd.sh)
+      { name: 'host-b', libvirt: { uri: SECOND_URI }, storage: { path: PATH_B }, network: { name: 'bosh-cpi' } },
+    ],
+    vm: { ...(base.vm as object), ram: 256, ephemeral_disk_size: 64, reboot_timeout_seconds: 5 },
+  });
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  secondDaemon('start');
+  cleanup(FIRST, PATH_A);
+  cleanup(SECOND_URI, PATH_B);
+  removeNetwork(NET_A);
+});
+
+describe('one CPI, two libvirt daemons', () => {
+  let stemcell: string;
+  let vmB: string;
+  let vmA: string;
+  let disk: string;
+  let late: string;
+
+  it('create_stemcell gives one CID usable on both hosts', async () => {
+    stemcell = (await cpi(config, 'create_stemcell', [tinyStemcell(), {}])) as string;
+    expect(stemcell).not.toContain('@');
+    for (const uri of [FIRST, SECOND_URI]) expect(names(uri, 'volumes')).toEqual(expect.arrayContaining([stemcell, `${stemcell}.meta`]));
+  });
+
+  it('an AZ naming host-b puts the VM there; its CID says so; an unknown host is a clear error', async () => {
+    [vmB] = (await cpi(config, 'create_vm', ['agent-b', stemcell, { host: 'host-b' }, dynamic, [], {}])) as [string];
+    expect(vmB).toMatch(/@host-b$/);
+    expect(names(SECOND_URI, 'domains')).toContain(vmB.split('@')[0]);
+    expect(names(FIRST, 'domains')).not.toContain(vmB.split('@')[0]);
+    const err = await errorOf('create_vm', ['agent-x', stemcell, { host: 'host-c' }, dynamic, [], {}]);
+    expect(err.message).toMatch(/cloud_properties\.host: expected one of the configured hosts \(host-a, host-b\), got "host-c"/);
+  });
+
+  it('without a host, memory decides: what the CPI placed on host-b counts, so the next VM goes to host-a', async () => {
+    // both daemons run on this machine and report the same free memory: only the CPI's own placement differs
+    [vmA] = (await cpi(config, 'create_vm', ['agent-a', stemcell, { hosts: ['host-a', 'host-b'] }, dynamic, [], {}])) as [string];
+    expect(vmA).toMatch(/@host-a$/);
+  });
+
+  it('a disk made for the VM on host-b lives there; a VM created with it as disk_cids lands on host-b', async () => {
+    disk = (await cpi(config, 'create_disk', [64, {}, vmB])) as string;
+    expect(disk).toMatch(/@host-b$/);
+    expect(names(SECOND_URI, 'volumes')).toContain(disk.split('@')[0]);
+    const [vm] = (await cpi(config, 'create_vm', ['agent-c', stemcell, {}, dynamic, [disk], {}])) as [string];
+    expect(vm).toMatch(/@host-b$/);
+    await cpi(config, 'delete_vm', [vm]);
+  });
+
+  it('attach_disk cut in the middle of moving the disk fails retryably and keeps the disk on host-b', async () => {
+    proxy.arm({ procedure: Proc.STORAGE_VOL_UPLOAD.proc, when: 'mid-stream', afterBytes: 16 * 1024 });
+    const err = await errorOf('attach_disk', [vmA, disk]);
+    expect(proxy.cuts).toBe(1);
+    expect(err).toMatchObject({ type: 'Bosh::Clouds::CloudError', ok_to_retry: true });
+    expect(err.message).toMatch(/interrupted.*the original is kept on host-b/);
+    const base = disk.split('@')[0]!;
+    expect(names(SECOND_URI, 'volumes')).toContain(base);
+    expect(await cpi(config, 'has_disk', [disk])).toBe(true);
+  });
+
+  it('attach_disk (the retry) moves the disk to the VM on host-a, CID unchanged; get_disks and has_disk still know it', async () => {
+    const hint = await cpi(config, 'attach_disk', [vmA, disk]);
+    expect(hint).toBeTruthy();
+    const base = disk.split('@')[0]!;
+    expect(names(FIRST, 'volumes')).toContain(base);
+    expect(names(SECOND_URI, 'volumes')).not.toContain(base);
+    expect(await cpi(config, 'get_disks', [vmA])).toEqual([disk]);
+    expect(await cpi(config, 'has_disk', [disk])).toBe(true);
+  });
+
+  it('the CLI covers both hosts: hosts shows what the CPI placed on each, doctor checks each, orphans reports each', async () => {
+    const hosts = await cli('hosts', '--json');
+    expect(hosts.code).toBe(0);
+    const rows = JSON.parse(hosts.stdout) as Array<{ name: string; down: string | null; placedVms: number; placedMemoryMiB: number; totalMemoryMiB: number }>;
+    expect(rows.map((r) => [r.name, r.down, r.placedVms, r.placedMemoryMiB])).toEqual([['host-a', null, 1, 256], ['host-b', null, 1, 256]]);
+    expect(rows[0]!.totalMemoryMiB).toBeGreaterThan(0);
+    const doctor = await cli('doctor', '--json');
+    const checks = (JSON.parse(doctor.stdout) as { checks: Array<{ name: string; status: string }> }).checks;
+    for (const h of ['host-a', 'host-b']) expect(checks).toContainEqual(expect.objectContaining({ name: `${h}: connection`, status: 'OK' }));
+    const orphans = await cli('orphans', '--json');
+    expect(Object.keys(JSON.parse(orphans.stdout) as object)).toEqual(['host-a', 'host-b']);
+  });
+
+  it('with the second daemon stopped: host-a calls pass, host-b calls are retryable errors, never VMNotFound; create_vm skips host-b', async () => {
+    secondDaemon('stop');
+    try {
+      expect(await cpi(config, 'has_vm', [vmA])).toBe(true);
+      expect(await cpi(config, 'has_disk', [disk])).toBe(true);
+      // the disk born on host-b keeps its CID, from the birth record next to it on host-a
+      expect(await cpi(config, 'get_disks', [vmA])).toEqual([disk]);
+      for (const [method, args] of [['has_vm', [vmB]], ['delete_vm', [vmB]], ['reboot_vm', [vmB]]] as const) {
+        const err = await errorOf(method, [...args]);
+        expect(err.type, method).toBe('Bosh::Clouds::CloudError');
+        expect(err.ok_to_retry, method).toBe(true);
+        expect(err.message, method).toMatch(/Cannot reach libvirt host host-b/);
+      }
+      const pinned = await errorOf('create_vm', ['agent-d', stemcell, { host: 'host-b' }, dynamic, [], {}]);
+      expect(pinned).toMatchObject({ type: 'Bosh::Clouds::VMCreationFailed', ok_to_retry: true });
+      expect(pinned.message).toMatch(/host-b skipped: unreachable/);
+      const hosts = await cli('hosts', '--json');
+      expect(hosts.code).toBe(1);
+      expect((JSON.parse(hosts.stdout) as Array<{ name: string; down: string | null }>).map((r) => [r.name, r.down !== null])).toEqual([['host-a', false], ['host-b', true]]);
+      const [vm] = (await cpi(config, 'create_vm', ['agent-d', stemcell, {}, dynamic, [], {}])) as [string];
+      expect(vm).toMatch(/@host-a$/);
+      await cpi(config, 'delete_vm', [vm]);
+      // a stemcell uploaded now reaches host-a only…
+      late = (await cpi(config, 'create_stemcell', [tinyStemcell(), {}])) as string;
+      expect(names(FIRST, 'volumes')).toContain(late);
+    } finally {
+      secondDaemon('start');
+    }
+    expect(await cpi(config, 'has_vm', [vmB])).toBe(true);
+    // …and is copied to host-b by the first create_vm there
+    expect(names(SECOND_URI, 'volumes')).not.toContain(late);
+    const [vm] = (await cpi(config, 'create_vm', ['agent-e', late, { host: 'host-b' }, dynamic, [], {}])) as [string];
+    expect(names(SECOND_URI, 'volumes')).toEqual(expect.arrayContaining([late, `${late}.meta`]));
+    await cpi(config, 'delete_vm', [vm]);
+  });
+
+  it('everything is deleted again on both hosts', async () => {
+    // (the test guest runs no OS that would release a hot-unplugged disk: delete_vm keeps it instead)
+    await cpi(config, 'delete_vm', [vmA]);
+    expect(await cpi(config, 'has_disk', [disk])).toBe(true);
+    await cpi(config, 'delete_disk', [disk]);
+    expect(await cpi(config, 'has_disk', [disk])).toBe(false);
+    await cpi(config, 'delete_vm', [vmB]);
+    await cpi(config, 'delete_stemcell', [stemcell]);
+    await cpi(config, 'delete_stemcell', [late]);
+    expect(names(FIRST, 'domains')).toEqual([]);
+    expect(names(SECOND_URI, 'domains')).toEqual([]);
+    expect(names(FIRST, 'volumes')).toEqual([]);
+    expect(names(SECOND_URI, 'volumes')).toEqual([]);
+  });
+});

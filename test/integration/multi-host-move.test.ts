@@ -1,0 +1,112 @@
+// Moving a volume between two independent libvirt daemons on this machine (the first
+// one and scripts/second-libvirtd.sh's) through the CPI's stream client.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Proc } from '../../src/libvirt/procedures.js';
+import { isPartialCopy, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
+import { CloudError } from '../../src/errors.js';
+import { renderVolume } from '../../src/xml/storage.js';
+import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
+import { requireDaemon } from '../helpers/libvirt-fixtures.js';
+import { requireSecondDaemon, SECOND_SOCKET, SECOND_URI } from '../helpers/second-daemon.js';
+import { Connections, digestOf, exists, makePool, MiB, removePool, sparseVolume } from '../helpers/two-hosts.js';
+
+const PREFIX = `mh-${process.pid}-`;
+const conns = new Connections();
+let a: VolumeHome;
+let b: VolumeHome;
+let proxy: CuttingProxy | undefined;
+
+beforeAll(async () => {
+  requireDaemon();
+  requireSecondDaemon();
+  const first = await conns.open('qemu:///system');
+  const second = await conns.open(SECOND_URI);
+  a = { host: 'host-a', conn: first, pool: await makePool(first, `${PREFIX}pool-a`) };
+  b = { host: 'host-b', conn: second, pool: await makePool(second, `${PREFIX}pool-b`) };
+});
+
+afterAll(async () => {
+  await proxy?.close();
+  await removePool(a);
+  await removePool(b);
+  await conns.closeAll();
+});
+
+describe('moving a volume between two libvirt daemons', () => {
+  it('moves a sparse raw volume: only the allocated bytes travel, B holds the same content, A no longer has it', async () => {
+    const name = `${PREFIX}raw`;
+    await sparseVolume(a, name, 64, [0, 17, 63]);
+    const before = await digestOf(a, name);
+
+    const moved = await moveVolume(name, a, b, { verify: 'full' });
+
+    expect(moved.verified).toBe('full');
+    expect(moved.lengthBytes).toBe(64 * MiB);
+    expect(moved.dataBytes).toBeLessThan(4 * MiB);
+    expect(moved.dataBytes).toBeGreaterThanOrEqual(3 * MiB - 4096);
+    expect(await digestOf(b, name)).toBe(before);
+    expect(await exists(a, name)).toBe(false);
+    expect(await exists(b, partialMarkerName(name))).toBe(false);
+    const info = await b.conn.volumes.getInfo(await b.conn.volumes.lookupByName(b.pool, name));
+    expect(info.capacity).toBe(BigInt(64 * MiB));
+    // the copy stays sparse on B's file system
+    expect(info.allocation).toBeLessThan(BigInt(8 * MiB));
+  });
+
+  it('moves a qcow2 volume as it is (format and capacity kept)', async () => {
+    const name = `${PREFIX}qcow2`;
+    await a.conn.volumes.createXML(a.pool, renderVolume({ name, capacityBytes: BigInt(1024 * MiB), allocationBytes: 0n, format: 'qcow2' }));
+    const before = await digestOf(a, name);
+    await moveVolume(name, a, b);
+    const xml = await b.conn.volumes.getXMLDesc(await b.conn.volumes.lookupByName(b.pool, name));
+    expect(xml).toMatch(/<format type='qcow2'\/>/);
+    expect(xml).toMatch(/<capacity unit='bytes'>1073741824<\/capacity>/);
+    expect(await digestOf(b, name)).toBe(before);
+    expect(await exists(a, name)).toBe(false);
+  });
+
+  it('a move cut mid-stream keeps the original, marks the half copy, and a retry finishes', async () => {
+    const name = `${PREFIX}cut`;
+    await sparseVolume(a, name, 32, [1, 5, 9, 13, 30]);
+    const before = await digestOf(a, name);
+    // a real connection drop between the CPI and host B, 1 MiB into the upload's data
+    proxy = await startCuttingProxy(SECOND_SOCKET);
+    const viaProxy: VolumeHome = { ...b, conn: await conns.open(proxy.uri) };
+    proxy.arm({ procedure: Proc.STORAGE_VOL_UPLOAD.proc, when: 'mid-stream', afterBytes: MiB });
+
+    const err = await moveVolume(name, a, viaProxy).then(() => null, (e: unknown) => e);
+
+    expect(proxy.cuts).toBe(1);
+    expect(err).toBeInstanceOf(CloudError);
+    expect((err as CloudError).okToRetry).toBe(true);
+    expect((err as CloudError).message).toMatch(/interrupted.*the original is kept on host-a/);
+    expect(await digestOf(a, name)).toBe(before);
+    // whatever B holds under that name is marked unfinished
+    expect(await isPartialCopy(b, name)).toBe(true);
+
+    const moved = await moveVolume(name, a, b);
+    expect(moved.verified).toBe('sample');
+    expect(await digestOf(b, name)).toBe(before);
+    expect(await isPartialCopy(b, name)).toBe(false);
+    expect(await exists(a, name)).toBe(false);
+  });
+
+  it.each(['full', 'sample'] as const)('a copy damaged on its way is refused (verify %s): the original stays, nothing is deleted on A', async (verify) => {
+    const name = `${PREFIX}bad-${verify}`;
+    await sparseVolume(a, name, 16, [0, 7]);
+    const before = await digestOf(a, name);
+    proxy ??= await startCuttingProxy(SECOND_SOCKET);
+    const viaProxy: VolumeHome = { ...b, conn: await conns.open(proxy.uri) };
+    // one byte of the first MiB (always among the sampled windows), past the packet header
+    proxy.arm({ procedure: Proc.STORAGE_VOL_UPLOAD.proc, when: 'corrupt-stream', afterBytes: 4096 });
+
+    const err = await moveVolume(name, a, viaProxy, { verify }).then(() => null, (e: unknown) => e);
+
+    expect(proxy.cuts).toBe(1);
+    expect(err).toBeInstanceOf(CloudError);
+    expect((err as CloudError).okToRetry).toBe(true);
+    expect((err as CloudError).message).toMatch(/the copy does not match the original.*the original is kept/);
+    expect(await digestOf(a, name)).toBe(before);
+    expect(await exists(b, name)).toBe(false);
+  });
+});
