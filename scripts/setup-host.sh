@@ -66,15 +66,19 @@ start_daemon() { # name socket
   for _ in $(seq 1 100); do [ -S "$sock" ] && return 0; sleep 0.1; done
   echo "$name did not create $sock within 10 s" >&2; exit 1
 }
-# The hook that routes delegated prefixes to VMs (docs/networking.md). libvirtd reads
-# hooks when it starts: install it first, and restart a running daemon that has an
-# older copy.
+# The hooks: qemu routes delegated prefixes to VMs (docs/networking.md); lxc mounts each
+# container's root filesystem overlay and reuses the qemu hook for routes (docs/lxc.md).
+# libvirtd looks for hook files only when it starts (it runs each one afresh on every
+# call): a changed hook is replaced in place, a hook the running daemon has not seen
+# needs a restart.
 restart_libvirtd=false
-if ! cmp -s scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu 2>/dev/null; then
-  log "installing /etc/libvirt/hooks/qemu"
-  install -D -m 0755 scripts/libvirt-hook-qemu /etc/libvirt/hooks/qemu
-  restart_libvirtd=true
-fi
+for hook in qemu lxc; do
+  if ! cmp -s "scripts/libvirt-hook-$hook" "/etc/libvirt/hooks/$hook" 2>/dev/null; then
+    log "installing /etc/libvirt/hooks/$hook"
+    [ -e "/etc/libvirt/hooks/$hook" ] || restart_libvirtd=true
+    install -D -m 0755 "scripts/libvirt-hook-$hook" "/etc/libvirt/hooks/$hook"
+  fi
+done
 
 mkdir -p /var/run/libvirt
 # libvirt writes each network's MAC map into its dnsmasq state directory whenever a VM

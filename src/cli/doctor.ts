@@ -8,6 +8,8 @@ import { isLibvirtError, ErrorCode, StoragePoolState, parseUri, type Connection 
 import { parseNetwork } from '../xml/index.js';
 import { formatCidr, networkBase } from '../network/index.js';
 import { formatBytes, isExecutableFile, isLocalUri, openConnection } from './common.js';
+import { backendForUri } from '../driver/backends.js';
+import { lxcChecks, probeLxcHost } from './doctor-lxc.js';
 
 export type Status = 'OK' | 'WARN' | 'FAIL';
 
@@ -62,13 +64,16 @@ export async function runDoctor(config: Config, configFile: string, local: Local
   }
   try {
     add('connection', 'OK', `connected to ${config.libvirt.uri}${local ? ' (local daemon)' : ' (remote daemon: host files are not checked)'}`);
+    // Containers have no hardware to accelerate and no serial console log.
+    const lxc = backendForUri(config.libvirt.uri).name === 'lxc';
     await versions(conn, config, add);
-    await kvm(conn, config, local, add);
+    if (!lxc) await kvm(conn, config, local, add);
     await pool(conn, config, add);
     await network(conn, config, local, add);
     networkStateDir(local, add);
-    serialLogDir(config, local, add);
+    if (!lxc) serialLogDir(config, local, add);
     hook(local, add);
+    if (lxc && local) lxcChecks(probeLxcHost(), add);
   } finally {
     await conn.close().catch(() => undefined);
   }

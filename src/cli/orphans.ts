@@ -10,7 +10,7 @@
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { Host } from '../driver/libvirt/host.js';
-import { deleteVolumeIfExists, listVolumeNames } from '../driver/libvirt/host.js';
+import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/libvirt/host.js';
 import { readVmMetadata } from '../driver/libvirt/vm-metadata.js';
 import { lockHolder } from '../driver/libvirt/lock.js';
 import { deleteVM } from '../driver/libvirt/vms.js';
@@ -216,7 +216,13 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
       if (o.kind === 'volume') {
         const users = inUse.get(volumePath(host, o.name));
         if (users) throw new Error(`in use by domain(s) ${users.join(', ')}; kept`);
-        if (await deleteVolumeIfExists(host, o.name)) report.deleted.push(o.name);
+        // A backend's directory volumes (lxc) are not empty: libvirt alone cannot delete them.
+        if (profile?.vms.removeVolume) {
+          if (await findVolume(host, o.name)) {
+            await profile.vms.removeVolume(host, o.name);
+            report.deleted.push(o.name);
+          }
+        } else if (await deleteVolumeIfExists(host, o.name)) report.deleted.push(o.name);
       } else {
         // delete_vm's own path: the domain and every `<cid>.*` volume it owns.
         const owned = (name: string) => name.startsWith(`${o.name}.`);

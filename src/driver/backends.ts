@@ -20,7 +20,7 @@ export const BACKENDS: Record<BackendName, Backend> = {
     stemcellFormats: ['openstack-qcow2', 'openstack-raw'],
     implemented: true,
   },
-  lxc: { name: 'lxc', stemcellFormats: ['warden-tar', 'general-tar'], implemented: false },
+  lxc: { name: 'lxc', stemcellFormats: ['warden-tar', 'general-tar', 'oci-tar'], implemented: true },
   vbox: { name: 'vbox', stemcellFormats: ['vsphere-ovf', 'general-ovf'], implemented: false },
 };
 

@@ -14,7 +14,7 @@ import type { UndoLog } from './libvirt/undo.js';
 import type { CheckedNetwork } from './libvirt/networking.js';
 import type { VmShape } from './libvirt/cloud-properties.js';
 import type { NetworkPlan } from '../network/index.js';
-import type { DomainSpec, VmMetadata, VolumeSpec } from '../xml/index.js';
+import type { DomainSpec, LxcDomainSpec, VmMetadata, VolumeSpec } from '../xml/index.js';
 import type { Config } from '../config/schema.js';
 import type { VolRef } from '../libvirt/index.js';
 
@@ -58,11 +58,15 @@ export interface VmStorage {
    * for each, and returns the domain to define. Its metadata comes from vmMetadata()
    * in libvirt/vms.ts and lists every volume that belongs to the VM.
    */
-  prepare(b: VmBuild): Promise<DomainSpec>;
+  prepare(b: VmBuild): Promise<DomainSpec | LxcDomainSpec>;
   /** delete_vm, after the domain stopped and before the VM's volumes go (e.g. to save persistent data inside them) */
   beforeDelete?(host: Host, vm: VMCID, metadata: VmMetadata | null): Promise<void>;
+  /** deletes one of the VM's volumes where libvirt's own delete is not enough (a directory with files in it); idempotent */
+  removeVolume?(host: Host, name: string): Promise<void>;
+  /** DOMAIN_SHUTDOWN_FLAGS for reboot_vm's graceful stop; default 0 (the hypervisor's choice: ACPI for QEMU) */
+  shutdownFlags?: number;
   /** `render vm`: the domain from placeholders, and what differs from a real create_vm */
-  preview(i: VmPreviewInput): { spec: DomainSpec; notes: string[] };
+  preview(i: VmPreviewInput): { spec: DomainSpec | LxcDomainSpec; notes: string[] };
 }
 
 export interface DiskStore {
@@ -71,6 +75,12 @@ export interface DiskStore {
   attach(host: Host, vm: VMCID, disk: DiskCID): Promise<DiskHint>;
   detach(host: Host, vm: VMCID, disk: DiskCID): Promise<void>;
   list(host: Host, vm: VMCID): Promise<DiskCID[]>;
+  /**
+   * Where a disk is when it is not (only) a volume of the pool: a backend that moves an
+   * attached disk out of the pool's listing (LXC moves its directory into the VM's)
+   * answers has_disk and delete_disk through this. 'pool': detached; {vm}: attached there.
+   */
+  locate?(host: Host, disk: DiskCID): Promise<{ vm: VMCID } | 'pool' | null>;
   /** removes a disk's volume where libvirt's own delete is not enough (e.g. a directory with data in it) */
   remove?(host: Host, vol: VolRef): Promise<void>;
 }
@@ -90,6 +100,8 @@ export interface BackendProfile {
   name: BackendName;
   /** Refuses a host this backend cannot serve (e.g. one whose files it needs but cannot reach), before any call. */
   checkHost?(host: Host): void;
+  /** Refuses a configuration before connecting (e.g. a remote URI for a backend that writes the host's files itself). */
+  checkConfig?(config: Config): void;
   stemcells: StemcellStore;
   vms: VmStorage;
   disks: DiskStore;

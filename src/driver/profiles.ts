@@ -9,6 +9,8 @@ export async function loadProfile(backend: Backend, uri: string): Promise<Backen
   switch (backend.implemented ? backend.name : undefined) {
     case 'qemu':
       return (await import('./qemu/profile.js')).qemuProfile;
+    case 'lxc':
+      return (await import('./lxc/profile.js')).lxcProfile;
     default:
       throw notImplemented(backend, uri);
   }

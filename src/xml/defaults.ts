@@ -45,6 +45,21 @@ export const DOMAIN_DEFAULTS = {
   q35OtherPciDevices: 3,
 } as const;
 
+export const LXC_DOMAIN_DEFAULTS = {
+  /** libvirt's LXC driver runs an executable as the container's first process. */
+  osType: 'exe',
+  arch: 'x86_64',
+  /**
+   * An init that exits ends the container: BOSH recreates a VM that powered itself off,
+   * and a reboot of the container (SIGINT to init, or reboot_vm) starts it again.
+   */
+  onPoweroff: 'destroy',
+  onReboot: 'restart',
+  onCrash: 'destroy',
+  /** `virsh console` for people debugging a container; nothing reads it otherwise. */
+  consoleType: 'pty',
+} as const;
+
 export const NETWORK_DEFAULTS = {
   /** Guests come up immediately: no STP listening/learning delay on the bridge. */
   bridgeStp: 'on',

@@ -1,14 +1,16 @@
 import type { Builder } from './builder.js';
 import { document, serialize } from './builder.js';
-import { DOMAIN_DEFAULTS } from './defaults.js';
+import { DOMAIN_DEFAULTS, LXC_DOMAIN_DEFAULTS } from './defaults.js';
 import { El, parseRoot } from './dom.js';
 import { XmlRenderError } from './errors.js';
 import { appendVmMetadata } from './metadata.js';
+import { prefix } from './network.js';
 import { attr, macAddress, objectName, text } from './text.js';
-import type { DiskDevice, DomainSpec, InterfaceDevice, ParsedDisk, ParsedDomain } from './types.js';
+import type { DiskDevice, DomainSpec, FilesystemMount, InterfaceDevice, LxcDomainSpec, ParsedDisk, ParsedDomain } from './types.js';
 
 /** The full <domain> definition for DOMAIN_DEFINE_XML. */
-export function renderDomain(spec: DomainSpec): string {
+export function renderDomain(spec: DomainSpec | LxcDomainSpec): string {
+  if (spec.type === 'lxc') return renderLxcDomain(spec);
   const doc = document();
   const domain = doc.ele('domain', { type: spec.type });
   domain.ele('name').txt(objectName('domain name', spec.name));
@@ -60,6 +62,43 @@ export function renderDomain(spec: DomainSpec): string {
   return serialize(doc);
 }
 
+/**
+ * A system container: init runs as the first process in its own namespaces, the root
+ * and every other directory come from the host through <filesystem type='mount'>, and
+ * libvirt sets each NIC's addresses and routes itself (no DHCP, no agent work).
+ */
+export function renderLxcDomain(spec: LxcDomainSpec): string {
+  if (!spec.filesystems.some((f) => f.target === '/')) {
+    throw new XmlRenderError('filesystems', JSON.stringify(spec.filesystems.map((f) => f.target)), "need one with target '/' (the container's root)");
+  }
+  const doc = document();
+  const domain = doc.ele('domain', { type: 'lxc' });
+  domain.ele('name').txt(objectName('domain name', spec.name));
+  if (spec.uuid !== undefined) domain.ele('uuid').txt(uuid(spec.uuid));
+  const title = spec.title === undefined ? undefined : domainTitle(spec.title);
+  if (title) domain.ele('title').txt(title);
+  if (spec.description !== undefined) domain.ele('description').txt(text('description', spec.description));
+  if (spec.metadata) appendVmMetadata(domain.ele('metadata'), spec.metadata);
+
+  domain.ele('memory', { unit: DOMAIN_DEFAULTS.memoryUnit }).txt(positiveInt('memoryMiB', spec.memoryMiB));
+  domain.ele('vcpu', { placement: 'static' }).txt(positiveInt('vcpus', spec.vcpus));
+
+  const os = domain.ele('os');
+  os.ele('type', { arch: LXC_DOMAIN_DEFAULTS.arch }).txt(LXC_DOMAIN_DEFAULTS.osType);
+  os.ele('init').txt(absolutePath('init', spec.init));
+  for (const arg of spec.initArgs ?? []) os.ele('initarg').txt(text('initarg', arg));
+
+  domain.ele('on_poweroff').txt(LXC_DOMAIN_DEFAULTS.onPoweroff);
+  domain.ele('on_reboot').txt(LXC_DOMAIN_DEFAULTS.onReboot);
+  domain.ele('on_crash').txt(LXC_DOMAIN_DEFAULTS.onCrash);
+
+  const devices = domain.ele('devices');
+  for (const fs of spec.filesystems) appendFilesystem(devices, fs);
+  for (const nic of spec.interfaces) appendInterface(devices, nic);
+  devices.ele('console', { type: LXC_DOMAIN_DEFAULTS.consoleType });
+  return serialize(doc);
+}
+
 /** A standalone <disk> for DOMAIN_ATTACH_DEVICE_FLAGS / DOMAIN_DETACH_DEVICE_FLAGS. */
 export function renderDiskDevice(disk: DiskDevice): string {
   const doc = document();
@@ -84,6 +123,8 @@ export function parseDomain(xml: string): ParsedDomain {
     disks: (devices?.children('disk') ?? []).map(parseDisk),
     interfaces: (devices?.children('interface') ?? []).map(parseInterface),
   };
+  const mounts = (devices?.children('filesystem') ?? []).filter((f) => (f.attr('type') ?? 'mount') === 'mount');
+  if (mounts.length > 0) parsed.filesystems = mounts.map(parseFilesystem);
   const title = domain.textOf('title');
   if (title !== undefined) parsed.title = title;
   const logFile = devices
@@ -114,7 +155,36 @@ function appendInterface(parent: Builder, nic: InterfaceDevice): void {
   if (nic.kind === 'network') iface.ele('source', { network: attr('interface network', nic.network) });
   else iface.ele('source', { bridge: attr('interface bridge', nic.bridge) });
   iface.ele('mac', { address: macAddress(nic.mac) });
-  iface.ele('model', { type: attr('interface model', nic.model) });
+  for (const ip of nic.ips ?? []) {
+    iface.ele('ip', { address: attr('interface ip address', ip.address), family: ip.family, prefix: prefix(ip.family, ip.prefix) });
+  }
+  for (const r of nic.routes ?? []) {
+    iface.ele('route', {
+      family: r.family,
+      address: attr('interface route address', r.address),
+      prefix: prefix(r.family, r.prefix),
+      gateway: attr('interface route gateway', r.gateway),
+    });
+  }
+  if (nic.model !== undefined) iface.ele('model', { type: attr('interface model', nic.model) });
+}
+
+function appendFilesystem(devices: Builder, fs: FilesystemMount): void {
+  const el = devices.ele('filesystem', { type: 'mount', accessmode: 'passthrough' });
+  el.ele('source', { dir: absolutePath('filesystem source', fs.source) });
+  el.ele('target', { dir: absolutePath('filesystem target', fs.target) });
+  if (fs.readonly) el.ele('readonly');
+}
+
+function parseFilesystem(fs: El): NonNullable<ParsedDomain['filesystems']>[number] {
+  return { source: fs.child('source')?.attr('dir') ?? '', target: fs.child('target')?.attr('dir') ?? '' };
+}
+
+// libvirt resolves relative paths against its own working directory, which is nothing
+// the caller controls.
+function absolutePath(field: string, value: string): string {
+  if (!value.startsWith('/')) throw new XmlRenderError(field, value, 'must be an absolute path');
+  return attr(field, value);
 }
 
 // A pty keeps `virsh console` working; <log> makes virtlogd copy everything the guest

@@ -1,8 +1,8 @@
 // The public surface of src/xml: pure renderers and parsers for libvirt XML.
-export { renderDomain, renderDiskDevice, renderInterfaceDevice, parseDomain } from './domain.js';
+export { renderDomain, renderLxcDomain, renderDiskDevice, renderInterfaceDevice, parseDomain } from './domain.js';
 export { renderVmMetadata, parseVmMetadata } from './metadata.js';
 export { renderVolume, parseVolume, renderDirPool, parsePool, renderBackup } from './storage.js';
 export { renderNetwork, renderDhcpHost, parseNetwork } from './network.js';
 export { XmlRenderError, XmlParseError } from './errors.js';
-export { DOMAIN_DEFAULTS, NETWORK_DEFAULTS, VOLUME_DEFAULTS } from './defaults.js';
+export { DOMAIN_DEFAULTS, LXC_DOMAIN_DEFAULTS, NETWORK_DEFAULTS, VOLUME_DEFAULTS } from './defaults.js';
 export * from './types.js';

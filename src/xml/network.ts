@@ -168,7 +168,7 @@ function classfulPrefix(address: string): number {
   return first < 128 ? 8 : first < 192 ? 16 : 24;
 }
 
-function prefix(family: 'ipv4' | 'ipv6', value: number): string {
+export function prefix(family: 'ipv4' | 'ipv6', value: number): string {
   const max = family === 'ipv4' ? 32 : 128;
   if (!Number.isInteger(value) || value < 0 || value > max) {
     throw new XmlRenderError('prefix', String(value), `must be an integer 0..${max} for ${family}`);

@@ -12,13 +12,16 @@ import type { BackupSpec, DirPoolSpec, ParsedPool, ParsedVolume, VolumeSpec } fr
  */
 export function renderVolume(v: VolumeSpec): string {
   const doc = document();
-  const volume = doc.ele('volume', { type: VOLUME_DEFAULTS.type });
+  const volume = doc.ele('volume', { type: v.format === 'dir' ? 'dir' : VOLUME_DEFAULTS.type });
   volume.ele('name').txt(objectName('volume name', v.name));
   volume.ele('capacity', { unit: VOLUME_DEFAULTS.unit }).txt(bytes('capacityBytes', v.capacityBytes));
   if (v.allocationBytes !== undefined) {
     volume.ele('allocation', { unit: VOLUME_DEFAULTS.unit }).txt(bytes('allocationBytes', v.allocationBytes));
   }
-  volume.ele('target').ele('format', { type: v.format });
+  const target = volume.ele('target');
+  target.ele('format', { type: v.format });
+  // libvirt makes directories 0600 unless told (measured on 9.0)
+  if (v.mode !== undefined) target.ele('permissions').ele('mode').txt(fileMode(v.mode));
   if (v.backing) {
     const backing = volume.ele('backingStore');
     backing.ele('path').txt(text('backing path', v.backing.path));
@@ -100,4 +103,9 @@ export function renderBackup(b: BackupSpec): string {
   disk.ele('driver', { type: b.format });
   disk.ele('target', { file: attr('backup target file', b.targetFile) });
   return serialize(doc);
+}
+
+function fileMode(mode: number): string {
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new XmlRenderError('mode', String(mode), 'must be a file mode 0..07777');
+  return `0${mode.toString(8)}`;
 }

@@ -22,9 +22,19 @@ export interface DiskDevice {
   cache?: 'none' | 'writeback' | 'unsafe' | 'directsync' | 'writethrough';
 }
 
+/**
+ * Addresses and routes libvirt itself sets on the interface inside an LXC container
+ * (QEMU guests configure their own): `<ip>` and `<route>` children of `<interface>`.
+ */
+export interface InterfaceAddressing {
+  ips?: Array<{ family: 'ipv4' | 'ipv6'; address: string; prefix: number }>;
+  routes?: Array<{ family: 'ipv4' | 'ipv6'; address: string; prefix: number; gateway: string }>;
+}
+
+/** `model` is the emulated NIC of a QEMU guest; a container's veth has none. */
 export type InterfaceDevice =
-  | { kind: 'network'; network: string; mac: string; model: string }
-  | { kind: 'bridge'; bridge: string; mac: string; model: string };
+  | ({ kind: 'network'; network: string; mac: string; model?: string } & InterfaceAddressing)
+  | ({ kind: 'bridge'; bridge: string; mac: string; model?: string } & InterfaceAddressing);
 
 export interface DomainSpec {
   name: string;
@@ -43,6 +53,33 @@ export interface DomainSpec {
   interfaces: InterfaceDevice[];
   /** host file receiving the guest's serial console output (<serial type='file'>... with a <console>) */
   serialLogFile?: string;
+  metadata?: VmMetadata;
+}
+
+/** A host directory mounted into a container (`<filesystem type='mount'>`). */
+export interface FilesystemMount {
+  /** absolute directory on the host */
+  source: string;
+  /** absolute directory inside the container; '/' is its root filesystem */
+  target: string;
+  readonly?: boolean;
+}
+
+/** A system container of libvirt's LXC driver: `<domain type='lxc'>` running `init`. */
+export interface LxcDomainSpec {
+  name: string;
+  uuid?: string;
+  title?: string;
+  description?: string;
+  type: 'lxc';
+  memoryMiB: number;
+  vcpus: number;
+  /** absolute path inside the container of the first process (`<os><init>`) */
+  init: string;
+  initArgs?: string[];
+  /** mounts in order; one of them has target '/' */
+  filesystems: FilesystemMount[];
+  interfaces: InterfaceDevice[];
   metadata?: VmMetadata;
 }
 
@@ -82,7 +119,10 @@ export interface VolumeSpec {
   capacityBytes: bigint;
   /** 0 for sparse volumes; omitted = libvirt's default */
   allocationBytes?: bigint;
-  format: DiskFormat;
+  /** `dir`: a directory in a directory pool (containers' root filesystems and disks) */
+  format: DiskFormat | 'dir';
+  /** permissions of the file or directory libvirt creates, e.g. 0o755 */
+  mode?: number;
   backing?: { path: string; format: DiskFormat };
 }
 
@@ -132,6 +172,8 @@ export interface ParsedDomain {
   title?: string;
   disks: ParsedDisk[];
   interfaces: Array<{ kind: string; source: string; mac: string; model?: string }>;
+  /** `<filesystem type='mount'>` entries (containers), when there are any; other types are left out */
+  filesystems?: Array<{ source: string; target: string }>;
   serialLogFile?: string;
 }
 

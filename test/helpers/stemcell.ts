@@ -219,3 +219,77 @@ export async function inGuest<T>(vm: string, check: () => Promise<T> | T): Promi
     throw e;
   }
 }
+
+// --- the container test stemcell (fixtures/stemcell/build-container.sh), for lxc:/// ---
+
+export const CONTAINER_STEMCELL_BUILD_SCRIPT = join(REPO_ROOT, 'fixtures/stemcell/build-container.sh');
+/** Inside the container: the settings file the CPI writes, and the agent's report. */
+export const CONTAINER_SETTINGS_FILE = '/var/vcap/bosh/warden-cpi-agent-env.json';
+export const CONTAINER_REPORT_FILE = '/var/vcap/bosh/test-agent-report.json';
+
+/** The container agent's report: the VM agent's, with directory disks and their files. */
+export interface ContainerReport extends Omit<GuestReport, 'settings_source' | 'disks'> {
+  settings_source: 'boot' | 'settings-file';
+  disks: {
+    system: GuestDisk;
+    ephemeral: GuestDisk | null;
+    persistent: Record<string, { hint: unknown; device: string | null; resolved_by: 'directory' | null }>;
+  };
+  /** disk cid → {file name → its first line} for directory disks found */
+  disk_files: Record<string, Record<string, string>>;
+}
+
+export interface ContainerStemcellInfo {
+  name: string;
+  version: string;
+  tarball: string;
+  /** the root filesystem as a directory, and as the tgz the stemcell's `image` is */
+  rootfs: string;
+  rootfs_tgz: string;
+  init: string;
+}
+
+let buildingContainer: Promise<ContainerStemcellInfo> | undefined;
+
+/** Builds (cached) the warden-tar container test stemcell; returns its info.json. */
+export function buildContainerStemcell(): Promise<ContainerStemcellInfo> {
+  buildingContainer ??= run(CONTAINER_STEMCELL_BUILD_SCRIPT, [], { maxBuffer: 16 * 1024 * 1024, timeout: 600_000 })
+    .then(async ({ stdout }) => {
+      const path = stdout.trim().split('\n').pop();
+      if (!path) throw new Error(`${CONTAINER_STEMCELL_BUILD_SCRIPT} printed no tarball path`);
+      return JSON.parse(await readFile(join(path, '..', 'info.json'), 'utf8')) as ContainerStemcellInfo;
+    })
+    .catch((err: unknown) => {
+      buildingContainer = undefined;
+      const e = err as { stderr?: string; message?: string };
+      throw new Error(`building the container test stemcell failed: ${e.message ?? err}\n${e.stderr ?? ''}`);
+    });
+  return buildingContainer;
+}
+
+/**
+ * Polls a container's report (a file the agent keeps in the root filesystem, read on
+ * the host through the VM's overlay upper directory) until `ready` accepts it; the
+ * timeout error carries the last report seen.
+ */
+export async function readContainerReport(
+  reportPath: string,
+  timeoutMs: number,
+  ready: (r: ContainerReport) => boolean = () => true,
+): Promise<ContainerReport> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    last = await readFile(reportPath, 'utf8').catch(() => '');
+    if (last) {
+      try {
+        const r = JSON.parse(last) as ContainerReport;
+        if (ready(r)) return r;
+      } catch {
+        // being replaced: read again
+      }
+    }
+    if (Date.now() > deadline) throw new Error(`no matching container report in ${reportPath} after ${timeoutMs} ms; last:\n${last || '(none)'}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}

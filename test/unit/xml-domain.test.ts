@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as specs from '../../fixtures/xml/specs.js';
 import { parseDomain, renderDiskDevice, renderDomain, renderInterfaceDevice, XmlParseError, XmlRenderError } from '../../src/xml/index.js';
-import { parseXml } from '../../src/xml/dom.js';
+import { parseRoot, parseXml } from '../../src/xml/dom.js';
 import type { DomainSpec } from '../../src/xml/index.js';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '../../fixtures/xml');
@@ -177,5 +177,51 @@ describe('parseDomain', () => {
     expect(() => parseDomain('<!DOCTYPE d [<!ENTITY e "x">]><domain><name>&e;</name></domain>')).toThrow(XmlParseError);
     expect(() => parseDomain('<network><name>x</name></network>')).toThrow(/expected a <domain>/);
     expect(() => parseDomain('<domain><uuid>u</uuid></domain>')).toThrow(/name/);
+  });
+});
+
+describe('renderDomain for containers (type lxc)', () => {
+  it('renders init, the mounts and the NIC addressing, and parses the mounts back', () => {
+    const xml = renderDomain(specs.lxcDomain);
+    const parsed = parseDomain(xml);
+    expect(parsed.name).toBe(specs.lxcDomain.name);
+    expect(parsed.filesystems).toEqual(specs.lxcDomain.filesystems.map((f) => ({ source: f.source, target: f.target })));
+    expect(parsed.interfaces).toEqual([{ kind: 'network', source: 't-xml-net', mac: '52:54:00:0c:00:01' }]);
+    expect(parsed.disks).toEqual([]);
+    const os = parseRoot(xml, 'domain').child('os')!;
+    expect(os.child('type')?.text).toBe('exe');
+    expect(os.textOf('init')).toBe('/sbin/init');
+    // a container has no emulated hardware: no model, no serial port, no firmware
+    expect(xml).not.toMatch(/<model|<serial|<features|<boot/);
+    const nic = parseRoot(xml, 'domain').child('devices')!.child('interface')!;
+    expect(nic.children('ip').map((ip) => [ip.attr('family'), ip.attr('address'), ip.attr('prefix')])).toEqual([
+      ['ipv4', '198.18.40.20', '24'],
+      ['ipv6', 'fd00:40::20', '64'],
+    ]);
+    expect(nic.children('route').map((r) => [r.attr('family'), r.attr('address'), r.attr('prefix'), r.attr('gateway')])).toEqual([
+      ['ipv4', '0.0.0.0', '0', '198.18.40.1'],
+      ['ipv6', '::', '0', 'fd00:40::1'],
+    ]);
+  });
+
+  it('passes init arguments in order', () => {
+    const os = parseRoot(renderDomain({ ...specs.lxcDomain, initArgs: ['--one', 'two words'] }), 'domain').child('os')!;
+    expect(os.children('initarg').map((a) => a.text)).toEqual(['--one', 'two words']);
+  });
+
+  it('refuses a container without a root mount, relative paths and bad prefixes, naming the field', () => {
+    expect(() => renderDomain({ ...specs.lxcDomain, filesystems: specs.lxcDomain.filesystems.slice(1) })).toThrow(/filesystems.*target '\/'/);
+    expect(() => renderDomain({ ...specs.lxcDomain, init: 'sbin/init' })).toThrow(XmlRenderError);
+    expect(() => renderDomain({ ...specs.lxcDomain, filesystems: [{ source: 'rel/dir', target: '/' }] })).toThrow(/filesystem source.*absolute/);
+    const nic = specs.lxcDomain.interfaces[0]!;
+    expect(() => renderDomain({ ...specs.lxcDomain, interfaces: [{ ...nic, ips: [{ family: 'ipv4', address: '198.18.40.20', prefix: 33 }] }] })).toThrow(
+      /prefix.*33.*0\.\.32/,
+    );
+  });
+
+  it('a QEMU NIC keeps its model and gains no addressing', () => {
+    const xml = renderInterfaceDevice(specs.qemuDomain.interfaces[0]!);
+    expect(xml).toMatch(/<model type="virtio"\/>/);
+    expect(xml).not.toMatch(/<ip|<route/);
   });
 });

@@ -37,7 +37,23 @@ export async function createDisk(host: Host, profile: BackendProfile, sizeMiB: n
   return cid;
 }
 
+/**
+ * A disk that exists, wherever it is: a volume of the pool, or (for a backend that
+ * moves attached disks out of the pool's listing) attached to a VM.
+ */
+async function requireDiskAnywhere(host: Host, profile: Pick<BackendProfile, 'disks'> | undefined, cid: string): Promise<void> {
+  if (!profile?.disks.locate || !isCid(cid, 'disk', host.config.name_prefix)) {
+    await requireDisk(host, cid);
+    return;
+  }
+  if ((await profile.disks.locate(host, cid as DiskCID)) === null) throw new DiskNotFound(`Disk ${cid} does not exist in pool ${host.config.storage.pool}`);
+}
+
 export async function deleteDisk(host: Host, profile: BackendProfile, cid: DiskCID): Promise<void> {
+  const where = isCid(cid, 'disk', host.config.name_prefix) ? await profile.disks.locate?.(host, cid) : undefined;
+  if (where && where !== 'pool') throw new CloudError(`Disk ${cid} is attached to VM ${where.vm}; detach it before deleting it`);
+  // Moved back into the pool since libvirt last listed it: make libvirt see it again.
+  if (where === 'pool' && !(await findVolume(host, cid))) await host.conn.pools.refresh(host.pool, 0).catch(() => undefined);
   const vol = await requireDisk(host, cid);
   const users = await domainsUsing(host, [await host.conn.volumes.getPath(vol), volumePath(host, sidecarName(cid))]);
   if (users.length) throw new CloudError(`Disk ${cid} is attached to VM ${users.join(', ')}; detach it before deleting it`);
@@ -46,12 +62,14 @@ export async function deleteDisk(host: Host, profile: BackendProfile, cid: DiskC
   await deleteSidecar(host, cid);
 }
 
-export async function hasDisk(host: Host, cid: DiskCID): Promise<boolean> {
-  return isCid(cid, 'disk', host.config.name_prefix) && (await findVolume(host, cid)) !== null;
+export async function hasDisk(host: Host, cid: DiskCID, profile?: Pick<BackendProfile, 'disks'>): Promise<boolean> {
+  if (!isCid(cid, 'disk', host.config.name_prefix)) return false;
+  if (profile?.disks.locate) return (await profile.disks.locate(host, cid)) !== null;
+  return (await findVolume(host, cid)) !== null;
 }
 
-export async function setDiskMetadata(host: Host, cid: DiskCID, tags: Record<string, string>): Promise<void> {
-  await requireDisk(host, cid);
+export async function setDiskMetadata(host: Host, cid: DiskCID, tags: Record<string, string>, profile?: Pick<BackendProfile, 'disks'>): Promise<void> {
+  await requireDiskAnywhere(host, profile, cid);
   // Read-modify-write of the sidecar: serialized across CPI processes.
   await withVolumeLock(host, cid, async () => {
     const current = (await readSidecar(host, cid)) ?? { kind: 'disk' };
@@ -60,8 +78,8 @@ export async function setDiskMetadata(host: Host, cid: DiskCID, tags: Record<str
   });
 }
 
-export async function readDiskMetadata(host: Host, cid: DiskCID): Promise<Record<string, string>> {
-  await requireDisk(host, cid);
+export async function readDiskMetadata(host: Host, cid: DiskCID, profile?: Pick<BackendProfile, 'disks'>): Promise<Record<string, string>> {
+  await requireDiskAnywhere(host, profile, cid);
   return ((await readSidecar(host, cid))?.tags as Record<string, string>) ?? {};
 }
 

@@ -14,6 +14,7 @@ import { describeIgnored, KNOWN_DISK_KEYS, unknownKeys } from './cloud-propertie
 import { onLiveConnection } from './reconnect.js';
 
 export async function openLibvirtDriver(profile: BackendProfile, config: Config, log: Logger): Promise<LibvirtDriver> {
+  profile.checkConfig?.(config);
   const host = await openHost(config, log);
   try {
     profile.checkHost?.(host);
@@ -56,7 +57,7 @@ export class LibvirtDriver implements Driver {
     return vms.hasVM(this.host, cid);
   }
   rebootVM(cid: VMCID): Promise<void> {
-    return vms.rebootVM(this.host, cid);
+    return vms.rebootVM(this.host, cid, this.profile);
   }
   setVMMetadata(cid: VMCID, metadata: Record<string, string>): Promise<void> {
     return vms.setVMMetadata(this.host, cid, metadata);
@@ -74,7 +75,7 @@ export class LibvirtDriver implements Driver {
     return disks.deleteDisk(this.host, this.profile, cid);
   }
   hasDisk(cid: DiskCID): Promise<boolean> {
-    return disks.hasDisk(this.host, cid);
+    return disks.hasDisk(this.host, cid, this.profile);
   }
   attachDisk(vm: VMCID, disk: DiskCID): Promise<DiskHint> {
     // Repeating it finds a disk the lost call did attach and completes the VM's record of it.
@@ -95,7 +96,7 @@ export class LibvirtDriver implements Driver {
     throw new NotSupported(`update_disk is not supported by the ${this.backend} backend (disk ${cid}); the director falls back to creating a new disk and copying`);
   }
   setDiskMetadata(cid: DiskCID, metadata: Record<string, string>): Promise<void> {
-    return disks.setDiskMetadata(this.host, cid, metadata);
+    return disks.setDiskMetadata(this.host, cid, metadata, this.profile);
   }
 
   async snapshotDisk(cid: DiskCID, metadata: Record<string, unknown>): Promise<SnapshotCID> {
@@ -103,7 +104,12 @@ export class LibvirtDriver implements Driver {
     return this.profile.snapshots.snapshotDisk(this.host, cid, metadata);
   }
   async deleteSnapshot(cid: SnapshotCID): Promise<void> {
-    if (!this.profile.snapshots) throw new NotSupported(`delete_snapshot is not supported by the ${this.backend} backend (snapshot ${cid})`);
+    if (!this.profile.snapshots) {
+      // No snapshot can exist on this backend: the one asked for is as gone as it gets
+      // (a missing snapshot's delete succeeds, as the director expects).
+      this.host.log.info({ snapshot: cid }, `the ${this.backend} backend has no snapshots; nothing to delete`);
+      return;
+    }
     return this.profile.snapshots.deleteSnapshot(this.host, cid);
   }
 }

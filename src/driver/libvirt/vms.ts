@@ -122,7 +122,7 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
     maybeFail('create_vm:after-mark');
     mark('done');
     // Per-step wall times in ms: bench/create-vm.mjs reads them from this line.
-    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: spec.disks.length, step_ms: timings }, 'VM created');
+    host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: 'disks' in spec ? spec.disks.length : spec.filesystems.length, step_ms: timings }, 'VM created');
     return [vm, plan.agentNetworks];
   } catch (e) {
     const { removed, left } = await undo.run(host);
@@ -181,7 +181,13 @@ async function undefineDomain(host: Host, dom: DomainRef): Promise<void> {
   try {
     await host.conn.domains.undefine(dom, UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA | UndefineFlags.NVRAM | UndefineFlags.CHECKPOINTS_METADATA);
   } catch (e) {
-    if (!isLibvirtError(e, ErrorCode.NO_DOMAIN)) throw e;
+    if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) return;
+    // LXC has no saved state, snapshots, NVRAM or checkpoints and refuses those flags
+    // ("unsupported flags (0x17) in function lxcDomainUndefineFlags"): nothing to drop.
+    if (!isLibvirtError(e, ErrorCode.INVALID_ARG)) throw e;
+    await host.conn.domains.undefine(dom, 0).catch((e2: unknown) => {
+      if (!isLibvirtError(e2, ErrorCode.NO_DOMAIN)) throw e2;
+    });
   }
 }
 
@@ -201,20 +207,23 @@ export async function deleteVM(host: Host, cid: VMCID, profile?: Pick<BackendPro
   const dom = isCid(cid, 'vm', host.config.name_prefix) ? await findDomain(host, cid) : null;
   if (!dom) {
     // Volumes named after a VM that is gone are still its own: sweep them, then report.
-    if (isCid(cid, 'vm', host.config.name_prefix)) await deleteOwnedVolumes(host, cid, []);
+    if (isCid(cid, 'vm', host.config.name_prefix)) {
+      await profile?.vms.beforeDelete?.(host, cid, null);
+      await deleteOwnedVolumes(host, cid, [], profile);
+    }
     throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
   }
   const metadata = await readVmMetadata(host, dom);
   await stopDomain(host, dom);
   await profile?.vms.beforeDelete?.(host, cid, metadata);
   for (const r of metadata?.reservations ?? []) await removeReservation(host, r);
-  await deleteOwnedVolumes(host, cid, metadata?.volumes ?? []);
+  await deleteOwnedVolumes(host, cid, metadata?.volumes ?? [], profile);
   maybeFail('delete_vm:before-undefine');
   await undefineDomain(host, dom);
 }
 
 /** What the metadata lists plus anything named `<vm>.…`; never persistent disks (disk-…). */
-async function deleteOwnedVolumes(host: Host, vm: string, listed: string[]): Promise<void> {
+async function deleteOwnedVolumes(host: Host, vm: string, listed: string[], profile?: Pick<BackendProfile, 'vms'>): Promise<void> {
   const owned = new Set(listed);
   for (const name of await listVolumeNames(host)) if (name.startsWith(`${vm}.`)) owned.add(name);
   // The VM's own domain does not count; another domain using one of them keeps it (the
@@ -223,6 +232,7 @@ async function deleteOwnedVolumes(host: Host, vm: string, listed: string[]): Pro
   for (const name of owned) {
     const users = inUse.get(volumePath(host, name));
     if (users) host.log.warn({ volume: name, users }, 'delete_vm keeps a volume another domain uses');
+    else if (profile?.vms.removeVolume) await profile.vms.removeVolume(host, name);
     else await deleteVolumeIfExists(host, name);
   }
 }
@@ -237,11 +247,11 @@ export async function hasVM(host: Host, cid: VMCID): Promise<boolean> {
  * vm.reboot_timeout_seconds. Starting anew (rather than DOMAIN_REBOOT) makes the
  * outcome observable: when this returns, the domain was off and runs again.
  */
-export async function rebootVM(host: Host, cid: VMCID): Promise<void> {
+export async function rebootVM(host: Host, cid: VMCID, profile?: Pick<BackendProfile, 'vms'>): Promise<void> {
   const dom = await requireDomain(host, cid);
   const state = async () => (await host.conn.domains.getState(dom, 0)).state;
   if ((await state()) !== DomainState.SHUTOFF) {
-    await host.conn.domains.shutdown(dom, 0).catch((e: unknown) => host.log.warn({ err: String(e) }, 'ACPI shutdown request failed; resetting'));
+    await host.conn.domains.shutdown(dom, profile?.vms.shutdownFlags ?? 0).catch((e: unknown) => host.log.warn({ err: String(e) }, 'ACPI shutdown request failed; resetting'));
     const deadline = Date.now() + host.config.vm.reboot_timeout_seconds * 1000;
     while (Date.now() < deadline && (await state()) !== DomainState.SHUTOFF) await sleep(500);
     if ((await state()) !== DomainState.SHUTOFF) {

@@ -1,0 +1,116 @@
+// The LXC backend's pure decisions: which NIC gets which addresses and default routes
+// from libvirt, which networks the settings mark preconfigured, the domain create_vm
+// defines (also behind `render vm`), the settings file rewritten in place, and the
+// refusal of URIs that are not local. The containers themselves are in
+// test/e2e/lxc.test.ts and test/integration/lxc-hook.test.ts.
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigSchema } from '../../src/config/schema.js';
+import { decodeVmCloudProperties } from '../../src/driver/libvirt/cloud-properties.js';
+import { planVmNetworks } from '../../src/driver/libvirt/vms.js';
+import { containerInterfaces, preconfiguredNetworks } from '../../src/driver/lxc/networking.js';
+import { buildContainerSettings, rewriteSettingsFile } from '../../src/driver/lxc/settings.js';
+import { checkLocal, lxcProfile } from '../../src/driver/lxc/profile.js';
+import { rootPaths } from '../../src/driver/lxc/layout.js';
+import { renderDomain, parseDomain } from '../../src/xml/index.js';
+import type { Host } from '../../src/driver/libvirt/host.js';
+import { requireBundle, ROOT, runCpi, writeConfig } from '../helpers/cpi.js';
+
+const config = ConfigSchema.parse(JSON.parse(readFileSync(join(ROOT, 'fixtures/config/lxc.json'), 'utf8')));
+const host = { config } as unknown as Host;
+const v4 = (host: number, extra: Record<string, unknown> = {}) => ({ type: 'manual', ip: `198.18.210.${host}`, netmask: '255.255.255.0', gateway: '198.18.210.1', cloud_properties: {}, ...extra });
+const v6 = (host: number, extra: Record<string, unknown> = {}) => ({ type: 'manual', ip: `fd00:210::${host}`, netmask: 'ffff:ffff:ffff:ffff::', gateway: 'fd00:210::1', cloud_properties: {}, ...extra });
+
+describe('container NICs', () => {
+  it('dual stack on one NIC: both addresses, and a default route per family from the default networks', () => {
+    const plan = planVmNetworks({ a: v4(10, { nic_group: 'g', default: ['dns', 'gateway'] }), b: v6(10, { nic_group: 'g', default: ['gateway'] }) }, config);
+    const [nic, ...rest] = containerInterfaces(plan);
+    expect(rest).toEqual([]);
+    expect(nic).toEqual({
+      kind: 'network',
+      network: 'bosh-cpi',
+      mac: plan.nics[0]!.mac,
+      ips: [
+        { family: 'ipv4', address: '198.18.210.10', prefix: 24 },
+        { family: 'ipv6', address: 'fd00:210::10', prefix: 64 },
+      ],
+      routes: [
+        { family: 'ipv4', address: '0.0.0.0', prefix: 0, gateway: '198.18.210.1' },
+        { family: 'ipv6', address: '::', prefix: 0, gateway: 'fd00:210::1' },
+      ],
+    });
+  });
+
+  it('two NICs: only the network the director made default for the gateway gets the default route', () => {
+    const plan = planVmNetworks({ a: v4(10, { default: [] }), b: v4(11, { default: ['gateway', 'dns'], gateway: '198.18.210.2' }) }, config);
+    expect(containerInterfaces(plan).map((n) => n.routes)).toEqual([[], [{ family: 'ipv4', address: '0.0.0.0', prefix: 0, gateway: '198.18.210.2' }]]);
+  });
+
+  it('a dynamic network: no addresses from libvirt, and the agent configures it (not preconfigured)', () => {
+    const plan = planVmNetworks({ d: { type: 'dynamic', cloud_properties: {} }, s: v4(12, { default: ['gateway'] }) }, config);
+    const nics = containerInterfaces(plan);
+    const dyn = nics.find((n) => n.mac === plan.agentNetworks.d!.mac)!;
+    expect(dyn.ips).toBeUndefined();
+    expect(dyn.routes).toBeUndefined();
+    expect([...preconfiguredNetworks(plan)]).toEqual(['s']);
+    const settings = buildContainerSettings(host, { vm: 'vm-x', agentId: 'a', networks: plan.agentNetworks, preconfigured: preconfiguredNetworks(plan), env: {}, persistent: {} });
+    expect(settings.networks.s).toMatchObject({ preconfigured: true, mac: plan.agentNetworks.s!.mac });
+    expect(settings.networks.d).not.toHaveProperty('preconfigured');
+    expect(settings.disks).toEqual({ system: '', persistent: {} });
+  });
+});
+
+describe('the container create_vm defines (and render vm shows)', () => {
+  it('mounts the overlay mount point at /, the ephemeral and disk directories, and runs /sbin/init', () => {
+    const plan = planVmNetworks({ a: v4(10) }, config);
+    const shape = decodeVmCloudProperties({ cpu: 2, ram: 300 }, config);
+    const { spec, notes } = lxcProfile.vms.preview({ config, vm: 'vm-1', agentId: 'agent', stemcellCid: 'sc-1', shape, plan });
+    const parsed = parseDomain(renderDomain(spec));
+    expect(parsed.filesystems).toEqual([
+      { source: '/var/lib/libvirt/bosh-cpi/vm-1.root/rootfs', target: '/' },
+      { source: '/var/lib/libvirt/bosh-cpi/vm-1.ephemeral', target: '/var/vcap/data' },
+      { source: '/var/lib/libvirt/bosh-cpi/vm-1.disks', target: '/warden-cpi-dev' },
+    ]);
+    expect(spec).toMatchObject({ type: 'lxc', init: '/sbin/init', memoryMiB: 300, vcpus: 2 });
+    expect(spec.metadata?.volumes).toEqual(['vm-1.root', 'vm-1.ephemeral', 'vm-1.disks']);
+    expect(notes.join('\n')).toContain('overlay');
+    // the hook finds the layers next to the mount point
+    expect(rootPaths('/p', 'vm-1')).toMatchObject({ rootfs: '/p/vm-1.root/rootfs', lower: '/p/vm-1.root/lower', upper: '/p/vm-1.root/upper', work: '/p/vm-1.root/work' });
+  });
+});
+
+describe('the settings file', () => {
+  it('is rewritten in place: same inode (a running container would not see a replaced file), shorter content truncated', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'lxcr-settings-'));
+    const file = join(dir, 'env.json');
+    writeFileSync(file, JSON.stringify({ agent_id: 'a', disks: { system: '', persistent: { 'disk-1': '/warden-cpi-dev/disk-1', 'disk-2': '/warden-cpi-dev/disk-2' } } }));
+    const inode = statSync(file).ino;
+    await rewriteSettingsFile(file, (s) => {
+      delete s.disks.persistent['disk-2'];
+    });
+    expect(statSync(file).ino).toBe(inode);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ agent_id: 'a', disks: { system: '', persistent: { 'disk-1': '/warden-cpi-dev/disk-1' } } });
+  });
+});
+
+describe('local URIs only', () => {
+  it.each(['lxc:///', 'lxc+unix:///', 'lxc+unix:///?socket=/run/libvirt/libvirt-sock'])('%s is local', (uri) => {
+    expect(() => checkLocal(uri)).not.toThrow();
+  });
+  it.each(['lxc+ssh://root@host/', 'lxc+tcp://host/', 'lxc+tls://host/', 'lxc://host/'])('%s is refused, naming the field, the value and why', (uri) => {
+    expect(() => checkLocal(uri)).toThrow(new RegExp(`libvirt\\.uri "${uri.replace(/[+?.]/g, '\\$&')}" is not local: the lxc backend writes .* into the storage pool's directory itself`));
+  });
+});
+
+describe('bin/cpi with a remote lxc URI', () => {
+  it('refuses every call before connecting, with the reason', async () => {
+    requireBundle();
+    const base = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/lxc.json'), 'utf8')) as Record<string, unknown>;
+    // an unreachable host: the answer must come from the check, not from a connection attempt
+    const path = writeConfig({ ...base, libvirt: { uri: 'lxc+ssh://root@192.0.2.1/' } });
+    const run = await runCpi({ method: 'has_vm', arguments: ['vm-1'], context: { director_uuid: 'x' } }, { config: path });
+    expect(run.response.error).toMatchObject({ type: 'Bosh::Clouds::CloudError', message: expect.stringContaining('is not local: the lxc backend writes') });
+  });
+});
