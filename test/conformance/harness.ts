@@ -8,6 +8,12 @@
 //   name prefix `t-conf-`, pool `t-conf-pool`, an isolated network `t-conf-net`
 //   (198.18.81.0/24, fd00:81::/64, DHCP .100–.200) and a tiny qcow2 stemcell; all removed
 //   in teardown();
+// - two hosts (CONFORMANCE_TARGET=two-hosts): the same, self-prepared, through one CPI
+//   driving two independent libvirt daemons (fixtures/config/two-hosts.json; the second
+//   daemon from scripts/second-libvirtd.sh): prefix `t-conf2-`, a pool on each, a network
+//   `t-conf2-net` on each with its own subnet (198.18.83.0/24 on host-a, .84 on host-b),
+//   so static addresses land on host-a and everything else wherever placement puts it;
+//   virsh checks follow a CID's `@host` to its daemon, and snapshots cover both;
 // - external (CONFORMANCE_CONFIG=/path/cpi.json): any libvirt host or backend the config
 //   names; CONFORMANCE_STEMCELL (image tarball), CONFORMANCE_NETWORK (libvirt network) and
 //   CONFORMANCE_IPV4 (first of three consecutive free static IPv4 addresses in that
@@ -17,6 +23,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { cleanupPrefix, defineIsolatedNetwork, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
+import { writeConfig } from '../helpers/cpi.js';
+import { requireSecondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const CPI_BIN = process.env.CONFORMANCE_CPI ?? join(ROOT, 'bin/cpi');
@@ -221,10 +229,12 @@ export interface ConformanceEnv {
   gateway: string;
   /** the shared stemcell, imported once */
   stemcell: string;
+  /** with several libvirt hosts behind the CPI: each host's URI, by the name CIDs carry after `@` */
+  hosts?: Record<string, string>;
 }
 
 let current: ConformanceEnv | undefined;
-let selfPrepared: { prefix: string; pool: string; network: string; tmp: string[] } | undefined;
+let selfPrepared: { prefix: string; pool: string; network: string; tmp: string[]; second?: { uri: string; poolPath: string } } | undefined;
 
 export function env(): ConformanceEnv {
   if (!current) throw new Error('conformance environment not prepared: call prepare() in beforeAll');
@@ -232,6 +242,7 @@ export function env(): ConformanceEnv {
 }
 
 export const SELF = { prefix: 't-conf-', network: 't-conf-net', bridge: 't-conf-br0', third: 81 };
+export const TWO = { prefix: 't-conf2-', network: 't-conf2-net', bridges: ['t-cf2-br0', 't-cf2-br1'], thirds: [83, 84] as const };
 
 function requireEnv(name: string): string {
   const v = process.env[name];
@@ -292,6 +303,8 @@ export async function prepare(): Promise<ConformanceEnv> {
       netmask: process.env.CONFORMANCE_NETMASK ?? derived!.netmask,
       stemcell: '',
     };
+  } else if (process.env.CONFORMANCE_TARGET === 'two-hosts') {
+    current = prepareTwoHosts();
   } else {
     // A previous run killed halfway may have left things: start clean.
     cleanupPrefix(SELF.prefix);
@@ -319,6 +332,45 @@ export async function prepare(): Promise<ConformanceEnv> {
   return current;
 }
 
+/** Two daemons behind one CPI: a pool and a same-named network on each, with different subnets. */
+function prepareTwoHosts(): ConformanceEnv {
+  requireSecondDaemon();
+  const pool = `${TWO.prefix}pool`;
+  const paths = [`/var/tmp/${pool}-a`, `/var/tmp/${pool}-b`];
+  const uris = ['qemu:///system', SECOND_URI];
+  uris.forEach((uri, i) => {
+    cleanupPrefix(TWO.prefix, pool, uri, paths[i]);
+    removeNetwork(TWO.network, uri);
+  });
+  const nets = uris.map((uri, i) => defineIsolatedNetwork(TWO.network, TWO.bridges[i]!, TWO.thirds[i]!, { dhcp: true, uri }));
+  const base = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/two-hosts.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  const config = writeConfig({
+    ...base,
+    name_prefix: TWO.prefix,
+    storage: { pool, path: paths[0], create_pool: true },
+    network: { ...base.network, name: TWO.network },
+    hosts: [{ name: 'host-a' }, { name: 'host-b', libvirt: { uri: SECOND_URI }, storage: { path: paths[1] } }],
+    vm: { ...base.vm, ram: 256, ephemeral_disk_size: 64, reboot_timeout_seconds: 5, detach_timeout_seconds: 5 },
+  });
+  const image = tinyStemcell();
+  selfPrepared = { prefix: TWO.prefix, pool, network: TWO.network, tmp: [dirname(config), dirname(image)], second: { uri: SECOND_URI, poolPath: paths[1]! } };
+  const third = TWO.thirds[0];
+  return {
+    external: false,
+    config,
+    uri: 'qemu:///system',
+    pool,
+    foreign: (name) => /^t-[a-z0-9]+-/.test(name) && !name.startsWith(TWO.prefix),
+    stemcellImage: image,
+    network: TWO.network,
+    ipv4: [`198.18.${third}.10`, `198.18.${third}.11`, `198.18.${third}.12`],
+    gateway: nets[0]!.v4.gateway,
+    netmask: '255.255.255.0',
+    stemcell: '',
+    hosts: { 'host-a': uris[0]!, 'host-b': uris[1]! },
+  };
+}
+
 /** Removes everything the suite made; safe to call after any failure (and twice). */
 export async function teardown(): Promise<void> {
   if (current) {
@@ -335,8 +387,13 @@ export async function teardown(): Promise<void> {
     created.stemcells.clear();
   }
   if (selfPrepared) {
-    cleanupPrefix(selfPrepared.prefix, selfPrepared.pool);
+    const { second } = selfPrepared;
+    cleanupPrefix(selfPrepared.prefix, selfPrepared.pool, 'qemu:///system', second ? `/var/tmp/${selfPrepared.pool}-a` : undefined);
     removeNetwork(selfPrepared.network);
+    if (second) {
+      cleanupPrefix(selfPrepared.prefix, selfPrepared.pool, second.uri, second.poolPath);
+      removeNetwork(selfPrepared.network, second.uri);
+    }
     for (const dir of selfPrepared.tmp) rmSync(dir, { recursive: true, force: true });
     selfPrepared = undefined;
   }
@@ -361,8 +418,19 @@ export function backendIs(name: 'qemu' | 'lxc'): boolean {
   return (/^([a-z]+)/.exec(uri)?.[1] ?? 'qemu') === name;
 }
 
+/**
+ * virsh on the daemon the arguments are about: a CID `<name>@<host>` (several hosts
+ * behind the CPI) is looked up by its name on that host's daemon.
+ */
 export function virsh(...args: string[]) {
-  return virshAt(env().uri, ...args);
+  const { uri, hosts } = env();
+  if (hosts) {
+    for (const [i, a] of args.entries()) {
+      const m = /^(.+)@([^@]+)$/.exec(a);
+      if (m && hosts[m[2]!]) return virshAt(hosts[m[2]!]!, ...args.slice(0, i), m[1]!, ...args.slice(i + 1));
+    }
+  }
+  return virshAt(uri, ...args);
 }
 
 export interface LibvirtState {
@@ -379,12 +447,18 @@ export function libvirtState(): LibvirtState {
   const e = env();
   const keep = (name: string) => !e.foreign(name);
   const firstWord = (l: string) => l.split(/\s+/)[0] ?? '';
-  return {
-    domains: lines(virsh('list', '--all', '--name').stdout).filter(keep).sort(),
-    volumes: lines(virsh('vol-list', e.pool).stdout).filter((l) => keep(firstWord(l))).sort(),
-    networks: lines(virsh('net-list', '--all', '--name').stdout).filter(keep).sort(),
-    dhcpHosts: (virsh('net-dumpxml', e.network).stdout.match(/<host\b[^>]*>/g) ?? []).sort(),
-  };
+  // With several hosts, every daemon's view, each line marked with its host.
+  const daemons = e.hosts ? Object.entries(e.hosts) : [['', e.uri] as const];
+  const state: LibvirtState = { domains: [], volumes: [], networks: [], dhcpHosts: [] };
+  for (const [host, uri] of daemons) {
+    const at = (l: string) => (host ? `${host}: ${l}` : l);
+    state.domains.push(...lines(virshAt(uri, 'list', '--all', '--name').stdout).filter(keep).map(at));
+    state.volumes.push(...lines(virshAt(uri, 'vol-list', e.pool).stdout).filter((l) => keep(firstWord(l))).map(at));
+    state.networks.push(...lines(virshAt(uri, 'net-list', '--all', '--name').stdout).filter(keep).map(at));
+    state.dhcpHosts.push(...(virshAt(uri, 'net-dumpxml', e.network).stdout.match(/<host\b[^>]*>/g) ?? []).map(at));
+  }
+  for (const list of Object.values(state)) list.sort();
+  return state;
 }
 
 /** Manual network settings in the test network. */

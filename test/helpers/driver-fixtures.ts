@@ -10,7 +10,8 @@ import { ROOT, runCpi, writeConfig } from './cpi.js';
 import { scratchDir } from './scratch.js';
 
 const URI = 'qemu:///system';
-const virsh = (...args: string[]) => spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' });
+const virsh = (...args: string[]) => virshOn(URI, ...args);
+const virshOn = (uri: string, ...args: string[]) => spawnSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
 
 /** A stemcell image tarball (tgz holding a qcow2 root.img of `virtualMiB`); returns its path. */
 export function tinyStemcell(virtualMiB = 64, format: 'qcow2' | 'raw' = 'qcow2'): string {
@@ -33,26 +34,33 @@ export interface IsolatedNetwork {
  * and fd00:<third>::/64 so concurrent test files never share a subnet. DHCP (IPv4 only)
  * when asked; without it no dnsmasq runs, so no router advertisements are sent.
  */
-export function defineIsolatedNetwork(name: string, bridge: string, third: number, opts: { dhcp?: boolean } = {}): IsolatedNetwork {
+/** An isolated dual-stack network on 198.18.<third>.0/24 and fd00:<third>::/64 (on `opts.uri`, default qemu:///system). */
+export function defineIsolatedNetwork(name: string, bridge: string, third: number, opts: { dhcp?: boolean; uri?: string } = {}): IsolatedNetwork {
+  const uri = opts.uri ?? URI;
   const dhcp = opts.dhcp ? `<dhcp><range start='198.18.${third}.100' end='198.18.${third}.200'/></dhcp>` : '';
   const xml = `<network><name>${name}</name><bridge name='${bridge}' stp='on' delay='0'/>${opts.dhcp ? '' : "<dns enable='no'/>"}
     <ip address='198.18.${third}.1' prefix='24'>${dhcp}</ip><ip family='ipv6' address='fd00:${third}::1' prefix='64'/></network>`;
-  removeNetwork(name);
+  removeNetwork(name, uri);
   const dir = scratchDir('t-net-');
   const file = join(dir, 'net.xml');
   writeFileSync(file, xml);
   try {
-    execFileSync('virsh', ['-q', '-c', URI, 'net-define', file]);
+    execFileSync('virsh', ['-q', '-c', uri, 'net-define', file]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  execFileSync('virsh', ['-q', '-c', URI, 'net-start', name]);
+  try {
+    execFileSync('virsh', ['-q', '-c', uri, 'net-start', name], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (e) {
+    removeNetwork(name, uri); // a definition that cannot start would outlive the test
+    throw e;
+  }
   return { name, bridge, v4: { gateway: `198.18.${third}.1`, prefix: 24, base: `198.18.${third}.0` }, v6: { gateway: `fd00:${third}::1`, prefix: 64, base: `fd00:${third}::` } };
 }
 
-export function removeNetwork(name: string): void {
-  virsh('net-destroy', name);
-  virsh('net-undefine', name);
+export function removeNetwork(name: string, uri = URI): void {
+  virshOn(uri, 'net-destroy', name);
+  virshOn(uri, 'net-undefine', name);
 }
 
 export interface TestConfigOptions {
@@ -78,8 +86,9 @@ export function testConfig({ prefix, network, overrides = {} }: TestConfigOption
   return { path: writeConfig(config), pool, poolPath };
 }
 
-/** Removes every domain and volume named with `prefix`, and the prefix's pool. */
-export function cleanupPrefix(prefix: string, pool = `${prefix}pool`): void {
+/** Removes every domain and volume named with `prefix`, and the prefix's pool (on `uri`, default qemu:///system). */
+export function cleanupPrefix(prefix: string, pool = `${prefix}pool`, uri = URI, poolPath = `/var/tmp/${pool}`): void {
+  const virsh = (...args: string[]) => virshOn(uri, ...args);
   for (const name of virsh('list', '--all', '--name').stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(prefix))) {
     virsh('destroy', name);
     virsh('undefine', name, '--nvram', '--snapshots-metadata');
@@ -88,7 +97,7 @@ export function cleanupPrefix(prefix: string, pool = `${prefix}pool`): void {
   for (const v of vols) virsh('vol-delete', v, '--pool', pool);
   virsh('pool-destroy', pool);
   virsh('pool-undefine', pool);
-  rmSync(`/var/tmp/${pool}`, { recursive: true, force: true });
+  rmSync(poolPath, { recursive: true, force: true });
 }
 
 /** Names of domains and volumes (in `pool`) that carry `prefix`: what a test must leave empty. */

@@ -9,7 +9,7 @@
 import type { Host } from './host.js';
 import { findVolume, volumeDetails } from './host.js';
 import { parseRoot, type El } from '../../xml/dom.js';
-import { DomainXMLFlags, ErrorCode, ListAllDomainsFlags, isLibvirtError, type DomainRef } from '../../libvirt/index.js';
+import { DomainXMLFlags, ErrorCode, ListAllDomainsFlags, isLibvirtError, type DomainRef, type VolRef } from '../../libvirt/index.js';
 
 /** Where a volume of the pool lives (directory pools: the pool's path and the name). */
 export function volumePath(host: Host, name: string): string {
@@ -64,11 +64,21 @@ async function filesOf(host: Host, dom: DomainRef, running: boolean): Promise<Se
     for (const top of new Set(tops)) {
       const name = top.startsWith(`${host.poolPath}/`) ? top.slice(host.poolPath.length + 1) : undefined;
       const vol = name && !name.includes('/') ? await findVolume(host, name) : null;
-      const under = vol ? (await volumeDetails(host, vol)).backing?.path : undefined;
+      const under = vol ? await backingOf(host, vol) : undefined;
       if (under) files.add(under);
     }
   }
   return files;
+}
+
+/** The file under an overlay; none when the volume went meanwhile (a delete_vm running beside this one). */
+async function backingOf(host: Host, vol: VolRef): Promise<string | undefined> {
+  try {
+    return (await volumeDetails(host, vol)).backing?.path;
+  } catch (e) {
+    if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return undefined;
+    throw e;
+  }
 }
 
 /** A disk's source file and, where libvirt shows it, every backing file under it. */
