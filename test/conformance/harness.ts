@@ -310,8 +310,9 @@ export async function prepare(): Promise<ConformanceEnv> {
     cleanupPrefix(SELF.prefix);
     removeNetwork(SELF.network);
     const net = defineIsolatedNetwork(SELF.network, SELF.bridge, SELF.third, { dhcp: true });
-    // The tiny stemcell's guest never answers an ACPI unplug: 6b need not wait the default 60 s for it.
-    const { path, pool } = testConfig({ prefix: SELF.prefix, network: SELF.network, overrides: { vm: { detach_timeout_seconds: 5 } } });
+    // The tiny stemcell's guest never answers ACPI: 6b need not wait the default 60 s for an unplug,
+    // nor reboot_vm long before it forces the guest off.
+    const { path, pool } = testConfig({ prefix: SELF.prefix, network: SELF.network, overrides: { vm: { detach_timeout_seconds: 5, reboot_timeout_seconds: 2 } } });
     const image = tinyStemcell();
     selfPrepared = { prefix: SELF.prefix, pool, network: SELF.network, tmp: [dirname(path), dirname(image)] };
     current = {
@@ -350,7 +351,7 @@ function prepareTwoHosts(): ConformanceEnv {
     storage: { pool, path: paths[0], create_pool: true },
     network: { ...base.network, name: TWO.network },
     hosts: [{ name: 'host-a' }, { name: 'host-b', libvirt: { uri: SECOND_URI }, storage: { path: paths[1] } }],
-    vm: { ...base.vm, ram: 256, ephemeral_disk_size: 64, reboot_timeout_seconds: 5, detach_timeout_seconds: 5 },
+    vm: { ...base.vm, ram: 256, ephemeral_disk_size: 64, reboot_timeout_seconds: 2, detach_timeout_seconds: 5 },
   });
   const image = tinyStemcell();
   selfPrepared = { prefix: TWO.prefix, pool, network: TWO.network, tmp: [dirname(config), dirname(image)], second: { uri: SECOND_URI, poolPath: paths[1]! } };
