@@ -86,7 +86,16 @@ XML
   # (read into a variable: `| grep -q` would end the pipe early and pipefail would call
   # the SIGPIPE a failure)
   local active; active=$("${v[@]}" net-list --name)
-  grep -qx "$NET_NAME" <<<"$active" || "${v[@]}" net-start "$NET_NAME" >/dev/null
+  if ! grep -qx "$NET_NAME" <<<"$active"; then
+    # The bridge is this daemon's alone; one still there while its network is down was
+    # left by an earlier daemon whose state is gone (bridges outlive libvirtd), and
+    # would make the start fail with "already in use".
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then
+      log "removing the stale bridge $BRIDGE left by an earlier second daemon"
+      ip link delete "$BRIDGE" type bridge
+    fi
+    "${v[@]}" net-start "$NET_NAME" >/dev/null
+  fi
 }
 
 start() {
