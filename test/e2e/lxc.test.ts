@@ -7,7 +7,7 @@
 // The report is a file the agent keeps in its root filesystem, read on the host from
 // the VM's overlay upper directory (and once over HTTP through the delegated prefix).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireBundle, ROOT, writeConfig } from '../helpers/cpi.js';
@@ -100,15 +100,21 @@ describe('what a failed or abandoned create_vm leaves', () => {
     expect(volumes()).toEqual([]);
   });
 
-  it('a VM whose domain is gone (a killed create_vm): orphans --delete removes its non-empty directories', async () => {
+  it('a VM whose domain is gone (a killed create_vm): orphans --delete removes its non-empty directories, keeping an attached disk\'s data', async () => {
     const [vm] = await createVM('agent-orphan', { ipv4: v4(21) });
     await report(vm);
+    const disk = (await cpi(config, 'create_disk', [16, {}, null])) as string;
+    await cpi(config, 'attach_disk', [vm, disk]);
+    writeFileSync(join(POOL_PATH, `${vm}.disks`, disk, 'data'), 'persistent');
     virsh('lxc:///', 'destroy', vm);
     virsh('lxc:///', 'undefine', vm);
     expect(volumes()).toEqual([`${vm}.disks`, `${vm}.ephemeral`, `${vm}.root`]);
     const { report: found } = await orphansCli(config, ['--delete', '--min-age', '0']);
     expect(found.failed ?? []).toEqual([]);
     expect(volumes()).toEqual([]);
+    // the disk that was inside the VM's disk directory is back in the pool, data and all
+    expect(readFileSync(join(POOL_PATH, disk, 'data'), 'utf8')).toBe('persistent');
+    await cpi(config, 'delete_disk', [disk]);
     // the stemcell, linked from the VM's root, is untouched
     expect(existsSync(join(POOL_PATH, stemcell, 'sbin/init'))).toBe(true);
   }, REPORT_TIMEOUT_MS + 30_000);

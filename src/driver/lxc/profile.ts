@@ -9,7 +9,6 @@ import type { Config } from '../../config/schema.js';
 import { CloudError } from '../../errors.js';
 import { DomainShutdownFlags } from '../../libvirt/index.js';
 import * as stemcells from './stemcells.js';
-import { deleteDirVolume } from './dir-volume.js';
 import * as vms from './vms.js';
 import * as disks from './disks.js';
 
@@ -42,7 +41,7 @@ export const lxcProfile: BackendProfile = {
   vms: {
     prepare: vms.prepare,
     beforeDelete: vms.beforeDelete,
-    removeVolume: deleteDirVolume,
+    removeVolume: vms.removeVolume,
     preview: vms.preview,
     shutdownFlags: DomainShutdownFlags.SIGNAL,
   },

@@ -6,6 +6,7 @@
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Host } from '../libvirt/host.js';
+import { findVolume } from '../libvirt/host.js';
 import { withStemcellLock } from '../libvirt/lock.js';
 import { plannedReservations, routedPrefixes } from '../libvirt/networking.js';
 import { vmMetadata } from '../libvirt/vms.js';
@@ -127,6 +128,20 @@ export async function prepare(b: VmBuild): Promise<LxcDomainSpec> {
 }
 
 /** delete_vm: persistent disks still inside the VM's disk directory go back first. */
+/**
+ * Removes one of a VM's directory volumes (delete_vm, `orphans --delete`). The disks
+ * directory holds attached persistent disks: they go back to the pool first, and the
+ * directory is then deleted by libvirt alone, which refuses one that is not empty, so a
+ * disk that an attach_disk still running moved in meanwhile is never deleted with it.
+ */
+export async function removeVolume(host: Host, name: string): Promise<void> {
+  const suffix = '.disks';
+  if (!name.endsWith(suffix)) return deleteDirVolume(host, name);
+  await moveDisksOut(host, name.slice(0, -suffix.length) as VMCID, null);
+  const vol = await findVolume(host, name);
+  if (vol) await host.conn.volumes.delete(vol, 0);
+}
+
 export async function beforeDelete(host: Host, vm: VMCID, metadata: VmMetadata | null): Promise<void> {
   await moveDisksOut(host, vm, metadata);
 }
