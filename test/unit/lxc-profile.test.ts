@@ -3,7 +3,7 @@
 // defines (also behind `render vm`), the settings file rewritten in place, and the
 // refusal of URIs that are not local. The containers themselves are in
 // test/e2e/lxc.test.ts and test/integration/lxc-hook.test.ts.
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -87,11 +87,32 @@ describe('the settings file', () => {
     const file = join(dir, 'env.json');
     writeFileSync(file, JSON.stringify({ agent_id: 'a', disks: { system: '', persistent: { 'disk-1': '/warden-cpi-dev/disk-1', 'disk-2': '/warden-cpi-dev/disk-2' } } }));
     const inode = statSync(file).ino;
-    await rewriteSettingsFile(file, (s) => {
+    await rewriteSettingsFile(dir, file, (s) => {
       delete s.disks.persistent['disk-2'];
     });
     expect(statSync(file).ino).toBe(inode);
     expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ agent_id: 'a', disks: { system: '', persistent: { 'disk-1': '/warden-cpi-dev/disk-1' } } });
+  });
+
+  it('is not rewritten through a link the container made: the host file it points at stays as it was', async () => {
+    const upper = mkdtempSync(join(tmpdir(), 'lxcr-upper-'));
+    const outside = mkdtempSync(join(tmpdir(), 'lxcr-host-'));
+    const hostFile = join(outside, 'host.json');
+    const content = JSON.stringify({ disks: { persistent: {} }, host: 'file' });
+    writeFileSync(hostFile, content);
+    // the file itself a link
+    mkdirSync(join(upper, 'var/vcap/bosh'), { recursive: true });
+    symlinkSync(hostFile, join(upper, 'var/vcap/bosh/env.json'));
+    await expect(rewriteSettingsFile(upper, join(upper, 'var/vcap/bosh/env.json'), (s) => { s.disks.persistent = { x: 'y' }; })).rejects.toThrow(/is a symbolic link/);
+    // a directory on the way a link
+    rmSync(join(upper, 'var/vcap'), { recursive: true });
+    writeFileSync(join(outside, 'env.json'), content);
+    symlinkSync(outside, join(upper, 'var/vcap'));
+    await expect(rewriteSettingsFile(upper, join(upper, 'var/vcap/env.json'), (s) => { s.disks.persistent = { x: 'y' }; })).rejects.toThrow(/var\/vcap is not a directory/);
+    expect(readFileSync(hostFile, 'utf8')).toBe(content);
+    expect(readFileSync(join(outside, 'env.json'), 'utf8')).toBe(content);
+    rmSync(upper, { recursive: true, force: true });
+    rmSync(outside, { recursive: true, force: true });
   });
 });
 

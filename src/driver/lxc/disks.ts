@@ -120,7 +120,8 @@ async function record(host: Host, vmCid: VMCID, dom: Parameters<typeof readVmMet
   metadata.disks = metadata.disks.filter((d) => d.cid !== diskCid);
   if (guestPath !== null) metadata.disks.push({ cid: diskCid, serial: '', target: guestPath });
   await writeVmMetadata(host, dom, metadata);
-  await rewriteSettingsFile(rootPaths(host.poolPath, vmCid).settings, (s) => {
+  const root = rootPaths(host.poolPath, vmCid);
+  await rewriteSettingsFile(root.upper, root.settings, (s) => {
     const persistent = { ...(s.disks.persistent ?? {}) };
     if (guestPath === null) delete persistent[diskCid];
     else persistent[diskCid] = guestPath;
