@@ -1,7 +1,7 @@
 // Which backend a libvirt URI selects, and what each one offers. Kept free of heavy
 // imports (and of the loaders of backend code, which live in profiles.ts): `info` runs
 // before almost every call, from the small bin/cpi entry, and needs only this table.
-import { CloudError, NotImplemented } from '../errors.js';
+import { CloudError, NotImplemented, NotSupported } from '../errors.js';
 import type { BackendName } from './profile.js';
 
 export type { BackendName };
@@ -49,4 +49,24 @@ export function backendForUri(uri: string): Backend {
         `Invalid libvirt.uri: got ${JSON.stringify(uri)}, expected a libvirt URI whose driver is qemu, lxc, vbox or test (e.g. qemu:///system, qemu+ssh://user@host/system, lxc:///, vbox:///session)`,
       );
   }
+}
+
+/**
+ * The backend a whole config drives. Several hosts behind one CPI (`hosts`) are qemu/kvm
+ * hosts: locating, moving and copying between hosts works on volumes libvirt lists, and
+ * an lxc disk attached to a container is a directory libvirt no longer lists.
+ */
+export function backendForConfig(config: { libvirt: { uri: string }; hosts?: ReadonlyArray<{ name: string; libvirt?: { uri?: string } }> | undefined }): Backend {
+  const top = backendForUri(config.libvirt.uri);
+  for (const h of config.hosts ?? []) {
+    const uri = h.libvirt?.uri ?? config.libvirt.uri;
+    const backend = backendForUri(uri);
+    if (backend.name !== 'qemu') {
+      throw new NotSupported(`hosts: host ${JSON.stringify(h.name)} has libvirt.uri ${JSON.stringify(uri)} (the ${backend.name} backend); several hosts behind one CPI are supported for qemu/kvm hosts only`);
+    }
+  }
+  if (config.hosts && top.name !== 'qemu') {
+    throw new NotSupported(`hosts: the top-level libvirt.uri ${JSON.stringify(config.libvirt.uri)} (the ${top.name} backend) is every host's default; several hosts behind one CPI are supported for qemu/kvm hosts only`);
+  }
+  return top;
 }

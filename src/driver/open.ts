@@ -4,12 +4,13 @@
 import type { Config } from '../config/schema.js';
 import type { Driver } from './driver.js';
 import type { Logger } from '../log/logger.js';
-import { backendForUri } from './backends.js';
+import { backendForConfig, backendForUri } from './backends.js';
 import { loadProfile } from './profiles.js';
 
 export async function openDriver(config: Config, log: Logger): Promise<Driver> {
   if (config.hosts !== undefined) {
     // several hosts: one driver per host under the routing driver (docs/multi-host.md)
+    backendForConfig(config);
     const [{ openMultiHostDriver }, { openLibvirtDriver }] = await Promise.all([import('../hosts/driver.js'), import('./libvirt/driver.js')]);
     return openMultiHostDriver(config, log, async (hostConfig, hostLog) =>
       openLibvirtDriver(await loadProfile(backendForUri(hostConfig.libvirt.uri), hostConfig.libvirt.uri), hostConfig, hostLog));

@@ -78,7 +78,13 @@ export class MultiHostDriver implements Driver {
     if (up.length === 0) throw new CloudError(`create_stemcell: no libvirt host is reachable (${this.names.join(', ')})`, { okToRetry: true });
     const [first, ...others] = up;
     const cid = await first!.d.createStemcell(imagePath, props, tags);
-    for (const o of others) await this.copyStemcell(cid, first!.name, first!.d, o.name, o.d);
+    for (const o of others) {
+      // A host the copy fails on gets it at its first create_vm (ensureStemcell); failing
+      // here would leave the complete import unknown to the director, and never deleted.
+      await this.copyStemcell(cid, first!.name, first!.d, o.name, o.d).catch((e: unknown) =>
+        this.log.warn({ stemcell: cid, host: o.name, err: (e as Error).message }, 'stemcell not copied now; it is copied at the first create_vm there'),
+      );
+    }
     return cid;
   }
 
@@ -231,8 +237,16 @@ export class MultiHostDriver implements Driver {
   /** null: every host answered and none has it; a host that could not be asked is a retryable error. */
   private async locateDisk(cid: string): Promise<Located | null> {
     const { cid: base, host } = splitHost(cid);
-    if (host === null || !this.names.includes(host)) return null;
+    // A CID without a host part was made before the config listed hosts: it may be on
+    // any of them, so every host is asked (a host that cannot be: retryable, as always).
+    if (host === null) return locateVolume(base, this.names[0]!, this.handles());
+    if (!this.names.includes(host)) return null;
     return locateVolume(base, host, this.handles());
+  }
+
+  /** Where a disk was born: its CID says so, or (from before `hosts`) where it was found. */
+  private birthHost(cid: string, at: Located): string {
+    return splitHost(cid).host ?? at.host;
   }
 
   private async requireDisk(cid: DiskCID): Promise<{ d: LibvirtDriver; cid: DiskCID; at: Located }> {
@@ -262,7 +276,7 @@ export class MultiHostDriver implements Driver {
   async deleteDisk(cid: DiskCID): Promise<void> {
     const r = await this.requireDisk(cid);
     await r.d.deleteDisk(r.cid);
-    const birth = splitHost(cid).host!;
+    const birth = this.birthHost(cid, r.at);
     if (birth !== r.at.host) {
       await deleteRecord(r.at.home, bornName(r.cid));
       // the forwarding record would point at nothing (left if the birth host is down now: harmless, lookups check the target)
@@ -282,7 +296,7 @@ export class MultiHostDriver implements Driver {
       const users = await domainsUsing(r.d.host, [volumePath(r.d.host, r.cid)]);
       if (users.length) throw new CloudError(`attach_disk: disk ${diskCid} is in use by ${users.join(', ')} on host ${r.at.host}; detach it first`);
       this.log.info({ disk: diskCid, from: r.at.host, to: v.host }, 'moving the disk to the VM\'s host');
-      await moveDisk(r.cid, this.handle(splitHost(diskCid).host!), r.at.home, homeOf(v.host, v.d), [sidecarName(r.cid)], { log: (l) => this.log.info(l) });
+      await moveDisk(r.cid, this.handle(this.birthHost(diskCid, r.at)), r.at.home, homeOf(v.host, v.d), [sidecarName(r.cid)], { log: (l) => this.log.info(l) });
     }
     return v.d.attachDisk(v.cid, r.cid);
   }
@@ -294,7 +308,14 @@ export class MultiHostDriver implements Driver {
     const v = await this.requireVM(vmCid, 'VM');
     const here = await v.d.getDisks(v.cid);
     // A disk attached here may have been born elsewhere: its CID names its birth host.
-    return Promise.all(here.map(async (c) => withHost(c, await this.birthOf(c, v.host, v.d)) as DiskCID));
+    // A VM from before `hosts` has disks from then, whose CIDs the director holds bare.
+    const legacy = splitHost(vmCid).host === null;
+    return Promise.all(
+      here.map(async (c) => {
+        const birth = await readBirth(homeOf(v.host, v.d), c);
+        return (birth === null && legacy ? c : withHost(c, birth ?? v.host)) as DiskCID;
+      }),
+    );
   }
   async resizeDisk(cid: DiskCID, newSizeMiB: number): Promise<void> {
     const r = await this.requireDisk(cid);
@@ -318,11 +339,6 @@ export class MultiHostDriver implements Driver {
     const { cid: base, host } = splitHost(cid);
     if (host === null || !this.names.includes(host)) return;
     return (await this.driver(host, `snapshot ${cid}`)).deleteSnapshot(base as SnapshotCID);
-  }
-
-  /** The host a disk now on `current` was born on: its birth record there, else `current` (one lookup, no other host). */
-  private async birthOf(base: string, current: string, d: LibvirtDriver): Promise<string> {
-    return (await readBirth(homeOf(current, d), base)) ?? current;
   }
 }
 

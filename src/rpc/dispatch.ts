@@ -6,7 +6,7 @@ import { success, failure, type CpiResponse } from './response.js';
 import { CpiError, NotImplemented } from '../errors.js';
 import { METHODS } from '../cpi/methods.js';
 import { loadConfig, resolveConfigPath } from '../config/load.js';
-import { backendForUri } from '../driver/backends.js';
+import { backendForConfig } from '../driver/backends.js';
 import { openDriver } from '../driver/open.js';
 import type { Driver } from '../driver/driver.js';
 import type { CallContext } from '../cpi/context.js';
@@ -38,7 +38,7 @@ export async function handleRequest(raw: string, { argv, env, logger }: Dispatch
       ...stemcellVersion(req),
       ...(req.context.request_id ? { requestId: req.context.request_id } : {}),
       config,
-      backend: backendForUri(config.libvirt.uri),
+      backend: backendForConfig(config),
       log,
       summary,
       driver: async () => (driver ??= await openDriver(config, log)),

@@ -40,6 +40,8 @@ export function tryFastInfo(raw: string, argv: string[], env: NodeJS.ProcessEnv)
     // A config the full path would reject must be reported by it, not hidden here.
     if (typeof config?.agent?.mbus !== 'string' || config.agent.mbus === '') return undefined;
     if (Object.keys(config).some((k) => !CONFIG_TOP_LEVEL_KEYS.includes(k))) return undefined;
+    // Several hosts: the full path checks that every one of them is a qemu host.
+    if ('hosts' in config) return undefined;
     const uri = config.libvirt?.uri ?? 'qemu:///system';
     if (typeof uri !== 'string') return undefined;
     const { result, log } = infoAnswer(backendForUri(uri), uri);

@@ -123,14 +123,23 @@ describe('one CPI, two libvirt daemons', () => {
     expect(err.ok_to_retry).toBe(false);
   });
 
-  it('a VM CID from before the config listed hosts (no @host) is still found, on whichever host has it', async () => {
+  it('VM and disk CIDs from before the config listed hosts (no @host) are still found, on whichever host has them', async () => {
     const base = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/two-hosts.json'), 'utf8')) as Record<string, unknown>;
     const { hosts: _hosts, ...single } = base;
     const one = writeConfig({ ...single, name_prefix: PREFIX, libvirt: { uri: FIRST }, storage: { pool: POOL, path: PATH_A, create_pool: true }, network: { name: NET_A, model: 'virtio' }, vm: { ...(base.vm as object), ram: 256, ephemeral_disk_size: 64 } });
     const [old] = (await cpi(one, 'create_vm', ['agent-old', stemcell, {}, dynamic, [], {}])) as [string];
+    const oldDisk = (await cpi(one, 'create_disk', [16, {}, null])) as string;
     expect(old).not.toContain('@');
+    expect(oldDisk).not.toContain('@');
     expect(await cpi(config, 'has_vm', [old])).toBe(true);
     expect(await cpi(config, 'set_vm_metadata', [old, { deployment: 'd' }])).toBeNull();
+    // its disks too, under the CIDs the director holds
+    expect(await cpi(config, 'has_disk', [oldDisk])).toBe(true);
+    await cpi(config, 'attach_disk', [old, oldDisk]);
+    expect(await cpi(config, 'get_disks', [old])).toEqual([oldDisk]);
+    await cpi(config, 'detach_disk', [old, oldDisk]);
+    await cpi(config, 'delete_disk', [oldDisk]);
+    expect(await cpi(config, 'has_disk', [oldDisk])).toBe(false);
     await cpi(config, 'delete_vm', [old]);
     expect(names(FIRST, 'domains')).not.toContain(old);
     expect(await cpi(config, 'has_vm', [old])).toBe(false);

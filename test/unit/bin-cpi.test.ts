@@ -46,6 +46,13 @@ describe('info', () => {
     expect(run.response.error).toMatchObject({ type: 'Bosh::Clouds::NotImplemented', message: expect.stringMatching(/vbox backend \(vbox:\/\/\/session\) is not implemented yet: this release drives qemu/) });
   });
 
+  it('several hosts are qemu hosts: a config listing an lxc host answers NotSupported naming it, from info on', async () => {
+    const mixed = writeConfig({ ...qemuConfig, hosts: [{ name: 'kvm-1' }, { name: 'box', libvirt: { uri: 'lxc:///' } }] });
+    const run = await runCpi(request('info'), { config: mixed });
+    expect(run.response.result).toBeNull();
+    expect(run.response.error).toMatchObject({ type: 'Bosh::Clouds::NotSupported', message: expect.stringMatching(/host "box" has libvirt\.uri "lxc:\/\/\/" \(the lxc backend\).*qemu\/kvm hosts only/) });
+  });
+
   it('gives the same answer through the full path (cpi-config properties in the context)', async () => {
     const run = await runCpi(request('info', [], { context: { director_uuid: 'x', domain_type: 'qemu' } }));
     expect(run.response.error).toBeNull();
