@@ -16,7 +16,7 @@ import { ErrorCode, type VolRef } from '../libvirt/api.js';
 import { isLibvirtError } from '../libvirt/errors.js';
 import { CloudError } from '../errors.js';
 import { renderVolume } from '../xml/storage.js';
-import { isPartialCopy, moveVolume, type MoveOptions, type MoveResult, type VolumeHome } from './move.js';
+import { isPartialCopy, lookup, moveVolume, type MoveOptions, type MoveResult, type VolumeHome } from './move.js';
 
 export const HOST_SEPARATOR = '@';
 
@@ -126,15 +126,6 @@ export async function readBirth(home: VolumeHome, cid: string): Promise<string |
 
 export async function deleteRecord(home: VolumeHome, name: string): Promise<void> {
   await deleteIfPresent(home, name);
-}
-
-async function lookup(home: VolumeHome, name: string): Promise<VolRef | null> {
-  try {
-    return await home.conn.volumes.lookupByName(home.pool, name);
-  } catch (e) {
-    if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return null;
-    throw e;
-  }
 }
 
 async function deleteIfPresent(home: VolumeHome, name: string): Promise<void> {

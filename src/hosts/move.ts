@@ -154,7 +154,8 @@ async function readRange(conn: Connection, vol: VolRef, offset: number, length: 
   return Buffer.concat(parts);
 }
 
-async function lookup(home: VolumeHome, name: string): Promise<VolRef | null> {
+/** The volume `name` on that host, or null. */
+export async function lookup(home: VolumeHome, name: string): Promise<VolRef | null> {
   try {
     return await home.conn.volumes.lookupByName(home.pool, name);
   } catch (e) {
