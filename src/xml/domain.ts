@@ -12,16 +12,7 @@ import type { DiskDevice, DomainSpec, FilesystemMount, InterfaceDevice, LxcDomai
 export function renderDomain(spec: DomainSpec | LxcDomainSpec): string {
   if (spec.type === 'lxc') return renderLxcDomain(spec);
   const doc = document();
-  const domain = doc.ele('domain', { type: spec.type });
-  domain.ele('name').txt(objectName('domain name', spec.name));
-  if (spec.uuid !== undefined) domain.ele('uuid').txt(uuid(spec.uuid));
-  const title = spec.title === undefined ? undefined : domainTitle(spec.title);
-  if (title) domain.ele('title').txt(title);
-  if (spec.description !== undefined) domain.ele('description').txt(text('description', spec.description));
-  if (spec.metadata) appendVmMetadata(domain.ele('metadata'), spec.metadata);
-
-  domain.ele('memory', { unit: DOMAIN_DEFAULTS.memoryUnit }).txt(positiveInt('memoryMiB', spec.memoryMiB));
-  domain.ele('vcpu', { placement: 'static' }).txt(positiveInt('vcpus', spec.vcpus));
+  const domain = domainHead(doc, spec);
 
   const os = domain.ele('os', spec.firmware === 'efi' ? { firmware: 'efi' } : {});
   os.ele('type', { arch: spec.arch, machine: spec.machine }).txt('hvm');
@@ -67,21 +58,26 @@ export function renderDomain(spec: DomainSpec | LxcDomainSpec): string {
  * and every other directory come from the host through <filesystem type='mount'>, and
  * libvirt sets each NIC's addresses and routes itself (no DHCP, no agent work).
  */
-export function renderLxcDomain(spec: LxcDomainSpec): string {
-  if (!spec.filesystems.some((f) => f.target === '/')) {
-    throw new XmlRenderError('filesystems', JSON.stringify(spec.filesystems.map((f) => f.target)), "need one with target '/' (the container's root)");
-  }
-  const doc = document();
-  const domain = doc.ele('domain', { type: 'lxc' });
+/** What every domain starts with, whatever its type: names, metadata, memory and vCPUs. */
+function domainHead(doc: Builder, spec: DomainSpec | LxcDomainSpec) {
+  const domain = doc.ele('domain', { type: spec.type });
   domain.ele('name').txt(objectName('domain name', spec.name));
   if (spec.uuid !== undefined) domain.ele('uuid').txt(uuid(spec.uuid));
   const title = spec.title === undefined ? undefined : domainTitle(spec.title);
   if (title) domain.ele('title').txt(title);
   if (spec.description !== undefined) domain.ele('description').txt(text('description', spec.description));
   if (spec.metadata) appendVmMetadata(domain.ele('metadata'), spec.metadata);
-
   domain.ele('memory', { unit: DOMAIN_DEFAULTS.memoryUnit }).txt(positiveInt('memoryMiB', spec.memoryMiB));
   domain.ele('vcpu', { placement: 'static' }).txt(positiveInt('vcpus', spec.vcpus));
+  return domain;
+}
+
+export function renderLxcDomain(spec: LxcDomainSpec): string {
+  if (!spec.filesystems.some((f) => f.target === '/')) {
+    throw new XmlRenderError('filesystems', JSON.stringify(spec.filesystems.map((f) => f.target)), "need one with target '/' (the container's root)");
+  }
+  const doc = document();
+  const domain = domainHead(doc, spec);
 
   const os = domain.ele('os');
   os.ele('type', { arch: LXC_DOMAIN_DEFAULTS.arch }).txt(LXC_DOMAIN_DEFAULTS.osType);
