@@ -10,10 +10,11 @@
 // and of the root-disk step alone. Usage: node bench/create-vm.mjs [runs=5] [uri=qemu:///system]
 // Everything is named t-bench-vm-*: a dir pool under /var/tmp and an isolated network
 // (198.18.91.0/24, no DHCP, no forward); all of it is removed at the end, also on failure.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpiCall, median } from './cpi-call.mjs';
 
 const runs = Number(process.argv[2] ?? 5);
 const uri = process.argv[3] ?? 'qemu:///system';
@@ -29,32 +30,7 @@ const work = mkdtempSync('/var/tmp/t-bench-vm-work-');
 const virsh = (...args) => spawnSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
 const virshOk = (...args) => execFileSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** One CPI call; returns { ms, result, stderr } or throws with the CPI's error. */
-function cpi(config, method, args) {
-  return new Promise((resolve, reject) => {
-    const req = JSON.stringify({ method, arguments: args, context: { director_uuid: 'bench', request_id: `t-bench-${method}` }, api_version: 2 });
-    const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [bundle, config], { env: { ...process.env, BOSH_LIBVIRT_CPI_LOG_LEVEL: 'info' } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    child.on('error', reject);
-    child.on('close', () => {
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      let res;
-      try { res = JSON.parse(out); } catch { return reject(new Error(`${method}: no JSON response: ${out}\n${err.slice(-2000)}`)); }
-      if (res.error) return reject(new Error(`${method}: ${res.error.type}: ${res.error.message}\n${err.slice(-2000)}`));
-      resolve({ ms, result: res.result, stderr: err });
-    });
-    child.stdin.end(req);
-  });
-}
+const cpi = (config, method, args) => cpiCall(bundle, config, method, args, 't-bench');
 
 /** A stemcell image tgz holding a qcow2 root.img of `virtualMiB`, with `dataMiB` written (pattern 0xab). */
 function stemcellImage(name, virtualMiB, dataMiB) {

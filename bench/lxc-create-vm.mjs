@@ -11,11 +11,12 @@
 // Usage: node bench/lxc-create-vm.mjs [runs=5]
 // Everything is named lxcs-bench-*: a dir pool under /var/tmp and an isolated network
 // (198.18.220.0/24 + fd00:220::/64, no DHCP, no forward); all removed at the end.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpiCall, median } from './cpi-call.mjs';
 
 const runs = Number(process.argv[2] ?? 5);
 const uri = 'lxc:///';
@@ -31,32 +32,7 @@ const work = mkdtempSync('/var/tmp/lxcs-bench-work-');
 const virsh = (...args) => spawnSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
 const virshOk = (...args) => execFileSync('virsh', ['-q', '-c', uri, ...args], { encoding: 'utf8' });
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-/** One CPI call; returns { ms, result, stderr } or throws with the CPI's error. */
-function cpi(config, method, args) {
-  return new Promise((resolve, reject) => {
-    const req = JSON.stringify({ method, arguments: args, context: { director_uuid: 'bench', request_id: `lxcs-bench-${method}` }, api_version: 2 });
-    const t0 = process.hrtime.bigint();
-    const child = spawn(process.execPath, [bundle, config], { env: { ...process.env, BOSH_LIBVIRT_CPI_LOG_LEVEL: 'info' } });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => { err += d; });
-    child.on('error', reject);
-    child.on('close', () => {
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      let res;
-      try { res = JSON.parse(out); } catch { return reject(new Error(`${method}: no JSON response: ${out}\n${err.slice(-2000)}`)); }
-      if (res.error) return reject(new Error(`${method}: ${res.error.type}: ${res.error.message}\n${err.slice(-2000)}`));
-      resolve({ ms, result: res.result, stderr: err });
-    });
-    child.stdin.end(req);
-  });
-}
+const cpi = (config, method, args) => cpiCall(bundle, config, method, args, 'lxcs-bench');
 
 /** The container test stemcell's root filesystem directory (built and cached by its script). */
 function testRootfs() {
