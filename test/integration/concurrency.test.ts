@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requireBundle, runCpi, type CpiRun } from '../helpers/cpi.js';
-import { cleanupPrefix, cpi, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
+import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { parseDomain, parseVmMetadata } from '../../src/xml/index.js';
 import { processStart } from '../../src/driver/libvirt/creator.js';
 import { orphansCli } from '../helpers/crash.js';
@@ -115,6 +115,28 @@ describe('attach_disk / detach_disk / set_vm_metadata on one VM at once', () => 
     } finally {
       await cpi(config, 'delete_vm', [vm]);
       await Promise.all([...first, ...second].map((d) => cpi(config, 'delete_disk', [d])));
+    }
+  });
+  it('a disk gone from the domain but still in its metadata (a detach_disk cut between the two) leaves the record at the next detach_disk or attach_disk', { timeout: 120_000 }, async () => {
+    const vm = await createVM('198.18.130.13');
+    const [a, b, c] = (await createDisks(3)) as [string, string, string];
+    try {
+      for (const d of [a, b]) await cpi(config, 'attach_disk', [vm, d]);
+      virsh('destroy', vm);
+      // What a detach_disk that failed after its device change leaves: the device gone,
+      // the metadata still naming the disk.
+      for (const d of [a, b]) expect(virsh('detach-disk', vm, xmlDisks(vm).get(d)!, '--config').status).toBe(0);
+      expect([...metadataDisks(vm).keys()].sort()).toEqual([a, b].sort());
+      // The director's retry: the disk is not attached, and its record goes.
+      expect((await cpiError(config, 'detach_disk', [vm, a])).type).toBe('Bosh::Clouds::DiskNotAttached');
+      expect([...metadataDisks(vm).keys()]).toEqual([b]);
+      // Any attach drops what is left over.
+      await cpi(config, 'attach_disk', [vm, c]);
+      expect([...metadataDisks(vm).keys()]).toEqual([c]);
+      expect(metadataDisks(vm)).toEqual(xmlDisks(vm));
+    } finally {
+      await cpi(config, 'delete_vm', [vm]);
+      await Promise.all([a, b, c].map((d) => cpi(config, 'delete_disk', [d])));
     }
   });
 });

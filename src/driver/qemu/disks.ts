@@ -101,13 +101,44 @@ async function usedTargets(host: Host, dom: DomainRef): Promise<Set<string>> {
   return used;
 }
 
-/** The VM's metadata (and an old stemcell's settings) name the disk; a no-op when they already do. */
+/**
+ * The VM's metadata (and an old stemcell's settings) name the disk; a no-op when they
+ * already do. Entries for disks no longer in the domain (live or saved) go with it: a
+ * detach_disk that failed or died between the device change and its metadata update
+ * left one behind, and the domain XML is the truth.
+ */
 async function recordAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCid: DiskCID, hint: { id: string; path: string }, target: string): Promise<void> {
   const metadata = await readVmMetadata(host, dom);
-  if (!metadata || metadata.disks.some((d) => d.cid === diskCid && d.serial === hint.id && d.target === target)) return;
-  metadata.disks = [...metadata.disks.filter((d) => d.cid !== diskCid), { cid: diskCid, serial: hint.id, target }];
+  if (!metadata) return;
+  const present = await attachedNames(host, dom);
+  const kept = metadata.disks.filter((d) => d.cid !== diskCid && present.has(d.cid));
+  if (kept.length === metadata.disks.length - 1 && metadata.disks.some((d) => d.cid === diskCid && d.serial === hint.id && d.target === target)) return;
+  metadata.disks = [...kept, { cid: diskCid, serial: hint.id, target }];
   await writeVmMetadata(host, dom, metadata);
   if ((metadata.stemcellApiVersion ?? 2) < 2) await rewriteSettingsDisks(host, vmCid, (p) => ({ ...p, [diskCid]: hint }));
+}
+
+/** The metadata (and an old stemcell's settings) no longer name the disk; a no-op when they do not. */
+async function forgetAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCid: DiskCID): Promise<void> {
+  const metadata = await readVmMetadata(host, dom);
+  if (!metadata || !metadata.disks.some((d) => d.cid === diskCid)) return;
+  metadata.disks = metadata.disks.filter((d) => d.cid !== diskCid);
+  await writeVmMetadata(host, dom, metadata);
+  if ((metadata.stemcellApiVersion ?? 2) < 2) {
+    await rewriteSettingsDisks(host, vmCid, (p) => Object.fromEntries(Object.entries(p).filter(([k]) => k !== diskCid)));
+  }
+}
+
+/** File names of the disks in the domain's live or saved definition. */
+async function attachedNames(host: Host, dom: DomainRef): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (const flags of [0, DomainXMLFlags.INACTIVE]) {
+    for (const d of parseDomain(await host.conn.domains.getXMLDesc(dom, flags)).disks) {
+      const name = d.file?.split('/').pop();
+      if (name) names.add(name);
+    }
+  }
+  return names;
 }
 
 export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Promise<void> {
@@ -115,8 +146,8 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
   const vol = isCid(diskCid, 'disk', host.config.name_prefix) ? await findVolume(host, diskCid) : null;
   if (!vol) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid} (the disk does not exist)`);
   const path = await host.conn.volumes.getPath(vol);
-  // The VM's lock covers the device change and, separately, the metadata update, but
-  // not the wait for the guest between them: that wait may last
+  // The VM's lock covers the device change and the metadata update. A live detach waits
+  // for the guest between the two, outside the lock: that wait may last
   // vm.detach_timeout_seconds, longer than other calls wait for the lock (60 s) and
   // close to the age at which a lock counts as stale (120 s). While the guest has not
   // let go, the disk's target is still in the live XML, so no attach takes it meanwhile.
@@ -127,22 +158,21 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
     const live = running ? await findAttachment(host, path, dom, 0) : null;
     const saved = await findAttachment(host, path, dom, DomainXMLFlags.INACTIVE);
     const att = live ?? saved;
-    if (!att) throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
+    if (!att) {
+      // A detach that failed or died after the device change left the metadata naming
+      // the disk: the retry the director makes completes it.
+      await forgetAttachment(host, dom, vmCid, diskCid);
+      throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
+    }
     const flags = (live ? AffectFlags.LIVE : 0) | (saved ? AffectFlags.CONFIG : 0);
     await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
+    // Nothing to wait for (a stopped VM, or the guest let go before): done in one hold.
+    if (!live) await forgetAttachment(host, dom, vmCid, diskCid);
     return live?.disk ?? null;
   });
-  if (liveDisk) await waitForLiveDetach(host, dom, liveDisk);
-  await withVolumeLock(host, vmCid, async () => {
-    const metadata = await readVmMetadata(host, dom);
-    if (metadata) {
-      metadata.disks = metadata.disks.filter((d) => d.cid !== diskCid);
-      await writeVmMetadata(host, dom, metadata);
-      if ((metadata.stemcellApiVersion ?? 2) < 2) {
-        await rewriteSettingsDisks(host, vmCid, (p) => Object.fromEntries(Object.entries(p).filter(([k]) => k !== diskCid)));
-      }
-    }
-  });
+  if (!liveDisk) return;
+  await waitForLiveDetach(host, dom, liveDisk);
+  await withVolumeLock(host, vmCid, () => forgetAttachment(host, dom, vmCid, diskCid));
 }
 
 /** How long to wait for the guest between unplug requests for the same disk. */
