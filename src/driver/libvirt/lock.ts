@@ -32,6 +32,7 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
   // A sparse raw volume of up to 1 GiB apparent size, the marker its only data.
   const token = BigInt(randomInt(MARKER_BYTES, 2 ** 30));
   const deadline = Date.now() + WAIT_MS;
+  const seen = new Map<bigint, CreatorMarker>();
   let delay = 20;
   for (;;) {
     try {
@@ -54,7 +55,7 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
       // volume we can see; anything else is a real failure.
       const exists = isLibvirtError(e, ErrorCode.STORAGE_VOL_EXIST) || /exists already/.test(String((e as Error).message));
       if (!exists && !(await findVolume(host, lock))) throw e;
-      const dead = await deadLock(host, lock);
+      const dead = await deadLock(host, lock, seen);
       if (dead) {
         // Several waiters may judge the same lock dead: only the one that still finds that
         // very lock removes it, so nobody removes the fresh lock another waiter just took.
@@ -126,16 +127,26 @@ export async function lockHolder(host: Host, lock: string, vol?: VolRef): Promis
   }
 }
 
-/** The lock's token, when its holder is known to be gone or the lock is older than STALE_MS. */
-async function deadLock(host: Host, lock: string): Promise<{ token: bigint; why: string } | undefined> {
+/**
+ * The lock's token, when its holder is known to be gone or the lock is older than
+ * STALE_MS. `seen` remembers the markers read by earlier looks at the same lock: a waiter
+ * looks every few hundred milliseconds, and reading the marker is a volume download,
+ * while a marker never changes once written (a new holder makes a new token).
+ */
+async function deadLock(host: Host, lock: string, seen = new Map<bigint, CreatorMarker>()): Promise<{ token: bigint; why: string } | undefined> {
   const vol = await findVolume(host, lock);
   if (!vol) return undefined;
   const xml = await host.conn.volumes.getXMLDesc(vol, 0).catch(() => '');
   if (!xml) return undefined;
   const token = parseVolume(xml).capacityBytes;
-  const holder = await lockHolder(host, lock, vol).catch(() => undefined);
-  if (holder?.state === 'gone') return { token, why: `its holder (pid ${holder.marker.pid} on ${holder.marker.host}) is gone` };
-  if (holder?.state === 'running') return undefined;
+  let marker = seen.get(token);
+  if (!marker) {
+    marker = (await lockHolder(host, lock, vol).catch(() => undefined))?.marker;
+    if (marker) seen.set(token, marker);
+  }
+  const state = marker ? creatorState(marker) : 'unknown';
+  if (state === 'gone') return { token, why: `its holder (pid ${marker!.pid} on ${marker!.host}) is gone` };
+  if (state === 'running') return undefined;
   const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(xml)?.[1];
   if (ctime === undefined || Date.now() - Number(ctime) * 1000 <= STALE_MS) return undefined;
   return { token, why: `older than ${STALE_MS / 1000} s` };
