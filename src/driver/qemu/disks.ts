@@ -72,45 +72,44 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
     const others = users.filter((d) => d !== vmCid);
     if (others.length) throw new CloudError(`Disk ${diskCid} is attached to VM ${others.join(', ')} (or used by it as a backing file); detach it before attaching it to ${vmCid}`);
     const existing = users.length ? await findAttachment(host, path, dom) : null;
+    const before = await domainDisks(host, dom);
     if (existing) {
       const hint = { id: existing.disk.serial ?? serial, path: `/dev/${existing.disk.target}` };
       // An attach_disk that died (or lost its connection) after attaching may not have recorded it.
-      await recordAttachment(host, dom, vmCid, diskCid, hint, existing.disk.target);
+      await recordAttachment(host, dom, vmCid, diskCid, hint, existing.disk.target, before);
       return hint;
     }
-    const target = nextTarget(await usedTargets(host, dom));
+    // Attaching with CONFIG|LIVE needs a target free in both definitions, and they
+    // differ, e.g. while the guest has not yet released a disk being detached (still
+    // live, no longer saved).
+    const target = nextTarget(new Set(before.map((d) => d.target)));
     const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
     await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom)).catch((e: unknown) => {
       if (!/No more available PCI slots/i.test(String((e as Error).message))) throw e;
       throw new CloudError(`Cannot attach disk ${diskCid} to the running VM ${vmCid}: it has no free PCI hot-plug slot left (a q35 VM gets ${DOMAIN_DEFAULTS.q35HotplugPorts} beyond its own devices); detach a disk first, or attach while the VM is stopped`, { cause: e });
     });
     const hint = { id: serial, path: `/dev/${target}` };
-    await recordAttachment(host, dom, vmCid, diskCid, hint, target);
+    await recordAttachment(host, dom, vmCid, diskCid, hint, target, before);
     return hint;
   });
 }
 
-/**
- * Targets taken in the live or the saved config of the domain: attaching with
- * CONFIG|LIVE needs a target free in both, and they differ, e.g. while the guest has not
- * yet released a disk being detached (still live, no longer saved).
- */
-async function usedTargets(host: Host, dom: DomainRef): Promise<Set<string>> {
-  const used = new Set(parseDomain(await host.conn.domains.getXMLDesc(dom, 0)).disks.map((d) => d.target));
-  for (const d of parseDomain(await host.conn.domains.getXMLDesc(dom, DomainXMLFlags.INACTIVE)).disks) used.add(d.target);
-  return used;
+/** The disks of the domain's live and saved definitions. */
+async function domainDisks(host: Host, dom: DomainRef): Promise<ReturnType<typeof parseDomain>['disks']> {
+  const live = parseDomain(await host.conn.domains.getXMLDesc(dom, 0)).disks;
+  return [...live, ...parseDomain(await host.conn.domains.getXMLDesc(dom, DomainXMLFlags.INACTIVE)).disks];
 }
 
 /**
  * The VM's metadata (and an old stemcell's settings) name the disk; a no-op when they
- * already do. Entries for disks no longer in the domain (live or saved) go with it: a
+ * already do. Entries for disks no longer in `disks` (the domain, live and saved) go with it: a
  * detach_disk that failed or died between the device change and its metadata update
  * left one behind, and the domain XML is the truth.
  */
-async function recordAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCid: DiskCID, hint: { id: string; path: string }, target: string): Promise<void> {
+async function recordAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCid: DiskCID, hint: { id: string; path: string }, target: string, disks: Awaited<ReturnType<typeof domainDisks>>): Promise<void> {
   const metadata = await readVmMetadata(host, dom);
   if (!metadata) return;
-  const present = await attachedNames(host, dom);
+  const present = new Set(disks.map((d) => d.file?.split('/').pop()));
   const kept = metadata.disks.filter((d) => d.cid !== diskCid && present.has(d.cid));
   if (kept.length === metadata.disks.length - 1 && metadata.disks.some((d) => d.cid === diskCid && d.serial === hint.id && d.target === target)) return;
   metadata.disks = [...kept, { cid: diskCid, serial: hint.id, target }];
@@ -127,18 +126,6 @@ async function forgetAttachment(host: Host, dom: DomainRef, vmCid: VMCID, diskCi
   if ((metadata.stemcellApiVersion ?? 2) < 2) {
     await rewriteSettingsDisks(host, vmCid, (p) => Object.fromEntries(Object.entries(p).filter(([k]) => k !== diskCid)));
   }
-}
-
-/** File names of the disks in the domain's live or saved definition. */
-async function attachedNames(host: Host, dom: DomainRef): Promise<Set<string>> {
-  const names = new Set<string>();
-  for (const flags of [0, DomainXMLFlags.INACTIVE]) {
-    for (const d of parseDomain(await host.conn.domains.getXMLDesc(dom, flags)).disks) {
-      const name = d.file?.split('/').pop();
-      if (name) names.add(name);
-    }
-  }
-  return names;
 }
 
 export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Promise<void> {
