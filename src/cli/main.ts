@@ -7,6 +7,7 @@ import { hideBin } from 'yargs/helpers';
 import { CONFIG_ENV } from '../config/load.js';
 import { CpiError } from '../errors.js';
 import { CliError, cliLogger, configPath, readConfig, toJson } from './common.js';
+import type { OrphanReport } from './orphans.js';
 
 function withExamples<T>(y: Argv<T>, examples: Array<[string, string]>): Argv<T> {
   for (const [cmd, what] of examples) y.example(cmd, what);
@@ -158,21 +159,25 @@ async function main(argv: string[]): Promise<number> {
         // every host of a multi-host config, each with its own sections
         const { resolveHosts } = await import('../config/hosts.js');
         const { hostScopedConfig } = await import('../hosts/driver.js');
-        const reports: Record<string, unknown> = {};
-        for (const h of resolveHosts(config)) {
+        const { addStaleForwardingRecords } = await import('./orphans-hosts.js');
+        const hosts = resolveHosts(config).map((h) => ({ name: h.name, uri: h.libvirt.uri, config: hostScopedConfig(config, h) }));
+        const reports: Record<string, OrphanReport | { error: string }> = {};
+        for (const h of hosts) {
           try {
-            const report = await findOrphans(hostScopedConfig(config, h), cliLogger(a), opts);
-            reports[h.name] = report;
-            if (report.failed.length) exitCode = 1;
-            if (!a.json) {
-              process.stdout.write(`== host ${h.name} (${h.libvirt.uri})\n`);
-              printReport(report, a.delete);
-            }
+            reports[h.name] = await findOrphans(h.config, cliLogger(a), opts);
           } catch (e) {
-            exitCode = 1;
             reports[h.name] = { error: (e as Error).message };
-            if (!a.json) process.stdout.write(`== host ${h.name} (${h.libvirt.uri})\nnot checked: ${(e as Error).message}\n`);
           }
+        }
+        // forwarding records: judged by asking the host each one points at
+        await addStaleForwardingRecords(hosts, reports, cliLogger(a), opts);
+        for (const h of hosts) {
+          const report = reports[h.name]!;
+          if ('error' in report || report.failed.length) exitCode = 1;
+          if (a.json) continue;
+          process.stdout.write(`== host ${h.name} (${h.uri})\n`);
+          if ('error' in report) process.stdout.write(`not checked: ${report.error}\n`);
+          else printReport(report, a.delete);
         }
         if (a.json) process.stdout.write(`${toJson(reports)}\n`);
       },

@@ -5,7 +5,9 @@
 //   - domains named like this CPI's VMs that carry no bosh metadata.
 //   - snapshot volumes without their sidecar (snapshot_disk never returned them);
 //   - stemcell volumes without their sidecar (create_stemcell writes it last);
-//   - domains still marked as being created whose creator is gone (create_vm never returned).
+//   - domains still marked as being created whose creator is gone (create_vm never returned);
+//   - with several hosts, a disk's birth record (`.born`) without the disk next to it, and
+//     (orphans-hosts.ts) a forwarding record (`.moved`) pointing at a host without the disk.
 // Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
@@ -81,6 +83,10 @@ export function classify(prefix: string, domains: DomainFacts[], volumes: string
       if (!domainNames.has(owned.cid)) out.push({ kind: 'volume', name: v, reason: `belongs to VM ${owned.cid}, which no longer exists` });
     } else if (owned.suffix === 'meta' && !volumeNames.has(owned.cid)) {
       out.push({ kind: 'volume', name: v, reason: `metadata of ${kindWord[owned.kind]} ${owned.cid}, which no longer exists` });
+    } else if (owned.suffix === 'born' && !volumeNames.has(owned.cid)) {
+      // Several hosts: written next to a disk away from its birth host, before it arrives
+      // (young then) and removed after it leaves or is deleted.
+      out.push({ kind: 'volume', name: v, reason: `birth record of disk ${owned.cid}, which is not on this host (a move or delete_disk was cut short)` });
     }
   }
   return out;

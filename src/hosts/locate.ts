@@ -136,7 +136,8 @@ async function deleteIfPresent(home: VolumeHome, name: string): Promise<void> {
   });
 }
 
-async function readForward(home: VolumeHome, cid: string): Promise<string | null> {
+/** The host a disk's forwarding record on its birth host points at, or null (no record). */
+export async function readForward(home: VolumeHome, cid: string): Promise<string | null> {
   return readText(home, forwardName(cid));
 }
 

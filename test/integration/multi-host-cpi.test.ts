@@ -226,6 +226,30 @@ describe('one CPI, two libvirt daemons', () => {
     await cpi(config, 'delete_vm', [vm]);
   });
 
+  it('a disk deleted while its birth host is down leaves a forwarding record there; orphans names it and --delete removes it', async () => {
+    const moved = (await cpi(config, 'create_disk', [64, {}, vmB])) as string;
+    const base = moved.split('@')[0]!;
+    await cpi(config, 'attach_disk', [vmA, moved]); // moves it to host-a: host-b keeps <cid>.moved
+    expect(names(SECOND_URI, 'volumes')).toContain(`${base}.moved`);
+    virshOn(FIRST, 'destroy', vmA.split('@')[0]!); // the guest answers no hot-unplug: detach from the saved config
+    await cpi(config, 'detach_disk', [vmA, moved]);
+    secondDaemon('stop');
+    try {
+      await cpi(config, 'delete_disk', [moved]);
+    } finally {
+      secondDaemon('start');
+    }
+    expect(names(FIRST, 'volumes')).not.toContain(base);
+    expect(names(SECOND_URI, 'volumes')).toContain(`${base}.moved`);
+    const listed = JSON.parse((await cli('orphans', '--json', '--min-age', '0')).stdout) as Record<string, { orphans: Array<{ name: string; reason: string }> }>;
+    expect(listed['host-a']!.orphans.map((o) => o.name)).not.toContain(`${base}.moved`);
+    expect(listed['host-b']!.orphans).toContainEqual(expect.objectContaining({ kind: 'volume', name: `${base}.moved`, reason: expect.stringMatching(/points at host host-a, which does not hold the disk/) }));
+    const removed = await cli('orphans', '--delete', '--min-age', '0');
+    expect(removed.stdout).toMatch(new RegExp(`deleted\\s+volume\\s+${base}\\.moved`));
+    expect(names(SECOND_URI, 'volumes')).not.toContain(`${base}.moved`);
+    expect(await cpi(config, 'has_disk', [moved])).toBe(false);
+  });
+
   it('everything is deleted again on both hosts', async () => {
     // (the test guest runs no OS that would release a hot-unplugged disk: delete_vm keeps it instead)
     await cpi(config, 'delete_vm', [vmA]);

@@ -76,6 +76,14 @@ describe('classify', () => {
     expect(out.find((o) => o.name === `${sc}.lock`)!.reason).toMatch(/lock on stemcell .* left by a CPI call that died/);
   });
 
+  it('lists a birth record without its disk (several hosts), never one next to its disk, nor a forwarding record (judged across hosts)', () => {
+    const here = `${P}disk-${uuid(11)}`;
+    const gone = `${P}disk-${uuid(12)}`;
+    const out = classify(P, [], [here, `${here}.born`, `${gone}.born`, `${gone}.moved`]);
+    expect(out.map((o) => o.name)).toEqual([`${gone}.born`]);
+    expect(out[0]!.reason).toMatch(/birth record of disk .* not on this host/);
+  });
+
   it('ignores another prefix', () => {
     expect(classify(P, [{ name: `t-other-vm-${uuid(7)}`, hasMetadata: true, unfinished: 'x' }], [`t-other-sc-${uuid(8)}`])).toEqual([]);
   });
