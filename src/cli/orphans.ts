@@ -7,7 +7,8 @@
 //   - stemcell volumes without their sidecar (create_stemcell writes it last);
 //   - domains still marked as being created whose creator is gone (create_vm never returned);
 //   - with several hosts, a disk's birth record (`.born`) without the disk next to it, and
-//     (orphans-hosts.ts) a forwarding record (`.moved`) pointing at a host without the disk.
+//     (orphans-hosts.ts) a forwarding record (`.moved`) pointing at a host without the disk,
+//     and a half copy of a move with its `.partial` marker, both unchanged for --min-age.
 // Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
@@ -173,6 +174,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
       }
       report.orphans.push(o);
     }
+    if (host) await findAbandonedCopies(host, prefix, volumes, opts.minAgeSeconds, report);
     if (opts.delete && host) await deleteOrphans(host, report, await profileOf(backendForUri(config.libvirt.uri)));
     else if (opts.delete) {
       for (const o of report.orphans) await deleteOrphanDomainWithoutPool(conn, o, report);
@@ -181,6 +183,33 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
     await conn.close().catch(() => undefined);
   }
   return report;
+}
+
+/**
+ * Several hosts: a disk move that stopped half way and was never tried again leaves, on
+ * the target host, a copy named like the disk and its `<disk>.partial` marker (move.ts).
+ * Both count as one orphan once neither changed for --min-age (a move in progress writes
+ * the copy all along), whether the original still exists elsewhere or was deleted since.
+ * They are listed copy first, so --delete removes the copy before the marker: a copy
+ * without its marker would be taken for the disk.
+ */
+async function findAbandonedCopies(host: Host, prefix: string, volumes: string[], minAgeSeconds: number, report: OrphanReport): Promise<void> {
+  const now = Date.now() / 1000;
+  for (const marker of volumes) {
+    const owned = parseOwnedName(prefix, marker);
+    if (owned?.kind !== 'disk' || owned.suffix !== 'partial') continue;
+    const [mark, copy] = await Promise.all([volumeFacts(host, marker), volumeFacts(host, owned.cid)]);
+    if (!mark) continue; // the move finished (or was retried) meanwhile
+    const changed = [mark, ...(copy ? [copy] : [])].map((f) => f.changed);
+    if (changed.some((c) => c === undefined) || now - Math.max(...(changed as number[])) < minAgeSeconds) {
+      report.skippedYoung.push(marker);
+      continue;
+    }
+    const ageSeconds = Math.max(0, Math.round(now - Math.max(...(changed as number[]))));
+    const why = `a move of disk ${owned.cid} to this host that stopped half way and was not tried again`;
+    if (copy) report.orphans.push({ kind: 'volume', name: owned.cid, reason: `half copy from ${why}; removed before its marker`, bytes: copy.bytes, ageSeconds });
+    report.orphans.push({ kind: 'volume', name: marker, reason: `marker of ${why}`, bytes: mark.bytes, ageSeconds });
+  }
 }
 
 /** Without the pool there is no Host: the metadata is read from the domain's XML. */
@@ -222,6 +251,10 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
       if (o.kind === 'volume') {
         const users = inUse.get(volumePath(host, o.name));
         if (users) throw new Error(`in use by domain(s) ${users.join(', ')}; kept`);
+        const owned = parseOwnedName(host.config.name_prefix, o.name);
+        if (owned?.suffix === 'partial' && (await findVolume(host, owned.cid))) {
+          throw new Error(`its half copy ${owned.cid} is still there; kept, so that the copy is never taken for the disk`);
+        }
         // A backend's directory volumes (lxc) are not empty: libvirt alone cannot delete them.
         if (profile?.vms.removeVolume) {
           if (await findVolume(host, o.name)) {

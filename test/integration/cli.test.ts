@@ -240,6 +240,7 @@ describe('orphans', () => {
   const goneDisk = `${PREFIX}disk-${randomUUID()}`;
   const halfSnap = `${PREFIX}snap-${randomUUID()}`;
   const snap = `${PREFIX}snap-${randomUUID()}`;
+  const halfCopy = `${PREFIX}disk-${randomUUID()}`; // several hosts: a move to this host that stopped half way
 
   beforeAll(() => {
     const vol = (name: string) => execFileSync('virsh', ['-q', '-c', URI, 'vol-create-as', pool, name, '1M', '--format', 'raw']);
@@ -251,6 +252,8 @@ describe('orphans', () => {
     vol(snap); // a finished snapshot: the director's
     vol(`${snap}.meta`);
     vol(`${bare}.config`);
+    vol(halfCopy);
+    vol(`${halfCopy}.partial`);
     // A domain named like a VM of this CPI, without bosh metadata.
     const xml = join(tempDir(), 'dom.xml');
     writeFileSync(xml, `<domain type='qemu'><name>${bare}</name><memory unit='MiB'>64</memory><os><type arch='x86_64'>hvm</type></os></domain>`);
@@ -261,7 +264,7 @@ describe('orphans', () => {
     const r = cli(['orphans', '--config', config, '--json']);
     expect(r.code).toBe(0);
     const report = JSON.parse(r.stdout) as { orphans: Array<{ name: string }>; skippedYoung: string[] };
-    expect(report.skippedYoung.sort()).toEqual([`${gone}.root`, `${goneDisk}.meta`, halfSnap].sort());
+    expect(report.skippedYoung.sort()).toEqual([`${gone}.root`, `${goneDisk}.meta`, halfSnap, `${halfCopy}.partial`].sort());
     expect(report.orphans.map((o) => o.name)).toEqual([bare]);
   });
 
@@ -274,7 +277,9 @@ describe('orphans', () => {
     expect(r.stdout).toMatch(new RegExp(`^volume\\s+${halfSnap} \\(.*\\): snapshot whose snapshot_disk never finished \\(no metadata sidecar\\)`, 'm'));
     expect(r.stdout).not.toContain(`${disk}`);
     expect(r.stdout).not.toContain(`${snap}`);
-    expect(r.stdout).toMatch(/4 orphan\(s\); run again with --delete/);
+    expect(r.stdout).toMatch(new RegExp(`^volume\\s+${halfCopy} \\(.*\\): half copy from a move of disk ${halfCopy} to this host that stopped half way`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^volume\\s+${halfCopy}\\.partial \\(.*\\): marker of a move of disk ${halfCopy}`, 'm'));
+    expect(r.stdout).toMatch(/6 orphan\(s\); run again with --delete/);
   });
 
   it('--delete removes them and reports each, leaving the persistent disk alone', () => {
@@ -285,6 +290,10 @@ describe('orphans', () => {
     expect(r.stdout).toMatch(new RegExp(`^deleted\\s+domain\\s+${bare}`, 'm'));
     expect(r.stdout).toContain(`deleted with their domains: ${bare}.config`);
     expect(r.stdout).toMatch(new RegExp(`^deleted\\s+volume\\s+${halfSnap}`, 'm'));
+    // the half copy before its marker: a copy without its marker would be taken for the disk
+    expect(r.stdout.indexOf(`volume  ${halfCopy} (`)).toBeGreaterThan(-1);
+    expect(r.stdout.indexOf(`volume  ${halfCopy} (`)).toBeLessThan(r.stdout.indexOf(`volume  ${halfCopy}.partial`));
+    expect(r.stdout).toMatch(new RegExp(`^deleted\\s+volume\\s+${halfCopy}\\.partial`, 'm'));
     expect(volumes()).toEqual([disk, `${disk}.meta`, snap, `${snap}.meta`].sort());
     expect(virsh('dominfo', bare).status).not.toBe(0);
     expect(cli(['orphans', '--config', config, '--min-age', '0']).stdout).toBe('no orphans\n');
