@@ -3,13 +3,14 @@
 // disk. delete_disk leaves one when the birth host is down at the time; a move cut
 // between its steps can too. A lookup never depends on such a record (it asks every
 // host when the record leads nowhere), so removing it is always safe; a record whose
-// target cannot be asked (down, or no longer configured) is left alone and said.
+// target cannot be asked (down, or no longer configured) is left alone and said. Also a
+// move's verified copy (move.ts) whose original still lives on another host.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import { listVolumeNames, type Host } from '../driver/libvirt/host.js';
 import { parseOwnedName } from '../driver/cids.js';
 import { deleteRecord, readForward } from '../hosts/locate.js';
-import { isPartialCopy, lookup, type VolumeHome } from '../hosts/move.js';
+import { copyState, lookup, partialMarkerName, type VolumeHome } from '../hosts/move.js';
 import type { OrphanReport } from './orphans.js';
 import { existingPoolHost, openConnection } from './common.js';
 
@@ -49,7 +50,7 @@ export async function addStaleForwardingRecords(hosts: readonly ScopedHost[], re
           report.skippedYoung.push(`${name} (points at host ${target}, which ${there === undefined ? 'is not configured' : 'cannot be asked'})`);
           continue;
         }
-        if ((await lookup(there.home, owned.cid)) && !(await isPartialCopy(there.home, owned.cid))) continue;
+        if ((await lookup(there.home, owned.cid)) && (await copyState(there.home, owned.cid)) !== 'copying') continue;
         report.orphans.push({ kind: 'volume', name, reason: `forwarding record of disk ${owned.cid}: points at host ${target}, which does not hold the disk (deleted while this host was down, or a move cut short)` });
         if (!opts.delete) continue;
         try {
@@ -57,6 +58,36 @@ export async function addStaleForwardingRecords(hosts: readonly ScopedHost[], re
           report.deleted.push(name);
         } catch (e) {
           report.failed.push({ name, error: (e as Error).message });
+        }
+      }
+    }
+    // A verified copy next to an unmarked one on another host: a move stopped before
+    // removing the original, and the disk went on living there. Copy first, then marker.
+    for (const h of hosts) {
+      const report = reports[h.name];
+      const here = homes.get(h.name);
+      if (!here || !report || 'error' in report) continue;
+      for (const marker of await listVolumeNames(here.host)) {
+        const owned = parseOwnedName(h.config.name_prefix, marker);
+        if (owned?.kind !== 'disk' || owned.suffix !== 'partial') continue;
+        if ((await copyState(here.home, owned.cid)) !== 'verified') continue;
+        let original: string | undefined;
+        for (const [name, other] of homes) {
+          if (name === h.name || !other) continue;
+          if ((await lookup(other.home, owned.cid)) && (await copyState(other.home, owned.cid)) === 'none') original = name;
+        }
+        if (!original) continue; // the only copy: the next lookup makes it the disk
+        const why = `a move of disk ${owned.cid} to this host that stopped before removing the original, which lives on at host ${original}`;
+        report.orphans.push({ kind: 'volume', name: owned.cid, reason: `verified copy from ${why}; removed before its marker` });
+        report.orphans.push({ kind: 'volume', name: partialMarkerName(owned.cid), reason: `marker of ${why}` });
+        if (!opts.delete) continue;
+        try {
+          await deleteRecord(here.home, owned.cid);
+          report.deleted.push(owned.cid);
+          await deleteRecord(here.home, marker);
+          report.deleted.push(marker);
+        } catch (e) {
+          report.failed.push({ name: owned.cid, error: (e as Error).message });
         }
       }
     }

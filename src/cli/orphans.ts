@@ -26,6 +26,7 @@ import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvir
 import { creatorState, markerAgeSeconds } from '../driver/libvirt/creator.js';
 import { parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
+import { copyState } from '../hosts/move.js';
 
 export interface Orphan {
   kind: 'volume' | 'domain';
@@ -187,7 +188,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
 
 /**
  * Several hosts: a disk move that stopped half way and was never tried again leaves, on
- * the target host, a copy named like the disk and its `<disk>.partial` marker (move.ts).
+ * the target host, a copy named like the disk and its empty `<disk>.partial` marker (move.ts).
  * Both count as one orphan once neither changed for --min-age (a move in progress writes
  * the copy all along), whether the original still exists elsewhere or was deleted since.
  * They are listed copy first, so --delete removes the copy before the marker: a copy
@@ -200,6 +201,9 @@ async function findAbandonedCopies(host: Host, prefix: string, volumes: string[]
     if (owned?.kind !== 'disk' || owned.suffix !== 'partial') continue;
     const [mark, copy] = await Promise.all([volumeFacts(host, marker), volumeFacts(host, owned.cid)]);
     if (!mark) continue; // the move finished (or was retried) meanwhile
+    // A verified copy may be the only one left (its original deleted): judged across
+    // hosts (orphans-hosts.ts), never here.
+    if ((await copyState({ host: 'this host', conn: host.conn, pool: host.pool }, owned.cid)) === 'verified') continue;
     const changed = [mark, ...(copy ? [copy] : [])].map((f) => f.changed);
     if (changed.some((c) => c === undefined) || now - Math.max(...(changed as number[])) < minAgeSeconds) {
       report.skippedYoung.push(marker);

@@ -6,7 +6,9 @@
 // so a disk keeps its CID when it moves. A lookup asks the birth host first; a disk moved
 // away leaves a forwarding record there, a tiny volume `<cid>.moved` holding the name of
 // the host it went to. If the record is missing or stale (a move interrupted between
-// deleting the original and writing the record), the other hosts are asked.
+// deleting the original and writing the record), the other hosts are asked. A move that
+// stopped after deleting the original leaves the only copy still marked, as verified:
+// the lookup takes it once every host has answered (move.ts).
 //
 // A host that cannot be asked makes "not found" unknowable: the lookup then fails with a
 // retryable CloudError, never with null — answering DiskNotFound/VMNotFound would make
@@ -16,7 +18,7 @@ import { ErrorCode, type VolRef } from '../libvirt/api.js';
 import { isLibvirtError } from '../libvirt/errors.js';
 import { CloudError } from '../errors.js';
 import { renderVolume } from '../xml/storage.js';
-import { isPartialCopy, lookup, moveVolume, type MoveOptions, type MoveResult, type VolumeHome } from './move.js';
+import { copyState, finishCopy, lookup, moveVolume, type MoveOptions, type MoveResult, type VolumeHome } from './move.js';
 
 export const HOST_SEPARATOR = '@';
 
@@ -60,13 +62,16 @@ export class HostUnreachable extends CloudError {
 
 /**
  * The host holding volume `cid` (born on `birth`), or null when every host answered
- * and none has it. A half-written copy of a move (its `.partial` marker present) is not
- * the volume.
+ * and none has it. A copy a move has not finished with (its `.partial` marker present)
+ * is not the volume while the move may still use the original: a half copy never, a
+ * verified one only when every host answered and none holds an unmarked copy (the move
+ * stopped after removing the original), and then the lookup finishes the move.
  */
 export async function locateVolume(cid: string, birth: string, hosts: readonly HostHandle[]): Promise<Located | null> {
   const byName = new Map(hosts.map((h) => [h.name, h]));
   const asked = new Set<string>();
   const unreachable: HostUnreachable[] = [];
+  const verified: Located[] = [];
   const ask = async (name: string): Promise<{ found: Located | null; forward: string | null }> => {
     asked.add(name);
     const handle = byName.get(name);
@@ -74,7 +79,9 @@ export async function locateVolume(cid: string, birth: string, hosts: readonly H
     try {
       const home = await handle.open();
       const vol = await lookup(home, cid);
-      if (vol && !(await isPartialCopy(home, cid))) return { found: { host: name, home, vol }, forward: null };
+      const state = vol ? await copyState(home, cid) : 'none';
+      if (vol && state === 'none') return { found: { host: name, home, vol }, forward: null };
+      if (vol && state === 'verified') verified.push({ host: name, home, vol });
       return { found: null, forward: name === birth ? await readForward(home, cid) : null };
     } catch (e) {
       // unreachable, or the connection failed mid-lookup: either way this host did not answer
@@ -95,7 +102,10 @@ export async function locateVolume(cid: string, birth: string, hosts: readonly H
     if (r.found) return r.found;
   }
   if (unreachable.length > 0) throw unreachable[0]!;
-  return null;
+  const copy = verified[0];
+  if (!copy) return null;
+  await finishCopy(copy.home, cid);
+  return copy;
 }
 
 /**

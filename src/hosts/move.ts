@@ -4,9 +4,12 @@
 //
 // Nothing is lost when a move is interrupted (connection cut, CPI killed, either daemon
 // gone): the original on A is deleted only after the copy on B is complete and verified.
-// While the copy is being written a marker volume `<name>.partial` stands next to it on
-// B, so a copy left half-written is never taken for the volume (isPartialCopy); a retry
-// replaces it.
+// A marker volume `<name>.partial` stands next to the copy on B from before its first
+// byte until after the original is gone, so there is never a moment with two unmarked
+// copies (one of which would go stale). The marker is empty while the copy is written
+// (a half copy: never the volume, and a retry replaces it) and says `verified` once the
+// copy is complete and checked (copyState): the original may then be gone, and a lookup
+// that finds no unmarked copy on any host takes the verified one (locate.ts).
 //
 // Verification. Loss in transit is already excluded before it starts: libvirt confirms
 // the end of an upload only once the daemon has written every byte, a dropped or broken
@@ -23,7 +26,7 @@
 // (sparse: only its allocated bytes) and compares a layout-independent digest of it with
 // that of what left A (digest.ts); it doubles the time of a move (measured in
 // docs/multi-host.md), which is why it is not the default.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ErrorCode, VolStreamFlags, type Connection, type PoolRef, type VolRef } from '../libvirt/api.js';
 import { isLibvirtError } from '../libvirt/errors.js';
 import type { Piece } from '../libvirt/holes.js';
@@ -60,6 +63,9 @@ export interface MoveOptions {
 
 
 export const PARTIAL_SUFFIX = '.partial';
+/** A marker's size: room for its word; zeros (a new marker) say 'copying'. */
+const MARKER_BYTES = 512;
+const VERIFIED = 'verified';
 const SAMPLE_READS_AT_ONCE = 8;
 const MOVABLE_FORMATS: readonly string[] = ['raw', 'qcow2'];
 
@@ -67,9 +73,38 @@ export function partialMarkerName(name: string): string {
   return `${name}${PARTIAL_SUFFIX}`;
 }
 
-/** Whether `name` on this host is an unfinished copy of a move (its marker is there). */
+/**
+ * What a move left of `name` on this host: 'none' (no marker: if the volume is there, it
+ * is the volume), 'copying' (a half copy, never the volume) or 'verified' (a complete,
+ * checked copy whose original may still exist on the source host).
+ */
+export async function copyState(home: VolumeHome, name: string): Promise<CopyState> {
+  const marker = await lookup(home, partialMarkerName(name));
+  if (!marker) return 'none';
+  const parts: Buffer[] = [];
+  try {
+    for await (const chunk of home.conn.volumes.download(marker, { length: BigInt(MARKER_BYTES) }) as AsyncIterable<Buffer>) parts.push(chunk);
+  } catch (e) {
+    if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return copyState(home, name); // finished meanwhile
+    throw e;
+  }
+  return Buffer.concat(parts).toString('utf8').replace(/\0[\s\S]*$/, '').trim() === VERIFIED ? 'verified' : 'copying';
+}
+
+export type CopyState = 'none' | 'copying' | 'verified';
+
+/** Whether `name` on this host is a copy a move has not finished with (its marker is there). */
 export async function isPartialCopy(home: VolumeHome, name: string): Promise<boolean> {
   return (await lookup(home, partialMarkerName(name))) !== null;
+}
+
+/** The last step of a move whose original is gone: the verified copy becomes the volume. */
+export async function finishCopy(home: VolumeHome, name: string): Promise<void> {
+  const marker = await lookup(home, partialMarkerName(name));
+  if (!marker) return;
+  await home.conn.volumes.delete(marker).catch((e: unknown) => {
+    if (!isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) throw e;
+  });
 }
 
 export async function moveVolume(name: string, from: VolumeHome, to: VolumeHome, opts: MoveOptions = {}): Promise<MoveResult> {
@@ -81,12 +116,22 @@ export async function moveVolume(name: string, from: VolumeHome, to: VolumeHome,
   if (spec.backing) throw new NotSupported(`Cannot move volume ${name} from host ${from.host}: it is an overlay of ${spec.backing.path}, which exists on that host only`);
   if (!MOVABLE_FORMATS.includes(spec.format)) throw new NotSupported(`Cannot move volume ${name} from host ${from.host}: format ${spec.format} (expected one of ${MOVABLE_FORMATS.join(', ')})`);
 
-  // Marker first: from here until it is removed, whatever B holds under `name` is not the volume.
-  const marker = (await lookup(to, partialMarkerName(name))) ?? await to.conn.volumes.createXML(to.pool, renderVolume({ name: partialMarkerName(name), capacityBytes: 0n, allocationBytes: 0n, format: 'raw' }));
+  // Marker first: from here until it is removed, whatever B holds under `name` is not the
+  // volume. A marker an earlier attempt left (empty, or 'verified' while the original was
+  // still here: the caller found it here) is replaced by an empty one only once the copy
+  // it stands for is gone, so no copy on B is ever without a marker.
+  const markerName = partialMarkerName(name);
+  const earlier = await lookup(to, markerName);
+  const emptyMarker = () => to.conn.volumes.createXML(to.pool, renderVolume({ name: markerName, capacityBytes: BigInt(MARKER_BYTES), allocationBytes: 0n, format: 'raw' }));
+  let marker = earlier ?? (await emptyMarker());
   const stale = await lookup(to, name);
   if (stale) {
-    log(`move ${name}: removing an unfinished copy on ${to.host} left by an earlier attempt`);
+    log(`move ${name}: removing a copy on ${to.host} left by an earlier attempt`);
     await to.conn.volumes.delete(stale);
+  }
+  if (earlier) {
+    await to.conn.volumes.delete(earlier);
+    marker = await emptyMarker();
   }
   const dst = await to.conn.volumes.createXML(to.pool, renderVolume({ name, capacityBytes: spec.capacityBytes, allocationBytes: 0n, format: spec.format as DiskFormat }));
   const sent = new StreamRecord();
@@ -103,9 +148,16 @@ export async function moveVolume(name: string, from: VolumeHome, to: VolumeHome,
     if (e instanceof CloudError) throw e;
     throw new CloudError(`Moving volume ${name} from host ${from.host} to ${to.host} was interrupted: ${(e as Error).message}; the original is kept on ${from.host}, retry the call`, { okToRetry: true, cause: e });
   }
-  await to.conn.volumes.delete(marker);
   log(`move ${name}: ${from.host} → ${to.host} verified (${verify}; ${sent.dataBytes} bytes of data, ${sent.length} bytes long)`);
-  if (!opts.keepOriginal) await from.conn.volumes.delete(src);
+  try {
+    // The copy is complete: say so before the original goes (see the top).
+    const word = Buffer.from(VERIFIED);
+    await to.conn.volumes.upload(marker, Readable.from([word]), { offset: 0n, length: BigInt(word.length) });
+    if (!opts.keepOriginal) await from.conn.volumes.delete(src);
+    await to.conn.volumes.delete(marker);
+  } catch (e) {
+    throw new CloudError(`Moving volume ${name} from host ${from.host} to ${to.host}: the copy is complete and verified, but the move could not finish (${(e as Error).message}); a retry finishes it`, { okToRetry: true, cause: e });
+  }
   return { capacityBytes: spec.capacityBytes, dataBytes: sent.dataBytes, lengthBytes: sent.length, verified: verify };
 }
 

@@ -5,7 +5,8 @@
 // retryable errors (never VMNotFound).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { cpi, cpiError, defineIsolatedNetwork, removeNetwork, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { writeConfig, ROOT } from '../helpers/cpi.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
@@ -248,6 +249,31 @@ describe('one CPI, two libvirt daemons', () => {
     expect(removed.stdout).toMatch(new RegExp(`deleted\\s+volume\\s+${base}\\.moved`));
     expect(names(SECOND_URI, 'volumes')).not.toContain(`${base}.moved`);
     expect(await cpi(config, 'has_disk', [moved])).toBe(false);
+  });
+
+  it('a verified copy left on host-b by a move stopped before removing the original (still on host-a) is listed by orphans and removed copy first; the disk stays', async () => {
+    const disk2 = (await cpi(config, 'create_disk', [16, {}, vmA])) as string;
+    const base = disk2.split('@')[0]!;
+    expect(names(FIRST, 'volumes')).toContain(base);
+    // what such a move leaves on host-b (src/hosts/move.ts): the copy, its marker saying 'verified'
+    const word = join(tmpdir(), `${PREFIX}verified`);
+    writeFileSync(word, 'verified');
+    for (const args of [['vol-create-as', POOL, base, '16M', '--format', 'qcow2'], ['vol-create-as', POOL, `${base}.partial`, '512', '--format', 'raw'], ['vol-upload', '--pool', POOL, `${base}.partial`, word]]) {
+      const r = virshOn(SECOND_URI, ...args);
+      expect(r.status, r.stderr).toBe(0);
+    }
+    rmSync(word);
+    const listed = JSON.parse((await cli('orphans', '--json', '--min-age', '0')).stdout) as Record<string, { orphans: Array<{ name: string; reason: string }> }>;
+    expect(listed['host-b']!.orphans.filter((o) => o.name.startsWith(base)).map((o) => [o.name, o.reason])).toEqual([
+      [base, expect.stringMatching(/^verified copy from a move .* which lives on at host host-a; removed before its marker$/)],
+      [`${base}.partial`, expect.stringMatching(/^marker of a move/)],
+    ]);
+    expect(listed['host-a']!.orphans.map((o) => o.name)).not.toContain(base);
+    await cli('orphans', '--delete', '--min-age', '0');
+    expect(names(SECOND_URI, 'volumes').filter((v) => v.startsWith(base))).toEqual([]);
+    expect(names(FIRST, 'volumes')).toContain(base);
+    expect(await cpi(config, 'has_disk', [disk2])).toBe(true);
+    await cpi(config, 'delete_disk', [disk2]);
   });
 
   it('everything is deleted again on both hosts', async () => {

@@ -2,7 +2,8 @@
 // one and scripts/second-libvirtd.sh's) through the CPI's stream client.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Proc } from '../../src/libvirt/procedures.js';
-import { isPartialCopy, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
+import { copyState, isPartialCopy, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
+import { HostUnreachable, locateVolume, type HostHandle } from '../../src/hosts/locate.js';
 import { CloudError } from '../../src/errors.js';
 import { renderVolume } from '../../src/xml/storage.js';
 import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
@@ -15,6 +16,8 @@ const conns = new Connections();
 let a: VolumeHome;
 let b: VolumeHome;
 let proxy: CuttingProxy | undefined;
+/** in front of host A's daemon, to cut the move where a kill would stop it */
+let proxyA: CuttingProxy | undefined;
 
 beforeAll(async () => {
   requireDaemon();
@@ -27,6 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await proxy?.close();
+  await proxyA?.close();
   await removePool(a);
   await removePool(b);
   await conns.closeAll();
@@ -108,5 +112,62 @@ describe('moving a volume between two libvirt daemons', () => {
     expect((err as CloudError).message).toMatch(/the copy does not match the original.*the original is kept/);
     expect(await digestOf(a, name)).toBe(before);
     expect(await exists(b, name)).toBe(false);
+  });
+
+  describe('a move stopped around the removal of the original (where a kill could stop it)', () => {
+    const handles = (aDown = false): HostHandle[] => [
+      { name: 'host-a', open: async () => { if (aDown) throw new Error('connection refused (host-a stopped for the test)'); return a; } },
+      { name: 'host-b', open: async () => b },
+    ];
+    const viaProxyA = async (): Promise<VolumeHome> => {
+      proxyA ??= await startCuttingProxy();
+      return { ...a, conn: await conns.open(proxyA.uri) };
+    };
+
+    it('just before: the copy is marked verified, the original stays the volume, and with its host down the copy is not taken for it', async () => {
+      const name = `${PREFIX}before-delete`;
+      await sparseVolume(a, name, 16, [2, 11]);
+      const before = await digestOf(a, name);
+      const from = await viaProxyA();
+      proxyA!.arm({ procedure: Proc.STORAGE_VOL_DELETE.proc, when: 'before' });
+
+      const err = await moveVolume(name, from, b).then(() => null, (e: unknown) => e);
+
+      expect(proxyA!.cuts).toBe(1);
+      expect((err as CloudError).okToRetry).toBe(true);
+      expect((err as CloudError).message).toMatch(/complete and verified, but the move could not finish/);
+      expect(await digestOf(a, name)).toBe(before);
+      expect(await copyState(b, name)).toBe('verified');
+      // never two unmarked copies: the original is the volume…
+      expect((await locateVolume(name, 'host-a', handles()))?.host).toBe('host-a');
+      // …and while its host cannot be asked, the copy is not taken for it
+      await expect(locateVolume(name, 'host-a', handles(true))).rejects.toBeInstanceOf(HostUnreachable);
+      expect(await copyState(b, name)).toBe('verified');
+      // the retry replaces the copy and finishes
+      await moveVolume(name, a, b);
+      expect(await exists(a, name)).toBe(false);
+      expect(await copyState(b, name)).toBe('none');
+      expect(await digestOf(b, name)).toBe(before);
+    });
+
+    it('just after (the removal took effect, its answer lost): the verified copy is the only one, and the next lookup takes it and finishes the move', async () => {
+      const name = `${PREFIX}after-delete`;
+      await sparseVolume(a, name, 16, [3, 7]);
+      const before = await digestOf(a, name);
+      const from = await viaProxyA();
+      proxyA!.arm({ procedure: Proc.STORAGE_VOL_DELETE.proc, when: 'after-reply' });
+
+      const err = await moveVolume(name, from, b).then(() => null, (e: unknown) => e);
+
+      expect((err as CloudError).okToRetry).toBe(true);
+      expect(await exists(a, name)).toBe(false);
+      expect(await copyState(b, name)).toBe('verified');
+      // while host A cannot be asked it may still hold an unmarked copy: retryable, not found nowhere
+      await expect(locateVolume(name, 'host-a', handles(true))).rejects.toBeInstanceOf(HostUnreachable);
+      const found = await locateVolume(name, 'host-a', handles());
+      expect(found?.host).toBe('host-b');
+      expect(await copyState(b, name)).toBe('none');
+      expect(await digestOf(b, name)).toBe(before);
+    });
   });
 });
