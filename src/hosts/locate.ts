@@ -120,6 +120,8 @@ export async function moveDisk(cid: string, birth: HostHandle, from: VolumeHome,
   for (const name of sidecars) {
     // small: read back whole
     if (await lookup(from, name)) await moveVolume(name, from, to, { ...opts, verify: 'full' });
+    // moved by an earlier attempt that stopped after removing the original: finish it
+    else if ((await copyState(to, name)) === 'verified') await finishCopy(to, name);
   }
   const result = await moveVolume(cid, from, to, opts);
   const home = birth.name === to.host ? to : birth.name === from.host ? from : await birth.open();

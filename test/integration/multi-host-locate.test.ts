@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { CloudError } from '../../src/errors.js';
 import { bornName, forwardName, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle } from '../../src/hosts/locate.js';
-import type { VolumeHome } from '../../src/hosts/move.js';
+import { copyState, moveVolume, type VolumeHome } from '../../src/hosts/move.js';
+import { renderVolume } from '../../src/xml/storage.js';
+import { Readable } from 'node:stream';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 import { requireSecondDaemon, secondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
 import { Connections, digestOf, exists, makePool, removePool, sparseVolume } from '../helpers/two-hosts.js';
@@ -98,6 +100,23 @@ describe('locating a disk on two libvirt daemons', () => {
     expect(await exists(b, bornName(cid))).toBe(false);
     expect(await readBirth(a, cid)).toBeNull();
     expect((await locateVolume(cid, 'host-a', handles))?.host).toBe('host-a');
+  });
+
+  it('a retried move finishes a metadata volume an earlier attempt moved up to removing its original (its verified marker goes)', async () => {
+    const cid = diskCid();
+    await sparseVolume(a, cid, 4, [0]);
+    // the earlier attempt: the metadata copied and verified, its original removed, the marker left
+    await sparseVolume(a, `${cid}.meta`, 1, [0]);
+    await moveVolume(`${cid}.meta`, a, b, { verify: 'full', keepOriginal: true });
+    await a.conn.volumes.delete(await a.conn.volumes.lookupByName(a.pool, `${cid}.meta`));
+    const marker = await b.conn.volumes.createXML(b.pool, renderVolume({ name: `${cid}.meta.partial`, capacityBytes: 512n, allocationBytes: 0n, format: 'raw' }));
+    await b.conn.volumes.upload(marker, Readable.from([Buffer.from('verified')]));
+    expect(await copyState(b, `${cid}.meta`)).toBe('verified');
+
+    await moveDisk(cid, handle('host-a'), a, b, [`${cid}.meta`]);
+    expect(await copyState(b, `${cid}.meta`)).toBe('none');
+    expect(await exists(b, `${cid}.meta`)).toBe(true);
+    expect((await locateVolume(cid, 'host-a', handles))?.host).toBe('host-b');
   });
 
   it('a half-written copy is not the disk; a disk on no host is null', async () => {
