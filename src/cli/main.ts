@@ -159,7 +159,7 @@ async function main(argv: string[]): Promise<number> {
         // every host of a multi-host config, each with its own sections
         const { resolveHosts } = await import('../config/hosts.js');
         const { hostScopedConfig } = await import('../hosts/driver.js');
-        const { addStaleForwardingRecords } = await import('./orphans-hosts.js');
+        const { addCrossHostOrphans } = await import('./orphans-hosts.js');
         const hosts = resolveHosts(config).map((h) => ({ name: h.name, uri: h.libvirt.uri, config: hostScopedConfig(config, h) }));
         const reports: Record<string, OrphanReport | { error: string }> = {};
         for (const h of hosts) {
@@ -170,7 +170,7 @@ async function main(argv: string[]): Promise<number> {
           }
         }
         // forwarding records: judged by asking the host each one points at
-        await addStaleForwardingRecords(hosts, reports, cliLogger(a), opts);
+        await addCrossHostOrphans(hosts, reports, cliLogger(a), opts);
         for (const h of hosts) {
           const report = reports[h.name]!;
           if ('error' in report || report.failed.length) exitCode = 1;

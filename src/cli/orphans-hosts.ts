@@ -19,8 +19,8 @@ export interface ScopedHost {
   config: Config;
 }
 
-/** Adds each host's stale forwarding records to its report (removing them with `--delete`). */
-export async function addStaleForwardingRecords(hosts: readonly ScopedHost[], reports: Record<string, OrphanReport | { error: string }>, log: Logger, opts: { delete: boolean }): Promise<void> {
+/** Adds to each host's report what only other hosts can judge (removing it with `--delete`). */
+export async function addCrossHostOrphans(hosts: readonly ScopedHost[], reports: Record<string, OrphanReport | { error: string }>, log: Logger, opts: { delete: boolean }): Promise<void> {
   const homes = new Map<string, { host: Host; home: VolumeHome } | null>();
   const closers: Array<() => Promise<void>> = [];
   try {

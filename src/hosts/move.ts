@@ -93,11 +93,6 @@ export async function copyState(home: VolumeHome, name: string): Promise<CopySta
 
 export type CopyState = 'none' | 'copying' | 'verified';
 
-/** Whether `name` on this host is a copy a move has not finished with (its marker is there). */
-export async function isPartialCopy(home: VolumeHome, name: string): Promise<boolean> {
-  return (await lookup(home, partialMarkerName(name))) !== null;
-}
-
 /** The last step of a move whose original is gone: the verified copy becomes the volume. */
 export async function finishCopy(home: VolumeHome, name: string): Promise<void> {
   const marker = await lookup(home, partialMarkerName(name));

@@ -2,7 +2,7 @@
 // one and scripts/second-libvirtd.sh's) through the CPI's stream client.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Proc } from '../../src/libvirt/procedures.js';
-import { copyState, isPartialCopy, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
+import { copyState, moveVolume, partialMarkerName, type VolumeHome } from '../../src/hosts/move.js';
 import { HostUnreachable, locateVolume, type HostHandle } from '../../src/hosts/locate.js';
 import { CloudError } from '../../src/errors.js';
 import { renderVolume } from '../../src/xml/storage.js';
@@ -86,12 +86,12 @@ describe('moving a volume between two libvirt daemons', () => {
     expect((err as CloudError).message).toMatch(/interrupted.*the original is kept on host-a/);
     expect(await digestOf(a, name)).toBe(before);
     // whatever B holds under that name is marked unfinished
-    expect(await isPartialCopy(b, name)).toBe(true);
+    expect(await copyState(b, name)).toBe('copying');
 
     const moved = await moveVolume(name, a, b);
     expect(moved.verified).toBe('sample');
     expect(await digestOf(b, name)).toBe(before);
-    expect(await isPartialCopy(b, name)).toBe(false);
+    expect(await copyState(b, name)).toBe('none');
     expect(await exists(a, name)).toBe(false);
   });
 
