@@ -169,7 +169,7 @@ async function main(argv: string[]): Promise<number> {
             reports[h.name] = { error: (e as Error).message };
           }
         }
-        // forwarding records: judged by asking the host each one points at
+        // what only other hosts can judge: forwarding records, verified copies of moves
         await addCrossHostOrphans(hosts, reports, cliLogger(a), opts);
         for (const h of hosts) {
           const report = reports[h.name]!;

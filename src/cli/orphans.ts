@@ -6,9 +6,9 @@
 //   - snapshot volumes without their sidecar (snapshot_disk never returned them);
 //   - stemcell volumes without their sidecar (create_stemcell writes it last);
 //   - domains still marked as being created whose creator is gone (create_vm never returned);
-//   - with several hosts, a disk's birth record (`.born`) without the disk next to it, and
-//     (orphans-hosts.ts) a forwarding record (`.moved`) pointing at a host without the disk,
-//     and a half copy of a move with its `.partial` marker, both unchanged for --min-age.
+//   - with several hosts, a disk's birth record (`.born`) without the disk next to it, and a
+//     half copy of a move with its empty `.partial` marker, both unchanged for --min-age;
+//     what only other hosts can judge is in orphans-hosts.ts.
 // Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
