@@ -8,10 +8,11 @@ import type { Logger } from '../log/logger.js';
 import type { CloudProperties, CreateVMRequest, DiskHint, Driver, Networks } from '../driver/driver.js';
 import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../driver/cids.js';
 import type { LibvirtDriver } from '../driver/libvirt/driver.js';
-import { calculateVMCloudProperties, planVmNetworks } from '../driver/libvirt/vms.js';
+import { calculateVMCloudProperties, planVmNetworks, requireDomain } from '../driver/libvirt/vms.js';
 import { checkNetworks } from '../driver/libvirt/networking.js';
 import { domainsUsing, volumePath } from '../driver/libvirt/volume-users.js';
-import { withStemcellLock } from '../driver/libvirt/lock.js';
+import { withStemcellLock, withVolumeLock } from '../driver/libvirt/lock.js';
+import { readVmMetadata, writeVmMetadata } from '../driver/libvirt/vm-metadata.js';
 import { sidecarName } from '../driver/libvirt/sidecar.js';
 import { CloudError, CpiError, DiskNotFound, VMCreationFailed, VMNotFound } from '../errors.js';
 import { candidateHosts, place, type HostState } from './placement.js';
@@ -298,7 +299,9 @@ export class MultiHostDriver implements Driver {
       this.log.info({ disk: diskCid, from: r.at.host, to: v.host }, 'moving the disk to the VM\'s host');
       await moveDisk(r.cid, this.handle(this.birthHost(diskCid, r.at)), r.at.home, homeOf(v.host, v.d), [sidecarName(r.cid)], { log: (l) => this.log.info(l) });
     }
-    return v.d.attachDisk(v.cid, r.cid);
+    const hint = await v.d.attachDisk(v.cid, r.cid);
+    await recordDirectorCid(v.d, v.cid, r.cid, diskCid);
+    return hint;
   }
   async detachDisk(vmCid: VMCID, diskCid: DiskCID): Promise<void> {
     const v = await this.requireVM(vmCid, 'VM');
@@ -309,9 +312,15 @@ export class MultiHostDriver implements Driver {
     const here = await v.d.getDisks(v.cid);
     // A disk attached here may have been born elsewhere: its CID names its birth host.
     // A VM from before `hosts` has disks from then, whose CIDs the director holds bare.
+    // The CID attach_disk was given is in the VM's metadata (recordDirectorCid); a disk
+    // attached without it (before this CPI recorded it) is named from its records.
     const legacy = splitHost(vmCid).host === null;
+    const dom = await requireDomain(v.d.host, v.cid);
+    const given = new Map(((await readVmMetadata(v.d.host, dom))?.disks ?? []).flatMap((d) => (d.as ? [[d.cid, d.as] as const] : [])));
     return Promise.all(
       here.map(async (c) => {
+        const as = given.get(c);
+        if (as) return as as DiskCID;
         const birth = await readBirth(homeOf(v.host, v.d), c);
         return (birth === null && legacy ? c : withHost(c, birth ?? v.host)) as DiskCID;
       }),
@@ -340,6 +349,22 @@ export class MultiHostDriver implements Driver {
     if (host === null || !this.names.includes(host)) return;
     return (await this.driver(host, `snapshot ${cid}`)).deleteSnapshot(base as SnapshotCID);
   }
+}
+
+/**
+ * Notes in the VM's metadata the CID the director used for a disk it attached: the one
+ * get_disks must give back. It cannot be derived: a disk from before the config listed
+ * hosts is bare to the director wherever it lives, one made since carries its birth host.
+ */
+async function recordDirectorCid(d: LibvirtDriver, vmCid: VMCID, volume: DiskCID, given: DiskCID): Promise<void> {
+  await withVolumeLock(d.host, vmCid, async () => {
+    const dom = await requireDomain(d.host, vmCid);
+    const metadata = await readVmMetadata(d.host, dom);
+    const entry = metadata?.disks.find((x) => x.cid === volume);
+    if (!metadata || !entry || entry.as === given) return;
+    entry.as = given;
+    await writeVmMetadata(d.host, dom, metadata);
+  });
 }
 
 function homeOf(name: string, d: LibvirtDriver): VolumeHome {

@@ -38,6 +38,7 @@ export function parseVmMetadata(xml: string): VmMetadata {
       cid: readAttr(d, 'cid'),
       serial: readAttr(d, 'serial'),
       target: readAttr(d, 'target'),
+      ...(d.attr('as') !== undefined ? { as: readAttr(d, 'as') } : {}),
     })),
     macs: list(vm, 'macs', 'mac').map((x) => readAttr(x, 'address')),
     prefixes: list(vm, 'prefixes', 'prefix').map((p) => ({
@@ -92,7 +93,7 @@ export function appendVmMetadata(parent: Builder, m: VmMetadata, { namespaced = 
   const volumes = el(vm, 'volumes');
   for (const name of m.volumes) el(volumes, 'volume', { name });
   const disks = el(vm, 'disks');
-  for (const d of m.disks) el(disks, 'disk', { cid: d.cid, serial: d.serial, target: d.target });
+  for (const d of m.disks) el(disks, 'disk', { cid: d.cid, serial: d.serial, target: d.target, ...(d.as !== undefined ? { as: d.as } : {}) });
   const macs = el(vm, 'macs');
   for (const address of m.macs) el(macs, 'mac', { address });
   const prefixes = el(vm, 'prefixes');

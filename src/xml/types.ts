@@ -90,7 +90,8 @@ export interface VmMetadata {
   /** names of the volumes this VM owns (root overlay, ephemeral, config drive) */
   volumes: string[];
   /** persistent disks attached: disk cid → {serial, target} */
-  disks: Array<{ cid: string; serial: string; target: string }>;
+  /** `cid` is the disk's volume name; `as`, with several hosts, the CID the director holds for it (`<cid>@<host>` or bare) */
+  disks: Array<{ cid: string; serial: string; target: string; as?: string }>;
   /** NIC MACs in order, so they stay stable across the VM's life */
   macs: string[];
   /** delegated IPv6/IPv4 prefixes routed to this VM: "2001:db8::/80" via the VM's address */

@@ -141,6 +141,13 @@ describe('one CPI, two libvirt daemons', () => {
     await cpi(config, 'attach_disk', [old, oldDisk]);
     expect(await cpi(config, 'get_disks', [old])).toEqual([oldDisk]);
     await cpi(config, 'detach_disk', [old, oldDisk]);
+    // attached to a VM made since, the old disk is still given back under its bare CID
+    const [since] = (await cpi(config, 'create_vm', ['agent-since', stemcell, { host: 'host-a' }, dynamic, [], {}])) as [string];
+    virshOn(FIRST, 'destroy', since.split('@')[0]!);
+    await cpi(config, 'attach_disk', [since, oldDisk]);
+    expect(await cpi(config, 'get_disks', [since])).toEqual([oldDisk]);
+    await cpi(config, 'detach_disk', [since, oldDisk]);
+    await cpi(config, 'delete_vm', [since]);
     await cpi(config, 'delete_disk', [oldDisk]);
     expect(await cpi(config, 'has_disk', [oldDisk])).toBe(false);
     await cpi(config, 'delete_vm', [old]);

@@ -25,7 +25,7 @@ const metadataArb: fc.Arbitrary<VmMetadata> = fc.record(
     agentId: hostileString,
     stemcellCid: hostileString,
     volumes: fc.array(hostileString, { maxLength: 4 }),
-    disks: fc.array(fc.record({ cid: hostileString, serial: hostileString, target: hostileString }), { maxLength: 3 }),
+    disks: fc.array(fc.record({ cid: hostileString, serial: hostileString, target: hostileString, as: hostileString }, { requiredKeys: ['cid', 'serial', 'target'] }), { maxLength: 3 }),
     macs: fc.array(hostileString, { maxLength: 3 }),
     prefixes: fc.array(fc.record({ prefix: hostileString, via: hostileString, network: hostileString }), { maxLength: 2 }),
     reservations: fc.array(
