@@ -7,7 +7,7 @@
 // move's verified copy (move.ts) whose original still lives on another host.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import { listVolumeNames, type Host } from '../driver/libvirt/host.js';
+import { listVolumeNames } from '../driver/libvirt/host.js';
 import { parseOwnedName } from '../driver/cids.js';
 import { deleteRecord, readForward } from '../hosts/locate.js';
 import { copyState, lookup, partialMarkerName, type VolumeHome } from '../hosts/move.js';
@@ -21,7 +21,7 @@ export interface ScopedHost {
 
 /** Adds to each host's report what only other hosts can judge (removing it with `--delete`). */
 export async function addCrossHostOrphans(hosts: readonly ScopedHost[], reports: Record<string, OrphanReport | { error: string }>, log: Logger, opts: { delete: boolean }): Promise<void> {
-  const homes = new Map<string, { host: Host; home: VolumeHome } | null>();
+  const homes = new Map<string, { home: VolumeHome; names: string[] } | null>();
   const closers: Array<() => Promise<void>> = [];
   try {
     for (const h of hosts) {
@@ -29,7 +29,7 @@ export async function addCrossHostOrphans(hosts: readonly ScopedHost[], reports:
         const conn = await openConnection(h.config);
         closers.push(() => conn.close().catch(() => undefined));
         const host = await existingPoolHost(conn, h.config, log);
-        homes.set(h.name, host ? { host, home: { host: h.name, conn, pool: host.pool } } : null);
+        homes.set(h.name, host ? { home: { host: h.name, conn, pool: host.pool }, names: await listVolumeNames(host) } : null);
       } catch {
         homes.set(h.name, null);
       }
@@ -40,7 +40,7 @@ export async function addCrossHostOrphans(hosts: readonly ScopedHost[], reports:
       if (!here || !report || 'error' in report) continue;
       const { home } = here;
       const prefix = h.config.name_prefix;
-      for (const name of await listVolumeNames(here.host)) {
+      for (const name of here.names) {
         const owned = parseOwnedName(prefix, name);
         if (owned?.kind !== 'disk' || owned.suffix !== 'moved') continue;
         const target = await readForward(home, owned.cid);
@@ -67,7 +67,7 @@ export async function addCrossHostOrphans(hosts: readonly ScopedHost[], reports:
       const report = reports[h.name];
       const here = homes.get(h.name);
       if (!here || !report || 'error' in report) continue;
-      for (const marker of await listVolumeNames(here.host)) {
+      for (const marker of here.names) {
         const owned = parseOwnedName(h.config.name_prefix, marker);
         if (owned?.kind !== 'disk' || owned.suffix !== 'partial') continue;
         if ((await copyState(here.home, owned.cid)) !== 'verified') continue;

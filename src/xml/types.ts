@@ -89,8 +89,7 @@ export interface VmMetadata {
   stemcellCid: string;
   /** names of the volumes this VM owns (root overlay, ephemeral, config drive) */
   volumes: string[];
-  /** persistent disks attached: disk cid → {serial, target} */
-  /** `cid` is the disk's volume name; `as`, with several hosts, the CID the director holds for it (`<cid>@<host>` or bare) */
+  /** persistent disks attached: `cid` is the disk's volume name; `as`, with several hosts, the CID the director attached it with (`<cid>@<host>` or bare) */
   disks: Array<{ cid: string; serial: string; target: string; as?: string }>;
   /** NIC MACs in order, so they stay stable across the VM's life */
   macs: string[];

@@ -119,23 +119,24 @@ describe('moving a volume between two libvirt daemons', () => {
       { name: 'host-a', open: async () => { if (aDown) throw new Error('connection refused (host-a stopped for the test)'); return a; } },
       { name: 'host-b', open: async () => b },
     ];
-    const viaProxyA = async (): Promise<VolumeHome> => {
+    /** Moves a fresh volume A → B with the original's removal on A cut as `when` says; its digest and the move's error. */
+    const moveStoppedAtRemoval = async (name: string, dataAtMiB: number[], when: 'before' | 'after-reply') => {
+      await sparseVolume(a, name, 16, dataAtMiB);
+      const before = await digestOf(a, name);
       proxyA ??= await startCuttingProxy();
-      return { ...a, conn: await conns.open(proxyA.uri) };
+      const from: VolumeHome = { ...a, conn: await conns.open(proxyA.uri) };
+      proxyA.arm({ procedure: Proc.STORAGE_VOL_DELETE.proc, when });
+      const err = await moveVolume(name, from, b).then(() => null, (e: unknown) => e);
+      return { before, err: err as CloudError };
     };
 
     it('just before: the copy is marked verified, the original stays the volume, and with its host down the copy is not taken for it', async () => {
       const name = `${PREFIX}before-delete`;
-      await sparseVolume(a, name, 16, [2, 11]);
-      const before = await digestOf(a, name);
-      const from = await viaProxyA();
-      proxyA!.arm({ procedure: Proc.STORAGE_VOL_DELETE.proc, when: 'before' });
-
-      const err = await moveVolume(name, from, b).then(() => null, (e: unknown) => e);
+      const { before, err } = await moveStoppedAtRemoval(name, [2, 11], 'before');
 
       expect(proxyA!.cuts).toBe(1);
-      expect((err as CloudError).okToRetry).toBe(true);
-      expect((err as CloudError).message).toMatch(/complete and verified, but the move could not finish/);
+      expect(err.okToRetry).toBe(true);
+      expect(err.message).toMatch(/complete and verified, but the move could not finish/);
       expect(await digestOf(a, name)).toBe(before);
       expect(await copyState(b, name)).toBe('verified');
       // never two unmarked copies: the original is the volume…
@@ -152,14 +153,9 @@ describe('moving a volume between two libvirt daemons', () => {
 
     it('just after (the removal took effect, its answer lost): the verified copy is the only one, and the next lookup takes it and finishes the move', async () => {
       const name = `${PREFIX}after-delete`;
-      await sparseVolume(a, name, 16, [3, 7]);
-      const before = await digestOf(a, name);
-      const from = await viaProxyA();
-      proxyA!.arm({ procedure: Proc.STORAGE_VOL_DELETE.proc, when: 'after-reply' });
+      const { before, err } = await moveStoppedAtRemoval(name, [3, 7], 'after-reply');
 
-      const err = await moveVolume(name, from, b).then(() => null, (e: unknown) => e);
-
-      expect((err as CloudError).okToRetry).toBe(true);
+      expect(err.okToRetry).toBe(true);
       expect(await exists(a, name)).toBe(false);
       expect(await copyState(b, name)).toBe('verified');
       // while host A cannot be asked it may still hold an unmarked copy: retryable, not found nowhere

@@ -133,7 +133,7 @@ export async function lockHolder(host: Host, lock: string, vol?: VolRef): Promis
  * looks every few hundred milliseconds, and reading the marker is a volume download,
  * while a marker never changes once written (a new holder makes a new token).
  */
-async function deadLock(host: Host, lock: string, seen = new Map<bigint, CreatorMarker>()): Promise<{ token: bigint; why: string } | undefined> {
+async function deadLock(host: Host, lock: string, seen: Map<bigint, CreatorMarker>): Promise<{ token: bigint; why: string } | undefined> {
   const vol = await findVolume(host, lock);
   if (!vol) return undefined;
   const xml = await host.conn.volumes.getXMLDesc(vol, 0).catch(() => '');
