@@ -16,6 +16,7 @@ import type { Host } from '../driver/libvirt/host.js';
 import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/libvirt/host.js';
 import { readVmMetadata } from '../driver/libvirt/vm-metadata.js';
 import { lockHolder } from '../driver/libvirt/lock.js';
+import { ADDRESS_LOCK_VOLUME } from '../driver/libvirt/address-holders.js';
 import { deleteVM } from '../driver/libvirt/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
 import type { BackendProfile } from '../driver/profile.js';
@@ -61,6 +62,12 @@ export function classify(prefix: string, domains: DomainFacts[], volumes: string
     out.push({ kind: 'domain', name: d.name, reason: `${why}${its.length ? ` (its volumes go with it: ${its.join(', ')})` : ''}` });
   }
   for (const v of volumes) {
+    if (v === ADDRESS_LOCK_VOLUME) {
+      // Every CPI on the pool takes it (whatever its prefix) while it defines a domain with
+      // static addresses; findOrphans keeps it while its holder runs.
+      out.push({ kind: 'volume', name: v, reason: 'lock on the static addresses of libvirt networks, left by a create_vm that died (create_vm holds it for well under a second; the CPI breaks one whose holder is gone, or older than 120 s, itself)' });
+      continue;
+    }
     const owned = parseOwnedName(prefix, v);
     if (!owned) continue;
     if (!owned.suffix) {

@@ -19,3 +19,13 @@ export function faultArmed(point: string): boolean {
 export function maybeFail(point: string): void {
   if (faultArmed(point)) throw new InjectedFault(point);
 }
+
+/**
+ * Waits at `point` when a test armed `delay:<point>`: BOSH_LIBVIRT_CPI_FAULT_DELAY_MS
+ * (2000 unless set). Puts two calls in one order on purpose, to show what a race would do.
+ */
+export async function maybeDelay(point: string): Promise<void> {
+  if (!faultArmed(`delay:${point}`)) return;
+  const ms = Number(process.env.BOSH_LIBVIRT_CPI_FAULT_DELAY_MS ?? 2000);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -170,6 +170,25 @@ describe('a lock names its holder', () => {
     }
   });
 
+  it("the address lock a killed create_vm left is broken at once by the next create_vm with a static address, and listed by orphans until then", { timeout: 120_000 }, async () => {
+    plantLock('bosh-libvirt-cpi-addresses', spawnSync('true').pid!, `${bootId()}/1`);
+    let vm: string | undefined;
+    try {
+      const { report } = await orphansCli(config, ['--min-age', '0']);
+      const listed = report.orphans.find((o) => o.name === 'bosh-libvirt-cpi-addresses.lock');
+      expect(listed?.reason).toMatch(/^lock left by pid \d+ on .*, which is gone$/);
+      const run = await call('create_vm', ['agent-conc', stemcell, {}, { default: manual('198.18.130.14') }, [], {}]);
+      expect(run.response.error, run.stderr.slice(-2000)).toBeNull();
+      vm = (run.response.result as [string])[0];
+      expect(run.stderr).toMatch(/breaking a lock left by a CPI process that died/);
+      expect(leftovers(PREFIX).filter((n) => n.endsWith('.lock'))).toEqual([]);
+      expect(virsh('vol-list', pool).stdout).not.toContain('bosh-libvirt-cpi-addresses.lock');
+    } finally {
+      if (vm) await cpi(config, 'delete_vm', [vm]);
+      virsh('vol-delete', '--pool', pool, 'bosh-libvirt-cpi-addresses.lock');
+    }
+  });
+
   it('orphans --min-age 0 never lists a lock whose holder runs, and lists one whose holder is gone', async () => {
     const running = `${PREFIX}vm-00000000-0000-4000-8000-00000000aaaa`;
     const gone = `${PREFIX}vm-00000000-0000-4000-8000-00000000bbbb`;

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CPI_BUNDLE, ROOT, requireBundle, runCpi } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -322,8 +323,8 @@ describe('create_vm refuses an address that is taken or that the network keeps',
   });
 
   it('two create_vm racing for one address on a subnet without DHCP: exactly one gets it, the other leaves nothing', async () => {
-    // Both pass the check made before anything exists; each checks again once its domain
-    // is defined, and the one whose creation began later gives way.
+    // Both pass the check made before anything exists; the last check and the define run
+    // under the pool's address lock, so the second sees the first one's domain.
     for (let round = 0; round < 4; round++) {
       const ip = `fd00:110::4${round}`;
       const before = [leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)];
@@ -335,6 +336,27 @@ describe('create_vm refuses an address that is taken or that the network keeps',
       expect(lost[0]).toMatch(new RegExp(`ip ${ip} is already taken on libvirt network "t-iso-net" by VM t-iso-[ab]-vm-`));
       expect([leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)]).toEqual(before);
     }
+  });
+
+  it('the order that gave one address to two VMs: the first call began first, waits before defining its domain, the second defines meanwhile and lingers; the second gives way', async () => {
+    // Before the address lock, each call checked other domains again after defining its
+    // own, and the one whose create_vm began later gave way. In this order (forced with
+    // delays) A's creation began first but its domain came later: B's check saw nothing,
+    // A's check saw B still in creation and kept the address as the earlier one. Both won.
+    const ip = 'fd00:110::50';
+    const before = [leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)];
+    const delay = (point: string) => ({ ...process.env, BOSH_LIBVIRT_CPI_FAULTS: `delay:${point}`, BOSH_LIBVIRT_CPI_FAULT_DELAY_MS: '3000' });
+    const a = cpi(configA, 'create_vm', ['agent-race', stemcellA, {}, { v6: manual6(ip) }, [], {}], { env: delay('create_vm:before-define') });
+    await sleep(300); // a head start for A; B's check before anything exists passes all the same
+    const b = cpi(configB, 'create_vm', ['agent-race', stemcellB, {}, { v6: manual6(ip) }, [], {}], { env: delay('create_vm:after-define') });
+    const runs = await Promise.allSettled([a, b]);
+    const won = runs.flatMap((r) => (r.status === 'fulfilled' ? [(r.value as [string])[0]] : []));
+    const lost = runs.flatMap((r) => (r.status === 'rejected' ? [String((r.reason as Error).message)] : []));
+    for (const vm of won) await cpi(vm.startsWith('t-iso-a-') ? configA : configB, 'delete_vm', [vm]);
+    expect(won.length, `${won.length} VMs got ${ip}; ${lost.join(' | ')}`).toBe(1);
+    // Whoever takes the lock first keeps the address (A, unless its start was slower by more than the head start).
+    expect(lost[0]).toContain(`ip ${ip} is already taken on libvirt network "t-iso-net" by VM ${won[0]}`);
+    expect([leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)]).toEqual(before);
   });
 
   it('a create_vm retried after a failed one gets the address', async () => {

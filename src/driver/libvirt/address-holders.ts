@@ -4,7 +4,15 @@
 // prefix). create_vm asks both before it creates anything. A reservation whose VM is
 // gone holds nothing (addReservation reclaims it), so a create_vm retried after a failed
 // or half-cleaned one still gets its address.
+//
+// Two create_vm calls for one address must not both get it, and on a subnet without DHCP
+// nothing on the network can be claimed atomically. So each call checks and defines its
+// domain under one lock per storage pool (ADDRESS_LOCK): whichever defines first is seen
+// by the other's check. Reading other domains alone cannot settle it: the call that
+// defines first may check before the other has defined, see nothing and go on, whatever
+// order the two would agree on afterwards.
 import type { Host } from './host.js';
+import { withVolumeLock } from './lock.js';
 import { parseDomain, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
 import { sameIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
@@ -33,26 +41,26 @@ interface Claim {
   creatingAt?: string;
 }
 
+/**
+ * The lock create_vm holds from its last address check until its domain is defined. It
+ * lives in the CPI's storage pool and is named alike for every director (no name prefix),
+ * so all CPIs that share the pool take the same one; `orphans` lists it when its holder died.
+ */
+export const ADDRESS_LOCK = 'bosh-libvirt-cpi-addresses';
+export const ADDRESS_LOCK_VOLUME = `${ADDRESS_LOCK}.lock`;
+
 interface HostDomains {
   names: Set<string>;
   macOwner: Map<string, string>;
   claims: Claim[];
 }
 
-/** A create_vm that has defined its domain: its own claims do not count against it. */
-export interface Claimant {
-  vm: string;
-  creatingAt: string;
-}
-
 /**
- * Refuses an address of the plan that a defined domain already holds on the same
- * libvirt network. create_vm asks before it creates anything, and again as `self` right
- * after defining its domain: two calls for one address that both passed the first check
- * (on a network without DHCP nothing else stops them) then see each other, and the one
- * whose creation began later (then: whose name sorts later) gives way; both decide alike.
+ * Refuses an address of the plan that a defined domain already holds on the same libvirt
+ * network. `self` is the VM of a create_vm that has defined its domain: its own claims do
+ * not count.
  */
-export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: Claimant): Promise<void> {
+export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: string): Promise<void> {
   const wanted = networkAddresses(plan);
   if (wanted.length === 0) return;
   const doms = await scanDomains(host);
@@ -64,21 +72,33 @@ export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: 
   }
 }
 
-function holderOf(ip: string, network: string, net: ParsedNetwork | undefined, doms: HostDomains, self?: Claimant): string | undefined {
-  const claim = doms.claims.find((c) => c.network === network && sameIp(c.ip, ip) && c.vm !== self?.vm && !(self && comesFirst(self, c)));
+/**
+ * Defines the VM's domain (`define`) under ADDRESS_LOCK after checking its static addresses
+ * once more, then checks again from outside the lock. The second check matters only for a
+ * call from a CPI with another storage pool (another lock) that defined a domain for the same
+ * address meanwhile: both see each other's domain, or the later one sees the earlier, and
+ * whoever sees another gives way, so never two VMs get one address (both may give way; a
+ * retry then gets it). A plan without static addresses on libvirt networks takes no lock.
+ */
+export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, vm: string, define: () => Promise<T>): Promise<T> {
+  if (networkAddresses(plan).length === 0) return define();
+  const defined = await withVolumeLock(host, ADDRESS_LOCK, async () => {
+    await refuseTakenAddresses(host, plan, nets);
+    return define();
+  });
+  await refuseTakenAddresses(host, plan, nets, vm);
+  return defined;
+}
+
+function holderOf(ip: string, network: string, net: ParsedNetwork | undefined, doms: HostDomains, self?: string): string | undefined {
+  const claim = doms.claims.find((c) => c.network === network && sameIp(c.ip, ip) && c.vm !== self);
   if (claim) return `VM ${claim.vm} (its bosh-libvirt-cpi metadata${claim.creatingAt ? `; its create_vm began ${claim.creatingAt}` : ''})`;
   for (const h of (net?.ips ?? []).flatMap((s) => s.hosts ?? [])) {
     if (!sameIp(h.ip, ip)) continue;
     const owner = h.mac ? doms.macOwner.get(h.mac.toLowerCase()) : h.name && doms.names.has(h.name) ? h.name : undefined;
-    if (owner && owner !== self?.vm) return `domain ${owner} (DHCP reservation ${h.mac ? `for MAC ${h.mac}` : `named ${h.name}`})`;
+    if (owner && owner !== self) return `domain ${owner} (DHCP reservation ${h.mac ? `for MAC ${h.mac}` : `named ${h.name}`})`;
   }
   return undefined;
-}
-
-/** Of two creations claiming one address, the one that began first keeps it; a finished VM always does. */
-export function comesFirst(self: Claimant, other: Pick<Claim, 'vm' | 'creatingAt'>): boolean {
-  if (other.creatingAt === undefined) return false;
-  return self.creatingAt < other.creatingAt || (self.creatingAt === other.creatingAt && self.vm < other.vm);
 }
 
 /** Every defined domain's name, MACs and metadata claims: one listing and one XML each. */

@@ -17,7 +17,7 @@ import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys } fr
 import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
 import { addReservation, checkNetworks, removeReservation } from './networking.js';
 import { volumePath, volumeUsers } from './volume-users.js';
-import { refuseTakenAddresses, staticAddresses } from './address-holders.js';
+import { defineHoldingAddresses, staticAddresses } from './address-holders.js';
 import { creatorMarker } from './creator.js';
 import { UndoLog } from './undo.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
@@ -27,7 +27,7 @@ import { planNetworks, type NetworkPlan } from '../../network/index.js';
 import { renderDomain, type VmMetadata } from '../../xml/index.js';
 import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../errors.js';
-import { maybeFail } from '../../util/faults.js';
+import { maybeDelay, maybeFail } from '../../util/faults.js';
 
 /** What every backend records in a VM's <bosh:vm> metadata at create_vm. */
 export interface VmMetadataInput {
@@ -98,12 +98,17 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
     // The mark tells `orphans` this domain is not finished yet, and by whom it is made.
     const finished = spec.metadata!;
     spec.metadata = { ...finished, creating: creatorMarker() };
-    made = undo.begin(`domain ${vm}`, () => removeDomainByName(host, vm));
-    const dom = await host.conn.domains.defineXML(renderDomain(spec), 0);
-    made();
-    maybeFail('create_vm:after-define');
-    // Now visible to every other create_vm: settle a race for the same address.
-    await refuseTakenAddresses(host, plan, nets, { vm, creatingAt: spec.metadata.creating!.at });
+    // Checked and defined under the pool's address lock: of two calls for one static
+    // address, the second sees the first one's domain and gives way.
+    const dom = await defineHoldingAddresses(host, plan, nets, vm, async () => {
+      await maybeDelay('create_vm:before-define');
+      const defined = undo.begin(`domain ${vm}`, () => removeDomainByName(host, vm));
+      const ref = await host.conn.domains.defineXML(renderDomain(spec), 0);
+      defined();
+      maybeFail('create_vm:after-define');
+      return ref;
+    });
+    await maybeDelay('create_vm:after-define');
 
     mark('reserving addresses in DHCP');
     for (const r of finished.reservations) {
