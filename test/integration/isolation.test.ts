@@ -23,13 +23,18 @@ const URI = 'qemu:///system';
 const virsh = (...args: string[]) => spawnSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8' });
 
 const shared = { storage: { pool: POOL, path: POOL_PATH, create_pool: true } };
+/** A third director on the same network, with a storage pool of its own. */
+const POOL_C = 't-iso-pool-c';
 let configA: string;
 let configB: string;
 let configNoPrefix: string;
+let configC: string;
 let stemcellA: string;
 let stemcellB: string;
+let stemcellC: string;
 /** Each director boots from its own stemcell: another prefix's is not found. */
-const stemcellOf = (config: string) => (config === configB ? stemcellB : stemcellA);
+const stemcellOf = (config: string) => (config === configB ? stemcellB : config === configC ? stemcellC : stemcellA);
+const prefixOf = (config: string) => (config === configB ? 't-iso-b-' : config === configC ? 't-iso-c-' : 't-iso-a-');
 
 function volumes(): string[] {
   virsh('pool-refresh', POOL);
@@ -73,9 +78,13 @@ beforeAll(async () => {
   configNoPrefix = testConfig({ prefix: '', network: NET, overrides: shared }).path;
   stemcellA = (await cpi(configA, 'create_stemcell', [tinyStemcell(64), { name: 'tiny', version: '1' }])) as string;
   stemcellB = (await cpi(configB, 'create_stemcell', [tinyStemcell(64), { name: 'tiny', version: '1' }])) as string;
+  cleanupPrefix('t-iso-c-', POOL_C);
+  configC = testConfig({ prefix: 't-iso-c-', network: NET, overrides: { storage: { pool: POOL_C, path: `/var/tmp/${POOL_C}`, create_pool: true } } }).path;
+  stemcellC = (await cpi(configC, 'create_stemcell', [tinyStemcell(64), { name: 'tiny', version: '1' }])) as string;
 });
 
 afterAll(() => {
+  cleanupPrefix('t-iso-c-', POOL_C);
   cleanupPrefix(PREFIX, POOL);
   removeNetwork(NET);
 });
@@ -338,25 +347,45 @@ describe('create_vm refuses an address that is taken or that the network keeps',
     }
   });
 
-  it('the order that gave one address to two VMs: the first call began first, waits before defining its domain, the second defines meanwhile and lingers; the second gives way', async () => {
-    // Before the address lock, each call checked other domains again after defining its
-    // own, and the one whose create_vm began later gave way. In this order (forced with
-    // delays) A's creation began first but its domain came later: B's check saw nothing,
-    // A's check saw B still in creation and kept the address as the earlier one. Both won.
-    const ip = 'fd00:110::50';
-    const before = [leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)];
+  /**
+   * Forces the order that gave one address to two VMs before the address lock: `first`
+   * begins first and waits 3 s before defining its domain; `second` defines its own
+   * meanwhile and waits 3 s after its last check, still in creation. Each call checked
+   * other domains again after defining its own, and the one whose create_vm began later
+   * gave way: `second`'s check saw nothing yet, `first`'s saw `second` still in creation
+   * and kept the address as the earlier one. Both won.
+   */
+  async function forcedRace(first: string, second: string, ip: string): Promise<{ won: string[]; lost: string[] }> {
     const delay = (point: string) => ({ ...process.env, BOSH_LIBVIRT_CPI_FAULTS: `delay:${point}`, BOSH_LIBVIRT_CPI_FAULT_DELAY_MS: '3000' });
-    const a = cpi(configA, 'create_vm', ['agent-race', stemcellA, {}, { v6: manual6(ip) }, [], {}], { env: delay('create_vm:before-define') });
-    await sleep(300); // a head start for A; B's check before anything exists passes all the same
-    const b = cpi(configB, 'create_vm', ['agent-race', stemcellB, {}, { v6: manual6(ip) }, [], {}], { env: delay('create_vm:after-define') });
+    const call = (config: string, point: string) => cpi(config, 'create_vm', ['agent-race', stemcellOf(config), {}, { v6: manual6(ip) }, [], {}], { env: delay(point) });
+    const a = call(first, 'create_vm:before-define');
+    await sleep(300); // a head start for `first`; the check `second` makes before anything exists passes all the same
+    const b = call(second, 'create_vm:after-define');
     const runs = await Promise.allSettled([a, b]);
     const won = runs.flatMap((r) => (r.status === 'fulfilled' ? [(r.value as [string])[0]] : []));
     const lost = runs.flatMap((r) => (r.status === 'rejected' ? [String((r.reason as Error).message)] : []));
-    for (const vm of won) await cpi(vm.startsWith('t-iso-a-') ? configA : configB, 'delete_vm', [vm]);
+    for (const vm of won) await cpi([configA, configB, configC].find((c) => vm.startsWith(prefixOf(c)))!, 'delete_vm', [vm]);
+    return { won, lost };
+  }
+
+  it('the order that gave one address to two VMs: the first to take the pool\'s address lock keeps it, the other gives way', async () => {
+    const ip = 'fd00:110::50';
+    const before = [leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)];
+    const { won, lost } = await forcedRace(configA, configB, ip);
     expect(won.length, `${won.length} VMs got ${ip}; ${lost.join(' | ')}`).toBe(1);
     // Whoever takes the lock first keeps the address (A, unless its start was slower by more than the head start).
     expect(lost[0]).toContain(`ip ${ip} is already taken on libvirt network "t-iso-net" by VM ${won[0]}`);
     expect([leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)]).toEqual(before);
+  });
+
+  it('the same order between directors with different storage pools (different locks): never two VMs; the one that sees the other gives way', async () => {
+    const ip = 'fd00:110::51';
+    const before = [leftovers('t-iso-a-', POOL), leftovers('t-iso-c-', POOL_C)];
+    const { won, lost } = await forcedRace(configA, configC, ip);
+    expect(won.length, `${won.length} VMs got ${ip}; ${lost.join(' | ')}`).toBe(1);
+    // C defines first and sees nothing; A, defined later under its own pool's lock, sees C still in creation.
+    expect(lost[0]).toContain(`ip ${ip} is already taken on libvirt network "t-iso-net" by VM ${won[0]}`);
+    expect([leftovers('t-iso-a-', POOL), leftovers('t-iso-c-', POOL_C)]).toEqual(before);
   });
 
   it('a create_vm retried after a failed one gets the address', async () => {

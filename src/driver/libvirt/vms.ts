@@ -108,7 +108,7 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
       maybeFail('create_vm:after-define');
       return ref;
     });
-    await maybeDelay('create_vm:after-define');
+    await maybeDelay('create_vm:after-define'); // after the last address check
 
     mark('reserving addresses in DHCP');
     for (const r of finished.reservations) {
