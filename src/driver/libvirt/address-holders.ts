@@ -12,7 +12,7 @@
 // defines first may check before the other has defined, see nothing and go on, whatever
 // order the two would agree on afterwards.
 import type { Host } from './host.js';
-import { withVolumeLock } from './lock.js';
+import { lockVolumeName, withVolumeLock } from './lock.js';
 import { parseDomain, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
 import { sameIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
@@ -46,8 +46,8 @@ interface Claim {
  * lives in the CPI's storage pool and is named alike for every director (no name prefix),
  * so all CPIs that share the pool take the same one; `orphans` lists it when its holder died.
  */
-export const ADDRESS_LOCK = 'bosh-libvirt-cpi-addresses';
-export const ADDRESS_LOCK_VOLUME = `${ADDRESS_LOCK}.lock`;
+const ADDRESS_LOCK = 'bosh-libvirt-cpi-addresses';
+export const ADDRESS_LOCK_VOLUME = lockVolumeName(ADDRESS_LOCK);
 
 interface HostDomains {
   names: Set<string>;

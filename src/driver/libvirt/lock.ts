@@ -27,8 +27,13 @@ export const STALE_MS = 120_000;
 const MARKER_BYTES = 4096;
 const WAIT_MS = 60_000;
 
+/** The volume that is the lock on `name`. */
+export function lockVolumeName(name: string): string {
+  return `${name}.lock`;
+}
+
 export async function withVolumeLock<T>(host: Host, name: string, fn: () => Promise<T>): Promise<T> {
-  const lock = `${name}.lock`;
+  const lock = lockVolumeName(name);
   // A sparse raw volume of up to 1 GiB apparent size, the marker its only data.
   const token = BigInt(randomInt(MARKER_BYTES, 2 ** 30));
   const deadline = Date.now() + WAIT_MS;
