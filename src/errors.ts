@@ -64,10 +64,19 @@ export function show(value: unknown): string {
   try {
     s = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
   } catch {
-    s = String(value);
+    s = safeString(value);
   }
-  if (s === undefined) s = String(value);
+  if (s === undefined) s = safeString(value);
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+/** String(value), which recurses into arrays and can overflow the stack too. */
+function safeString(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return Array.isArray(value) ? '[an array too deep to show]' : `[${typeof value} that cannot be shown]`;
+  }
 }
 
 /** A CloudError for bad input: names the field, the value and what was expected. */

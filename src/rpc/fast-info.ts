@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { backendForUri, notImplemented, type Backend } from '../driver/backends.js';
 import { API_VERSION_INFO } from './version.js';
 import { CONFIG_TOP_LEVEL_KEYS } from '../config/keys.js';
+import { tooDeep } from './depth.js';
 import type { CpiResponse } from './response-shape.js';
 
 /**
@@ -26,6 +27,8 @@ export function infoAnswer(backend: Backend, uri: string): { result: { api_versi
 
 export function tryFastInfo(raw: string, argv: string[], env: NodeJS.ProcessEnv): CpiResponse | undefined {
   try {
+    // The full path refuses a request nested too deeply; answering it here would hide that.
+    if (tooDeep(raw)) return undefined;
     const req = JSON.parse(raw) as Record<string, unknown>;
     if (!req || typeof req !== 'object' || req.method !== 'info') return undefined;
     if (!Array.isArray(req.arguments) || req.arguments.length !== 0) return undefined;

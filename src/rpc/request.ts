@@ -3,6 +3,7 @@
 // method's arguments are checked by its own schema in src/cpi/.
 import { z } from 'zod';
 import { CpiError, show } from '../errors.js';
+import { tooDeep, tooDeepMessage } from './depth.js';
 
 export const ContextSchema = z
   .object({
@@ -28,6 +29,10 @@ export type CpiRequest = z.infer<typeof RequestSchema>;
 /** Parses stdin. Anything that is not a well-formed request is a CpiError (bosh-cpi-go does the same). */
 export function parseRequest(raw: string): CpiRequest {
   if (raw.trim() === '') throw new CpiError('Empty request: expected one JSON object on stdin');
+  // Before parsing: what comes after the parse recurses, and must never meet a depth
+  // that overflows the stack.
+  const deep = tooDeep(raw);
+  if (deep) throw new CpiError(tooDeepMessage(deep));
   let json: unknown;
   try {
     json = JSON.parse(raw);
