@@ -13,6 +13,7 @@ import type { CallContext } from '../cpi/context.js';
 import { CallSummary, type Logger } from '../log/logger.js';
 import { redact } from '../log/redact.js';
 import { faultArmed, maybeFail } from '../util/faults.js';
+import { typedError } from './classify.js';
 
 export interface DispatchEnv {
   argv: string[];
@@ -24,8 +25,10 @@ export async function handleRequest(raw: string, { argv, env, logger }: Dispatch
   const summary = new CallSummary();
   let log = logger;
   let driver: Driver | undefined;
+  let methodName: string | undefined;
   try {
     const req = parseRequest(raw);
+    methodName = req.method;
     log = logger.child({ request_id: req.context.request_id, method: req.method });
     log.debug({ request: redact(req) }, 'request');
     const method = METHODS.get(req.method);
@@ -51,7 +54,7 @@ export async function handleRequest(raw: string, { argv, env, logger }: Dispatch
     log.debug({ result: redact(res.result) }, 'response');
     return res;
   } catch (err) {
-    const res = failure(err, summary.toString());
+    const res = failure(typedError(err, methodName), summary.toString());
     const level = err instanceof CpiError ? 'warn' : 'error';
     log[level]({ err: redact(err), error: res.error }, 'request failed');
     return res;

@@ -9,7 +9,7 @@ import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from '../libvir
 import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
-import { CloudError } from '../../errors.js';
+import { CloudError, CpiError } from '../../errors.js';
 import { VolStreamFlags, isLibvirtError, ErrorCode } from '../../libvirt/index.js';
 import { listVmMetadata } from '../libvirt/vm-metadata.js';
 
@@ -45,8 +45,8 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
         created_at: new Date().toISOString(),
       });
     } catch (e) {
-      await removePartialImport(host, cid);
-      throw e;
+      const removal = await removePartialImport(host, cid);
+      throw importFailed(host, cid, imagePath, e, removal);
     }
   } finally {
     image.close();
@@ -57,21 +57,39 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
 
 /**
  * A failed import leaves nothing behind. After a lost connection (a create whose answer
- * was lost may have made the volume) the removal runs on a new one; what still cannot
- * be removed, `orphans` lists (a stemcell volume without its sidecar).
+ * was lost may have made the volume) the removal runs on a new one. Returns why it could
+ * not remove the partial volume, or null when nothing is left.
  */
-async function removePartialImport(host: Host, cid: string): Promise<void> {
+async function removePartialImport(host: Host, cid: string): Promise<string | null> {
   for (let attempt = 0; ; attempt++) {
     try {
       await deleteVolumeIfExists(host, cid);
       await deleteSidecar(host, cid);
-      return;
+      return null;
     } catch (e) {
       if (attempt === 0 && isConnectionLost(e) && (await reconnect(host).then(() => true, () => false))) continue;
       host.log.error({ stemcell: cid, err: String(e) }, 'could not remove the partial stemcell volume; bosh-libvirt-cpi orphans lists it');
-      return;
+      return e instanceof Error ? e.message : String(e);
     }
   }
+}
+
+/**
+ * The error create_stemcell answers with after a failed import. The director never gets
+ * this CID, so what could not be removed is named here, with what removes it; a lost
+ * connection is said as such (a retry uploads the image again).
+ */
+function importFailed(host: Host, cid: string, imagePath: string, e: unknown, removal: string | null): unknown {
+  const left = removal === null
+    ? ''
+    : `; the partial stemcell volume ${cid} (pool ${host.config.storage.pool}) is LEFT BEHIND because removing it failed too (${removal}): the director never received its CID, and \`bosh-libvirt-cpi orphans --delete\` removes it (it lists a stemcell volume without its ${cid}.meta once unchanged for --min-age, 600 s by default)`;
+  if (isConnectionLost(e) || isLibvirtError(e, ErrorCode.OPERATION_TIMEOUT)) {
+    const done = removal === null ? `; the partial stemcell volume ${cid} was removed, nothing is left: uploading again is safe` : left;
+    return new CloudError(`create_stemcell of ${imagePath} lost its connection to libvirt (${host.config.libvirt.uri}) while importing it as ${cid}: ${(e as Error).message}${done}`, { okToRetry: true, cause: e });
+  }
+  if (removal === null) return e;
+  const message = `create_stemcell of ${imagePath} failed: ${e instanceof Error ? e.message : String(e)}${left}`;
+  return e instanceof CpiError ? new (e.constructor as typeof CpiError)(message, { okToRetry: e.okToRetry, cause: e }) : new CloudError(message, { cause: e });
 }
 
 export async function findStemcell(host: Host, cid: string): Promise<StemcellInfo | null> {
