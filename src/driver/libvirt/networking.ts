@@ -6,7 +6,7 @@
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, NetworkUpdateFlags, type NetworkRef } from '../../libvirt/index.js';
 import { parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
-import { inSubnet, formatCidr, networkBase, reservedAddressReason, sameIp } from '../../network/index.js';
+import { inSubnet, formatCidr, netmaskMismatch, networkBase, prefixAgainstSubnets, reservedAddressReason, sameIp } from '../../network/index.js';
 import type { NetworkPlan, NicAddress, NicPlan, TakenByNetwork } from '../../network/index.js';
 import { CloudError, NetworkNotFound } from '../../errors.js';
 import { refuseTakenAddresses } from './address-holders.js';
@@ -65,8 +65,28 @@ function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork, sent:
       if (!subnets.some((s) => inSubnet(value, s.address, s.prefix))) {
         throw new CloudError(`Invalid network "${addr.network}": field "${field}" is ${shown} but libvirt network "${netName}" has ${list}; the address must lie in one of its subnets`);
       }
-      const reason = field === 'ip' ? reservedReason(addr, netName, subnets) : undefined;
-      if (reason) throw new CloudError(`Invalid network "${addr.network}": field "ip" is ${shown}, which is ${reason}; a VM cannot have that address`);
+      if (field === 'ip') {
+        // The netmask the director sends is the manifest's subnet: the agent configures it,
+        // so a /16 on a /24 network would have the VM treat addresses beyond the bridge as
+        // on-link. An address sent with only `prefix` (32/128) has no netmask to compare.
+        const mask = sent[addr.network]?.netmask;
+        const mismatch = mask == null ? undefined : netmaskMismatch(addr.address, addr.prefix, family, subnets);
+        if (mismatch) throw new CloudError(`Invalid network "${addr.network}": field "netmask" is ${JSON.stringify(mask)} but on libvirt network "${netName}" ${mismatch}`);
+        const reason = reservedReason(addr, netName, subnets);
+        if (reason) throw new CloudError(`Invalid network "${addr.network}": field "ip" is ${shown}, which is ${reason}; a VM cannot have that address`);
+      }
+    }
+  }
+  for (const p of nic.prefixes) {
+    const own = p.family === 'ipv4' ? nic.ipv4 : nic.ipv6;
+    const inUse = [
+      ...(own ? [{ ip: own.address, what: `this VM's own address (network "${own.network}")` }] : []),
+      ...(own?.gateway ? [{ ip: own.gateway, what: `the gateway of network "${own.network}"` }] : []),
+    ];
+    const why = prefixAgainstSubnets(p, net.ips, inUse);
+    if (why) {
+      const raw = sent[p.network];
+      throw new CloudError(`Invalid network "${p.network}": delegated prefix ${formatCidr(p.address, p.prefix)} (ip ${JSON.stringify(raw?.ip)}, prefix ${JSON.stringify(raw?.prefix)}) on libvirt network "${netName}" ${why}`);
     }
   }
 }
