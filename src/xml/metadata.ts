@@ -56,7 +56,18 @@ export function parseVmMetadata(xml: string): VmMetadata {
     }),
     tags: {},
   };
-  if (vm.child('addresses')) m.addresses = list(vm, 'addresses', 'address').map((a) => ({ network: readAttr(a, 'network'), ip: readAttr(a, 'ip') }));
+  if (vm.child('addresses')) {
+    m.addresses = list(vm, 'addresses', 'address').map((a) => {
+      const out: NonNullable<VmMetadata['addresses']>[number] = { network: readAttr(a, 'network'), ip: readAttr(a, 'ip') };
+      const prefix = a.attr('prefix');
+      if (prefix !== undefined) {
+        const n = Number(prefix);
+        if (!Number.isInteger(n) || n < 0 || n > 128) throw new XmlParseError(`address prefix ${JSON.stringify(prefix)}`);
+        out.prefix = n;
+      }
+      return out;
+    });
+  }
   for (const tag of list(vm, 'tags', 'tag')) {
     // defineProperty: a tag called "__proto__" is data, not a prototype switch.
     Object.defineProperty(m.tags, readAttr(tag, 'key'), { value: readText(tag), enumerable: true, writable: true, configurable: true });
@@ -107,7 +118,7 @@ export function appendVmMetadata(parent: Builder, m: VmMetadata, { namespaced = 
   }
   if (m.addresses !== undefined) {
     const addresses = el(vm, 'addresses');
-    for (const a of m.addresses) el(addresses, 'address', { network: a.network, ip: a.ip });
+    for (const a of m.addresses) el(addresses, 'address', { network: a.network, ip: a.ip, ...(a.prefix !== undefined ? { prefix: String(a.prefix) } : {}) });
   }
   const tags = el(vm, 'tags');
   for (const [key, value] of Object.entries(m.tags)) writeText(el(tags, 'tag', { key }), value);

@@ -99,9 +99,10 @@ export interface VmMetadata {
   reservations: Array<{ network: string; family: 'ipv4' | 'ipv6'; mac?: string; name?: string; ip: string }>;
   /**
    * static addresses the VM holds on libvirt networks, with or without DHCP, so another
-   * create_vm (of any director) can see they are taken; absent in VMs made before
+   * create_vm (of any director) can see they are taken; absent in VMs made before.
+   * With `prefix`: a delegated prefix (on-link or routed) whose base is `ip`.
    */
-  addresses?: Array<{ network: string; ip: string }>;
+  addresses?: Array<{ network: string; ip: string; prefix?: number }>;
   /** set_vm_metadata tags */
   tags: Record<string, string>;
   /** stemcell api_version the VM was created with (drives config-drive rewrites) */

@@ -14,7 +14,7 @@
 import type { Host } from './host.js';
 import { lockVolumeName, withVolumeLock } from './lock.js';
 import { parseDomain, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
-import { sameIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
+import { formatCidr, inSubnet, overlaps, sameIp, tryParseIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
 import { CloudError } from '../../errors.js';
 
@@ -28,14 +28,30 @@ function networkAddresses(plan: NetworkPlan): Array<{ addr: NicAddress; network:
   return out;
 }
 
-/** The static addresses a plan puts on libvirt networks, as the VM's metadata records them. */
+/** The delegated prefixes of a plan, with the libvirt network (or host bridge) of their NIC. */
+function networkPrefixes(plan: NetworkPlan): Array<{ base: string; prefix: number; name: string; network: string }> {
+  return plan.nics.flatMap((nic) =>
+    nic.prefixes.map((p) => ({ base: p.address, prefix: p.prefix, name: p.network, network: nic.source.kind === 'network' ? nic.source.network : nic.source.bridge })),
+  );
+}
+
+/**
+ * What the VM's metadata records as held: its static addresses on libvirt networks and
+ * its delegated prefixes (with `prefix`), on-link and routed alike, so that no other VM
+ * is given an address inside a prefix or a prefix over an address.
+ */
 export function staticAddresses(plan: NetworkPlan): NonNullable<VmMetadata['addresses']> {
-  return networkAddresses(plan).map(({ addr, network }) => ({ network, ip: addr.address }));
+  return [
+    ...networkAddresses(plan).map(({ addr, network }) => ({ network, ip: addr.address })),
+    ...networkPrefixes(plan).map((p) => ({ network: p.network, ip: p.base, prefix: p.prefix })),
+  ];
 }
 
 interface Claim {
   network: string;
   ip: string;
+  /** set for a delegated prefix: `ip` is its base address */
+  prefix?: number;
   vm: string;
   /** when the claimant's create_vm began, while it still runs (its creation mark) */
   creatingAt?: string;
@@ -62,14 +78,49 @@ interface HostDomains {
  */
 export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: string): Promise<void> {
   const wanted = networkAddresses(plan);
-  if (wanted.length === 0) return;
+  const prefixes = networkPrefixes(plan);
+  if (wanted.length === 0 && prefixes.length === 0) return;
   const doms = await scanDomains(host);
   for (const { addr, network } of wanted) {
     const holder = holderOf(addr.address, network, nets.get(network)?.parsed, doms, self);
     if (holder) {
       throw new CloudError(`Invalid network "${addr.network}": ip ${addr.address} is already taken on libvirt network "${network}" by ${holder}; give this VM another address`);
     }
+    // Prefixes are compared across the host: their routes are the host's, whatever the network.
+    const prefix = doms.claims.find((c) => c.prefix !== undefined && c.vm !== self && inSubnet(addr.address, c.ip, c.prefix));
+    if (prefix) {
+      throw new CloudError(
+        `Invalid network "${addr.network}": ip ${addr.address} lies in the delegated prefix ${formatCidr(prefix.ip, prefix.prefix!)} that VM ${prefix.vm} holds on "${prefix.network}" (its bosh-libvirt-cpi metadata); give this VM an address outside it`,
+      );
+    }
   }
+  for (const p of prefixes) {
+    const block = { address: p.base, prefix: p.prefix };
+    const cidr = formatCidr(p.base, p.prefix);
+    const claim = doms.claims.find((c) => c.vm !== self && overlaps(block, { address: c.ip, prefix: c.prefix ?? maxPrefixOf(c.ip) }));
+    if (claim) {
+      const what = claim.prefix !== undefined ? `the delegated prefix ${formatCidr(claim.ip, claim.prefix)}` : `ip ${claim.ip}`;
+      throw new CloudError(`Invalid network "${p.name}": delegated prefix ${cidr} overlaps ${what}, which VM ${claim.vm} holds on "${claim.network}" (its bosh-libvirt-cpi metadata); give this VM a prefix no other VM uses`);
+    }
+    const reserved = reservationIn(block, nets.get(p.network)?.parsed, doms, self);
+    if (reserved) {
+      throw new CloudError(`Invalid network "${p.name}": delegated prefix ${cidr} holds ${reserved.ip}, reserved on libvirt network "${p.network}" for ${reserved.owner}; give this VM a prefix no other VM uses`);
+    }
+  }
+}
+
+function maxPrefixOf(ip: string): number {
+  return tryParseIp(ip)?.family === 'ipv4' ? 32 : 128;
+}
+
+/** A DHCP reservation of a live domain (other than `self`) inside the block. */
+function reservationIn(block: { address: string; prefix: number }, net: ParsedNetwork | undefined, doms: HostDomains, self?: string): { ip: string; owner: string } | undefined {
+  for (const h of (net?.ips ?? []).flatMap((s) => s.hosts ?? [])) {
+    if (!inSubnet(h.ip, block.address, block.prefix)) continue;
+    const owner = h.mac ? doms.macOwner.get(h.mac.toLowerCase()) : h.name && doms.names.has(h.name) ? h.name : undefined;
+    if (owner && owner !== self) return { ip: h.ip, owner: `domain ${owner} (DHCP reservation ${h.mac ? `for MAC ${h.mac}` : `named ${h.name}`})` };
+  }
+  return undefined;
 }
 
 /**
@@ -81,7 +132,7 @@ export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: 
  * retry then gets it). A plan without static addresses on libvirt networks takes no lock.
  */
 export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, vm: string, define: () => Promise<T>): Promise<T> {
-  if (networkAddresses(plan).length === 0) return define();
+  if (networkAddresses(plan).length === 0 && networkPrefixes(plan).length === 0) return define();
   const defined = await withVolumeLock(host, ADDRESS_LOCK, async () => {
     await refuseTakenAddresses(host, plan, nets);
     return define();
@@ -91,7 +142,7 @@ export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, n
 }
 
 function holderOf(ip: string, network: string, net: ParsedNetwork | undefined, doms: HostDomains, self?: string): string | undefined {
-  const claim = doms.claims.find((c) => c.network === network && sameIp(c.ip, ip) && c.vm !== self);
+  const claim = doms.claims.find((c) => c.prefix === undefined && c.network === network && sameIp(c.ip, ip) && c.vm !== self);
   if (claim) return `VM ${claim.vm} (its bosh-libvirt-cpi metadata${claim.creatingAt ? `; its create_vm began ${claim.creatingAt}` : ''})`;
   for (const h of (net?.ips ?? []).flatMap((s) => s.hosts ?? [])) {
     if (!sameIp(h.ip, ip)) continue;
@@ -121,7 +172,15 @@ async function scanDomains(host: Host): Promise<HostDomains> {
       continue; // not made by this CPI (or unreadable): its MACs above still count
     }
     const creatingAt = metadata.creating?.at;
-    for (const a of [...(metadata.addresses ?? []), ...metadata.reservations]) out.claims.push({ network: a.network, ip: a.ip, vm: dom.name, ...(creatingAt ? { creatingAt } : {}) });
+    const by = { vm: dom.name, ...(creatingAt ? { creatingAt } : {}) };
+    for (const a of [...(metadata.addresses ?? []), ...metadata.reservations]) {
+      out.claims.push({ network: a.network, ip: a.ip, ...('prefix' in a && a.prefix !== undefined ? { prefix: a.prefix } : {}), ...by });
+    }
+    // Routed prefixes, recorded by every version (VMs made before prefixes were held too).
+    for (const p of metadata.prefixes) {
+      const [ip, len] = p.prefix.split('/');
+      if (ip && len && tryParseIp(ip)) out.claims.push({ network: p.network, ip, prefix: Number(len), ...by });
+    }
   }
   return out;
 }
