@@ -205,7 +205,7 @@ describe('delegated prefix routes on a real host (qemu:///system, hook installed
     absent();
   });
 
-  test('a prefix inside the bridge subnet is on-link: recorded nowhere, no route', async () => {
+  test('a prefix inside the bridge subnet is on-link: no <bosh:prefix> record for the hook, no route', async () => {
     const networks = {
       ...dualStack('fd00:0074:0000:0000:0000:0000:0000:0011', '198.18.74.11'),
       pfx6: { type: 'manual', ip: 'fd00:74:0:0:2::', prefix: '80', nic_group: 'g', cloud_properties: { name: NET.name } },
