@@ -13,6 +13,7 @@ import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 
 const PREFIX = 't-errt-';
 // Remote procedure numbers (src/libvirt/procedures.ts).
+const STORAGE_VOL_CREATE_XML = 93;
 const STORAGE_VOL_LOOKUP_BY_NAME = 95;
 const STORAGE_VOL_UPLOAD = 208;
 
@@ -65,6 +66,29 @@ describe('create_stemcell whose connection drops in the middle of the upload', (
     expect(cleaned.report.deleted).toEqual([cid]);
     expect(leftovers(PREFIX)).toEqual([]);
   }, 120_000);
+});
+
+describe('create_disk whose connection drops after libvirt made the volume (its answer lost)', () => {
+  it('removes the volume on a new connection: a disk the director never heard of would stay forever', async () => {
+    proxy.arm({ procedure: STORAGE_VOL_CREATE_XML, when: 'after-reply' });
+    const err = await cpiError(viaProxy, 'create_disk', [64, {}, null]);
+    expect(proxy.cuts).toBe(1);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.ok_to_retry).toBe(true);
+    expect(err.message).toMatch(/^create_disk lost its connection to libvirt \(qemu\+unix:.*\) while creating disk t-errt-disk-[0-9a-f-]{36}: .*; on a new connection volume t-errt-disk-[0-9a-f-]{36} was removed \(or had not been made\): nothing is left/);
+    expect(leftovers(PREFIX)).toEqual([]);
+  }, 60_000);
+
+  it('with no new connection to be had: names the volume LEFT BEHIND and how to remove it', async () => {
+    proxy.arm({ procedure: STORAGE_VOL_CREATE_XML, when: 'after-reply', thenRefuse: true });
+    const err = await cpiError(viaProxy, 'create_disk', [64, {}, null]);
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    const cid = /the volume (t-errt-disk-[0-9a-f-]{36}) in pool t-errt-pool may be LEFT BEHIND/.exec(err.message)?.[1];
+    expect(cid, err.message).toBeDefined();
+    expect(err.message).toContain(`virsh vol-delete ${cid} --pool t-errt-pool`);
+    expect(leftovers(PREFIX)).toEqual([cid]);
+    cleanupPrefix(PREFIX);
+  }, 60_000);
 });
 
 describe('any other call whose connection drops', () => {

@@ -2,7 +2,8 @@
 // format is the backend's: DiskStore.volume), tags in a sidecar volume (sidecar.ts).
 // Attaching, detaching and listing a VM's disks are the backend's (profile.ts).
 import type { Host } from './host.js';
-import { createVolume, findVolume } from './host.js';
+import { createVolume, deleteVolumeIfExists, findVolume } from './host.js';
+import { isConnectionLost, reconnect } from './reconnect.js';
 import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from './sidecar.js';
 import { domainsUsing, volumePath } from './volume-users.js';
 import { withVolumeLock } from './lock.js';
@@ -33,8 +34,35 @@ export async function createDisk(host: Host, profile: BackendProfile, sizeMiB: n
     throw new NoDiskSpace(`Cannot create a ${sizeMiB} MiB disk: pool ${host.config.storage.pool} holds ${info.capacity / MiB} MiB in all`, { okToRetry: false });
   }
   const cid = newCid(host.config.name_prefix, 'disk');
-  await createVolume(host, profile.disks.volume(cid, bytes));
+  try {
+    await createVolume(host, profile.disks.volume(cid, bytes));
+  } catch (e) {
+    if (!isConnectionLost(e)) throw e;
+    throw await lostWhileCreating(host, cid, e);
+  }
   return cid;
+}
+
+/**
+ * create_disk's connection died under the volume's creation: libvirt may have made it and
+ * its answer be lost. The director never gets this CID and `orphans` never lists a disk
+ * (disks are the director's), so the volume is removed on a new connection, or named.
+ */
+async function lostWhileCreating(host: Host, cid: string, e: unknown): Promise<CloudError> {
+  const lost = `create_disk lost its connection to libvirt (${host.config.libvirt.uri}) while creating disk ${cid}: ${(e as Error).message}`;
+  const pool = host.config.storage.pool;
+  try {
+    await reconnect(host);
+    await deleteVolumeIfExists(host, cid);
+    await deleteSidecar(host, cid);
+  } catch (again) {
+    host.log.error({ disk: cid, err: String(again) }, 'could not remove the disk volume create_disk may have made');
+    return new CloudError(
+      `${lost}; the volume ${cid} in pool ${pool} may be LEFT BEHIND, because removing it failed too (${(again as Error).message}): the director never received its CID; remove it with \`virsh vol-delete ${cid} --pool ${pool}\` once libvirt answers`,
+      { okToRetry: true, cause: e },
+    );
+  }
+  return new CloudError(`${lost}; on a new connection volume ${cid} was removed (or had not been made): nothing is left, and calling create_disk again is safe`, { okToRetry: true, cause: e });
 }
 
 /**
