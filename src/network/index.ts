@@ -28,4 +28,4 @@ export {
 export { checkMac, randomQemuMac, QEMU_OUI, type MacCheck } from './mac.js';
 export { NetworkSettingsSchema, NetworkCloudPropertiesSchema, type NetworkSettings, type NetworkCloudProperties } from './schema.js';
 export { reservedAddressReason, type TakenByNetwork } from './reserved.js';
-export { overlaps, netmaskMismatch, prefixAgainstSubnets, subnetCidr, type Block, type SubnetOfNetwork } from './overlap.js';
+export { overlaps, meetsRange, netmaskMismatch, prefixAgainstSubnets, subnetCidr, type Block, type SubnetOfNetwork } from './overlap.js';

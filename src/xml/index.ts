@@ -2,7 +2,7 @@
 export { renderDomain, renderLxcDomain, renderDiskDevice, renderInterfaceDevice, parseDomain } from './domain.js';
 export { renderVmMetadata, parseVmMetadata } from './metadata.js';
 export { renderVolume, parseVolume, renderDirPool, parsePool, renderBackup } from './storage.js';
-export { renderNetwork, renderDhcpHost, parseNetwork } from './network.js';
+export { renderNetwork, renderDhcpHost, parseNetwork, parseDhcpRanges } from './network.js';
 export { XmlRenderError, XmlParseError } from './errors.js';
 export { DOMAIN_DEFAULTS, LXC_DOMAIN_DEFAULTS, NETWORK_DEFAULTS, VOLUME_DEFAULTS } from './defaults.js';
 export * from './types.js';

@@ -91,6 +91,16 @@ export function parseNetwork(xml: string): ParsedNetwork {
   return parsed;
 }
 
+/** The network's DHCP ranges (`<ip><dhcp><range start end>`): the addresses dnsmasq leases out. */
+export function parseDhcpRanges(xml: string): Array<{ family: 'ipv4' | 'ipv6'; start: string; end: string }> {
+  return parseRoot(xml, 'network')
+    .children('ip')
+    .flatMap((ip) => {
+      const family = ip.attr('family') === 'ipv6' ? 'ipv6' : 'ipv4';
+      return (ip.child('dhcp')?.children('range') ?? []).map((r) => ({ family, start: r.requiredAttr('start'), end: r.requiredAttr('end') }) as const);
+    });
+}
+
 function appendIp(network: Builder, ip: NetworkIpSpec): void {
   const el = network.ele('ip', { family: ip.family, address: attr('ip address', ip.address), prefix: prefix(ip.family, ip.prefix) });
   if (!ip.dhcp) return;

@@ -11,6 +11,8 @@ import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 
 const PREFIX = 't-nref-';
 const NET = { name: 't-nref-n187', bridge: 't-nref-br187', third: 187 };
+// with DHCP (range 198.18.188.100-200): only for the prefix-meets-the-range refusal
+const DHCP = { name: 't-nref-d188', bridge: 't-nref-br188', third: 188 };
 const V6_MASK = 'ffff:ffff:ffff:ffff:0000:0000:0000:0000';
 
 let config = '';
@@ -34,6 +36,7 @@ beforeAll(async () => {
   requireDaemon();
   cleanupPrefix(PREFIX);
   defineIsolatedNetwork(NET.name, NET.bridge, NET.third);
+  defineIsolatedNetwork(DHCP.name, DHCP.bridge, DHCP.third, { dhcp: true });
   config = testConfig({ prefix: PREFIX, network: NET.name }).path;
   stemcell = (await cpi(config, 'create_stemcell', [tinyStemcell(), {}])) as string;
 }, 120_000);
@@ -41,6 +44,7 @@ beforeAll(async () => {
 afterAll(() => {
   cleanupPrefix(PREFIX);
   removeNetwork(NET.name);
+  removeNetwork(DHCP.name);
 });
 
 describe('a static address\'s netmask must be its libvirt subnet\'s', () => {
@@ -69,6 +73,20 @@ describe('a delegated prefix must stay clear of the network\'s own subnet', () =
     expect(err.message).toMatch(/^Invalid network "p": /);
     expect(err.message).toMatch(message);
     expect(vmsAndVolumes()).toEqual(before);
+  }, 60_000);
+});
+
+describe('an on-link delegated prefix must stay clear of the network\'s DHCP range', () => {
+  it('is refused when it meets the range dnsmasq leases from', async () => {
+    const on = { cloud_properties: { name: DHCP.name } };
+    const err = await refusal({
+      a: { type: 'manual', ip: '198.18.188.10', netmask: '255.255.255.0', gateway: '198.18.188.1', dns: [], default: ['dns', 'gateway'], nic_group: 'g', ...on },
+      p: { type: 'manual', ip: '198.18.188.192', prefix: '28', nic_group: 'g', ...on },
+    });
+    expect(err.type).toBe('Bosh::Clouds::CloudError');
+    expect(err.message).toBe(
+      `Invalid network "p": delegated prefix 198.18.188.192/28 (ip "198.18.188.192", prefix "28") on libvirt network "${DHCP.name}" overlaps the network's DHCP range 198.18.188.100-198.18.188.200, whose addresses dnsmasq leases to other guests; an on-link delegated prefix must lie outside it`,
+    );
   }, 60_000);
 });
 

@@ -3,7 +3,7 @@
 // the network's subnets, nor (on-link) hold an address in use; blocks overlap when one
 // holds the other. And the metadata that records a held prefix reads back the same.
 import { describe, expect, it } from 'vitest';
-import { netmaskMismatch, overlaps, prefixAgainstSubnets, type SubnetOfNetwork } from '../../src/network/index.js';
+import { meetsRange, netmaskMismatch, overlaps, prefixAgainstSubnets, type SubnetOfNetwork } from '../../src/network/index.js';
 import { parseVmMetadata, renderVmMetadata, type VmMetadata } from '../../src/xml/index.js';
 
 const SUBNETS: SubnetOfNetwork[] = [
@@ -18,6 +18,17 @@ describe('overlaps', () => {
     expect(overlaps({ address: 'fd00:250:0:0:5::7', prefix: 128 }, { address: 'fd00:250:0:0:5::', prefix: 80 })).toBe(true);
     expect(overlaps({ address: 'fd00:250:0:0:6::', prefix: 80 }, { address: 'fd00:250:0:0:5::', prefix: 80 })).toBe(false);
     expect(overlaps({ address: '10.0.0.0', prefix: 8 }, { address: '::a00:0', prefix: 104 })).toBe(false);
+  });
+});
+
+describe('meetsRange', () => {
+  it('is true when the block shares an address with the range, at either end', () => {
+    expect(meetsRange({ address: '198.18.250.96', prefix: 28 }, '198.18.250.100', '198.18.250.200')).toBe(true);
+    expect(meetsRange({ address: '198.18.250.192', prefix: 28 }, '198.18.250.100', '198.18.250.200')).toBe(true);
+    expect(meetsRange({ address: '198.18.250.208', prefix: 28 }, '198.18.250.100', '198.18.250.200')).toBe(false);
+    expect(meetsRange({ address: '198.18.250.80', prefix: 28 }, '198.18.250.100', '198.18.250.200')).toBe(false);
+    expect(meetsRange({ address: 'fd00:250::100', prefix: 120 }, 'fd00:250::100', 'fd00:250::1ff')).toBe(true);
+    expect(meetsRange({ address: 'fd00:250::100', prefix: 120 }, '198.18.250.100', '198.18.250.200')).toBe(false);
   });
 });
 
@@ -49,6 +60,14 @@ describe('prefixAgainstSubnets', () => {
       "holds fd00:250::1, the host's own address on the network; an on-link delegated prefix must not hold an address in use",
     );
     expect(prefixAgainstSubnets({ family: 'ipv4', address: '198.18.250.16', prefix: 28 }, SUBNETS, [{ ip: '198.18.250.20', what: "this VM's own address" }])).toMatch(/^holds 198\.18\.250\.20, this VM's own address/);
+  });
+
+  it('refuses an on-link prefix that meets the network\'s DHCP range', () => {
+    const ranges = [{ family: 'ipv4' as const, start: '198.18.250.100', end: '198.18.250.200' }];
+    expect(prefixAgainstSubnets({ family: 'ipv4', address: '198.18.250.192', prefix: 28 }, SUBNETS, [], ranges)).toBe(
+      "overlaps the network's DHCP range 198.18.250.100-198.18.250.200, whose addresses dnsmasq leases to other guests; an on-link delegated prefix must lie outside it",
+    );
+    expect(prefixAgainstSubnets({ family: 'ipv4', address: '198.18.250.208', prefix: 28 }, SUBNETS, [], ranges)).toBeUndefined();
   });
 
   it('accepts an on-link prefix inside a subnet and a routed one outside every subnet', () => {

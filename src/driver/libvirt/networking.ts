@@ -5,7 +5,7 @@
 // never lose each other's entries) and removed again by delete_vm.
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, NetworkUpdateFlags, type NetworkRef } from '../../libvirt/index.js';
-import { parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
+import { parseDhcpRanges, parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
 import { inSubnet, formatCidr, netmaskMismatch, networkBase, prefixAgainstSubnets, reservedAddressReason, sameIp } from '../../network/index.js';
 import type { NetworkPlan, NicAddress, NicPlan, TakenByNetwork } from '../../network/index.js';
 import { CloudError, NetworkNotFound } from '../../errors.js';
@@ -22,6 +22,8 @@ export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
 export interface CheckedNetwork {
   ref: NetworkRef;
   parsed: ParsedNetwork;
+  /** its DHCP ranges: no on-link delegated prefix may meet them */
+  ranges: ReturnType<typeof parseDhcpRanges>;
 }
 
 /** Looks up and checks every libvirt network the plan uses; returns them by name. */
@@ -41,16 +43,18 @@ export async function checkNetworks(host: Host, plan: NetworkPlan): Promise<Map<
         }
         throw e;
       }
-      checked = { ref, parsed: parseNetwork(await host.conn.networks.getXMLDesc(ref, 0)) };
+      const xml = await host.conn.networks.getXMLDesc(ref, 0);
+      checked = { ref, parsed: parseNetwork(xml), ranges: parseDhcpRanges(xml) };
       nets.set(name, checked);
     }
-    checkAddresses(nic, name, checked.parsed, plan.agentNetworks);
+    checkAddresses(nic, name, checked, plan.agentNetworks);
   }
   await refuseTakenAddresses(host, plan, nets);
   return nets;
 }
 
-function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork, sent: NetworkPlan['agentNetworks']): void {
+function checkAddresses(nic: NicPlan, netName: string, checked: CheckedNetwork, sent: NetworkPlan['agentNetworks']): void {
+  const net = checked.parsed;
   for (const addr of [nic.ipv4, nic.ipv6]) {
     if (!addr) continue;
     const family = addr === nic.ipv4 ? 'ipv4' : 'ipv6';
@@ -83,7 +87,7 @@ function checkAddresses(nic: NicPlan, netName: string, net: ParsedNetwork, sent:
       ...(own ? [{ ip: own.address, what: `this VM's own address (network "${own.network}")` }] : []),
       ...(own?.gateway ? [{ ip: own.gateway, what: `the gateway of network "${own.network}"` }] : []),
     ];
-    const why = prefixAgainstSubnets(p, net.ips, inUse);
+    const why = prefixAgainstSubnets(p, net.ips, inUse, checked.ranges);
     if (why) {
       const raw = sent[p.network];
       throw new CloudError(`Invalid network "${p.network}": delegated prefix ${formatCidr(p.address, p.prefix)} (ip ${JSON.stringify(raw?.ip)}, prefix ${JSON.stringify(raw?.prefix)}) on libvirt network "${netName}" ${why}`);
