@@ -1,4 +1,6 @@
-// A static address belongs to one VM per libvirt network, whichever director made it.
+// A static address belongs to one VM per libvirt network, whichever director made it,
+// and so does every address of a delegated prefix (compared across the host, whose
+// routing table the prefixes share).
 // Who holds an address is known twice on the host: the network's DHCP reservations
 // (IPv4 by MAC, IPv6 by VM name) and the CPI's metadata in every VM it made (any
 // prefix). create_vm asks both before it creates anything. A reservation whose VM is
@@ -73,8 +75,9 @@ interface HostDomains {
 
 /**
  * Refuses an address of the plan that a defined domain already holds on the same libvirt
- * network. `self` is the VM of a create_vm that has defined its domain: its own claims do
- * not count.
+ * network or that lies in a prefix another domain holds, and a delegated prefix of the
+ * plan that overlaps another domain's address, prefix or DHCP reservation. `self` is the
+ * VM of a create_vm that has defined its domain: its own claims do not count.
  */
 export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: string): Promise<void> {
   const wanted = networkAddresses(plan);
@@ -129,7 +132,8 @@ function reservationIn(block: { address: string; prefix: number }, net: ParsedNe
  * call from a CPI with another storage pool (another lock) that defined a domain for the same
  * address meanwhile: both see each other's domain, or the later one sees the earlier, and
  * whoever sees another gives way, so never two VMs get one address (both may give way; a
- * retry then gets it). A plan without static addresses on libvirt networks takes no lock.
+ * retry then gets it). A plan without static addresses on libvirt networks and without
+ * delegated prefixes takes no lock.
  */
 export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, vm: string, define: () => Promise<T>): Promise<T> {
   if (networkAddresses(plan).length === 0 && networkPrefixes(plan).length === 0) return define();
