@@ -20,6 +20,8 @@ APT_PACKAGES=(
   linux-image-amd64 jq
   # BOSH release template tests render ERB with Ruby
   ruby
+  # a subreaper for libvirtd where PID 1 does not reap orphans (see below)
+  tini
 )
 
 if [ "$(id -u)" != 0 ]; then echo "run as root (it installs Debian packages and starts libvirtd)" >&2; exit 1; fi
@@ -34,7 +36,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# (a node_modules that is a symbolic link is another checkout's, shared with this one:
+# npm ci would empty that one and put a directory of its own in the link's place)
+if [ -L node_modules ]; then
+  log "node_modules links to $(readlink node_modules): left as it is"
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
@@ -54,7 +60,47 @@ running() { system_pid "$1" >/dev/null; }
 stop_system_libvirtd() {
   local pid; pid=$(system_pid libvirtd) || return 0
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+  for _ in $(seq 1 300); do [ -d "/proc/$pid" ] || return 0; sleep 0.1; done
+  echo "libvirtd $pid did not stop within 30 s" >&2; exit 1
+}
+
+# libvirt runs QEMU daemonized (its capability probes and every guest): the QEMU process
+# is orphaned at once and adopted by PID 1, and when it exits only PID 1 can reap it.
+# An init does; the PID 1 of many containers does not, and then libvirtd, which waits for
+# the process to disappear, stalls: a define after the capability cache is invalidated
+# takes minutes (docs/multi-host.md, "Hosts without an init"). There libvirtd runs in the
+# foreground under `tini -s`, a child subreaper: QEMU's orphans are adopted by tini, which
+# reaps them. Whether PID 1 reaps is tried, not guessed from its name: a process
+# orphaned here that stays a zombie of PID 1 answers it (that one zombie stays).
+pid1_reaps() {
+  local pid stat
+  pid=$(sh -c 'sleep 0.2 </dev/null >/dev/null 2>&1 & echo $!')
+  for _ in $(seq 1 20); do
+    sleep 0.1
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0 # reaped
+    # "pid (comm) state ppid …": comm is "sleep"
+    set -- $stat
+    if [ "$3" = Z ] && [ "$4" = 1 ]; then return 1; fi
+  done
+  return 1 # still there after 2 s: not reaped
+}
+if pid1_reaps; then subreaper=(); else subreaper=(tini -s --); fi
+# The system libvirtd runs under the subreaper when its parent is tini.
+libvirtd_has_subreaper() {
+  local pid ppid; pid=$(system_pid libvirtd) || return 1
+  ppid=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  case "$(cat "/proc/$ppid/comm" 2>/dev/null)" in tini|tini-static) return 0 ;; esac
+  return 1
+}
+# Starts the system libvirtd with the given command in front of it (empty, or the
+# mount-namespace wrapper below), under the subreaper when there is one; the daemon
+# writes /run/libvirtd.pid itself in the foreground as with -d.
+launch_libvirtd() {
+  if [ ${#subreaper[@]} -gt 0 ]; then
+    setsid "${subreaper[@]}" "$@" libvirtd </dev/null >/dev/null 2>&1 &
+  else
+    "$@" libvirtd -d
+  fi
 }
 
 start_daemon() { # name socket
@@ -109,16 +155,23 @@ if hybrid_cgroups && libvirtd_sees_unified; then
   log "restarting libvirtd in a private mount namespace without /sys/fs/cgroup/unified (for LXC)"
   stop_system_libvirtd
 fi
-if hybrid_cgroups; then
-  if ! { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; }; then
-    log "starting libvirtd (private mount namespace, pure cgroup v1 view)"
-    rm -f /var/run/libvirt/libvirt-sock
-    unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec libvirtd -d'
-    for _ in $(seq 1 100); do [ -S /var/run/libvirt/libvirt-sock ] && break; sleep 0.1; done
-    [ -S /var/run/libvirt/libvirt-sock ] || { echo "libvirtd did not create its socket within 10 s" >&2; exit 1; }
+if [ ${#subreaper[@]} -gt 0 ] && running libvirtd && ! libvirtd_has_subreaper; then
+  log "PID 1 ($(cat /proc/1/comm)) does not reap orphans: restarting libvirtd under tini -s"
+  stop_system_libvirtd
+fi
+if ! { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; }; then
+  rm -f /var/run/libvirt/libvirt-sock
+  if hybrid_cgroups; then
+    log "starting libvirtd${subreaper:+ under tini -s} (private mount namespace, pure cgroup v1 view)"
+    # (unshare and sh exec, so the subreaper's child is libvirtd itself)
+    launch_libvirtd unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh
+  else
+    log "starting libvirtd${subreaper:+ under tini -s}"
+    launch_libvirtd
   fi
-else
-  start_daemon libvirtd /var/run/libvirt/libvirt-sock
+  for _ in $(seq 1 100); do [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd && break; sleep 0.1; done
+  { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; } ||
+    { echo "libvirtd did not create its socket within 10 s (see /var/log/libvirt/libvirtd.log)" >&2; exit 1; }
 fi
 
 # Safety net for tests and the demo: addresses in the isolated test ranges that are not
