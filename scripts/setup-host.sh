@@ -64,34 +64,12 @@ stop_system_libvirtd() {
   echo "libvirtd $pid did not stop within 30 s" >&2; exit 1
 }
 
-# libvirt runs QEMU daemonized (its capability probes and every guest): the QEMU process
-# is orphaned at once and adopted by PID 1, and when it exits only PID 1 can reap it.
-# An init does; the PID 1 of many containers does not, and then libvirtd, which waits for
-# the process to disappear, stalls: a define after the capability cache is invalidated
-# takes minutes (docs/multi-host.md, "Hosts without an init"). There libvirtd runs in the
-# foreground under `tini -s`, a child subreaper: QEMU's orphans are adopted by tini, which
-# reaps them. Whether PID 1 reaps is tried, not guessed from its name: a process
-# orphaned here that stays a zombie of PID 1 answers it (that one zombie stays).
-pid1_reaps() {
-  local pid stat
-  pid=$(sh -c 'sleep 0.2 </dev/null >/dev/null 2>&1 & echo $!')
-  for _ in $(seq 1 20); do
-    sleep 0.1
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0 # reaped
-    # "pid (comm) state ppid …": comm is "sleep"
-    set -- $stat
-    if [ "$3" = Z ] && [ "$4" = 1 ]; then return 1; fi
-  done
-  return 1 # still there after 2 s: not reaped
-}
+# Where PID 1 does not reap orphans promptly, libvirtd runs under `tini -s`, a child
+# subreaper, so the zombies of the QEMU processes it runs daemonized are reaped at once
+# (scripts/reaper.sh says why that matters).
+. scripts/reaper.sh
 if pid1_reaps; then subreaper=(); else subreaper=(tini -s --); fi
-# The system libvirtd runs under the subreaper when its parent is tini.
-libvirtd_has_subreaper() {
-  local pid ppid; pid=$(system_pid libvirtd) || return 1
-  ppid=$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  case "$(cat "/proc/$ppid/comm" 2>/dev/null)" in tini|tini-static) return 0 ;; esac
-  return 1
-}
+libvirtd_has_subreaper() { local pid; pid=$(system_pid libvirtd) && under_subreaper "$pid"; }
 # Starts the system libvirtd with the given command in front of it (empty, or the
 # mount-namespace wrapper below), under the subreaper when there is one; the daemon
 # writes /run/libvirtd.pid itself in the foreground as with -d.
@@ -156,7 +134,7 @@ if hybrid_cgroups && libvirtd_sees_unified; then
   stop_system_libvirtd
 fi
 if [ ${#subreaper[@]} -gt 0 ] && running libvirtd && ! libvirtd_has_subreaper; then
-  log "PID 1 ($(cat /proc/1/comm)) does not reap orphans: restarting libvirtd under tini -s"
+  log "PID 1 ($(cat /proc/1/comm)) does not reap orphans promptly: restarting libvirtd under tini -s"
   stop_system_libvirtd
 fi
 if ! { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; }; then
