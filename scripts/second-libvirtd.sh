@@ -36,8 +36,7 @@ running() { pid_alive "$D/libvirtd.pid" libvirtd && [ -S "$SOCK" ]; }
 # but none of its domains, networks, pools or secrets (the second daemon would otherwise
 # autostart the first one's pools and networks on shared directories and bridges).
 prepare_dirs() {
-  mkdir -p "$D"/run "$D"/lib/dnsmasq "$D"/lib/qemu "$D"/cache "$D"/log/qemu "$D"/pool "$D"/etc
-  chmod 0700 "$D"
+  mkdir -p "$D"/run "$D"/lib/dnsmasq "$D"/lib/qemu "$D"/cache "$D"/log/qemu "$D"/etc
   if [ ! -f "$D/etc/.copied" ]; then
     cp -a /etc/libvirt/*.conf "$D/etc/"
     for sub in hooks nwfilter; do
@@ -109,6 +108,13 @@ start() {
     log "PID 1 ($(cat /proc/1/comm)) does not reap orphans promptly: restarting the second libvirtd under tini -s"
     stop
   fi
+  # $D/pool holds this host's storage pools (fixtures/config/two-hosts.json puts host-b's
+  # bosh-cpi pool there). QEMU runs as libvirt's QEMU user and must reach its disks
+  # through $D: others may pass through it (0711) but not list it, and none of the
+  # daemon's own directories in it is writable by them.
+  mkdir -p "$D/pool"
+  chmod 0711 "$D"
+  chmod 0755 "$D/pool"
   if ! running; then
     prepare_dirs
     local launch=(unshare -m --propagation private sh -c "$(inner_script)" sh)
