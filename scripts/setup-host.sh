@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 host (as root) for the CPI's demo and tests: Debian packages,
 # node modules, the build, and running libvirt daemons. Idempotent: every step checks
-# first. No init system runs in CI containers, so the daemons are started by hand.
+# first. No init system runs in CI containers, so the daemons are started by hand
+# (libvirtd under the subreaper tini where PID 1 does not reap orphans: scripts/reaper.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
