@@ -10,7 +10,8 @@
 # start and stop are idempotent. stop ends only this daemon (by its pid file); its
 # virtlogd keeps running so guests it started keep their console logs, as on a host
 # whose libvirtd crashed. Where PID 1 does not reap orphans, the daemon runs under
-# `tini -s` (scripts/reaper.sh says why), and start restarts one found without it. Reach it at `qemu:///system?socket=$D/run/libvirt-sock`.
+# `tini -s` (scripts/reaper.sh says why), and start restarts one found without it.
+# Reach it at `qemu:///system?socket=$D/run/libvirt-sock`.
 # Its isolated network `bosh-cpi` (bridge mh1, 198.18.231.0/24, fd00:231::/64, no
 # <forward>, no DHCP/DNS) is what fixtures/config/two-hosts.json uses on that host.
 set -euo pipefail
