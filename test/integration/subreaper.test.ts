@@ -16,13 +16,12 @@
 // when that one runs without the subreaper).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readProcessTable, type ProcessEntry } from '../../src/cli/doctor-reaper.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 import { SECOND_DIR, SECOND_URI, secondDaemon } from '../helpers/second-daemon.js';
-import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-reap-';
 /** The copy's name, so its processes are told from every other QEMU (comm is cut to 15 characters). */
@@ -56,6 +55,7 @@ function cleanup(uri: string): void {
 }
 
 let reaps: boolean;
+const dirs: string[] = [];
 
 beforeAll(async () => {
   requireDaemon();
@@ -68,6 +68,7 @@ beforeAll(async () => {
 afterAll(() => {
   cleanup(FIRST);
   cleanup(SECOND_URI);
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 describe.each([
@@ -75,8 +76,12 @@ describe.each([
   ['the second daemon (scripts/second-libvirtd.sh)', SECOND_URI],
 ])('%s', (_what, uri) => {
   it('probes a QEMU whose capability cache entry is invalid without leaving it to PID 1, and the define answers', async () => {
-    const dir = scratchDir(`${PREFIX}emu-`);
-    chmodSync(dir, 0o755); // the probe runs as libvirt's QEMU user
+    // A fixed place: libvirt keeps a cache file per emulator path, which a new path per
+    // run would pile up; this one's is rewritten each time.
+    const dir = `/var/tmp/${PREFIX}emulator-${uri === FIRST ? 'a' : 'b'}`;
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: 0o755 }); // the probe runs as libvirt's QEMU user
+    dirs.push(dir);
     // The emulator: a script of this test's own (its ctime is the cache entry's) that
     // runs QEMU through a link named t-reap-qemu, the name its processes then carry. (A
     // copy of the binary would not do: QEMU finds its modules relative to its own path.)
