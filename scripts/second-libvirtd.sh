@@ -9,10 +9,13 @@
 #
 # start and stop are idempotent. stop ends only this daemon (by its pid file); its
 # virtlogd keeps running so guests it started keep their console logs, as on a host
-# whose libvirtd crashed. Reach it at `qemu:///system?socket=$D/run/libvirt-sock`.
+# whose libvirtd crashed. Where PID 1 does not reap orphans, the daemon runs under
+# `tini -s` (scripts/reaper.sh says why), and start restarts one found without it.
+# Reach it at `qemu:///system?socket=$D/run/libvirt-sock`.
 # Its isolated network `bosh-cpi` (bridge mh1, 198.18.231.0/24, fd00:231::/64, no
 # <forward>, no DHCP/DNS) is what fixtures/config/two-hosts.json uses on that host.
 set -euo pipefail
+. "$(dirname "$0")/reaper.sh"
 
 D=${SECOND_LIBVIRTD_DIR:-/var/lib/bosh-cpi-second-libvirtd}
 SOCK=$D/run/libvirt-sock
@@ -35,8 +38,7 @@ running() { pid_alive "$D/libvirtd.pid" libvirtd && [ -S "$SOCK" ]; }
 # but none of its domains, networks, pools or secrets (the second daemon would otherwise
 # autostart the first one's pools and networks on shared directories and bridges).
 prepare_dirs() {
-  mkdir -p "$D"/run "$D"/lib/dnsmasq "$D"/lib/qemu "$D"/cache "$D"/log/qemu "$D"/pool "$D"/etc
-  chmod 0700 "$D"
+  mkdir -p "$D"/run "$D"/lib/dnsmasq "$D"/lib/qemu "$D"/cache "$D"/log/qemu "$D"/etc
   if [ ! -f "$D/etc/.copied" ]; then
     cp -a /etc/libvirt/*.conf "$D/etc/"
     for sub in hooks nwfilter; do
@@ -47,7 +49,8 @@ prepare_dirs() {
 }
 
 # On a hybrid cgroup host the main daemon runs without the cgroup2 mount so LXC works
-# (scripts/setup-host.sh); the second one gets the same view.
+# (scripts/setup-host.sh); the second one gets the same view. Arguments go to libvirtd
+# (-d, or none when it runs in the foreground under the subreaper).
 inner_script() {
   cat <<EOF
 set -e
@@ -62,7 +65,7 @@ if ! { [ -f '$D/virtlogd.pid' ] && [ "\$(cat /proc/\$(cat '$D/virtlogd.pid')/com
   virtlogd -d -p '$D/virtlogd.pid'
 fi
 rm -f '$SOCK' '$D/run/libvirt-sock-ro' '$D/run/libvirt-admin-sock'
-exec libvirtd -d -p '$D/libvirtd.pid'
+exec libvirtd "\$@" -p '$D/libvirtd.pid'
 EOF
 }
 
@@ -100,10 +103,31 @@ XML
 
 start() {
   if [ "$(id -u)" != 0 ]; then echo "run as root (it starts a libvirtd)" >&2; exit 1; fi
+  # Where PID 1 does not reap orphans promptly, the daemon runs under `tini -s` (as the
+  # first one does, scripts/setup-host.sh); one running without it is restarted.
+  local reaps=true; pid1_reaps || reaps=false
+  if ! $reaps && running && ! under_subreaper "$(cat "$D/libvirtd.pid")"; then
+    log "PID 1 ($(cat /proc/1/comm)) does not reap orphans promptly: restarting the second libvirtd under tini -s"
+    stop
+  fi
+  # $D/pool holds this host's storage pools (fixtures/config/two-hosts.json puts host-b's
+  # bosh-cpi pool there). QEMU runs as libvirt's QEMU user and must reach its disks
+  # through $D: others may pass through it (0711) but not list it, and none of the
+  # daemon's own directories in it is writable by them.
+  mkdir -p "$D/pool"
+  chmod 0711 "$D"
+  chmod 0755 "$D/pool"
   if ! running; then
     prepare_dirs
-    log "starting libvirtd in a private mount namespace ($D)"
-    unshare -m --propagation private sh -c "$(inner_script)"
+    local launch=(unshare -m --propagation private sh -c "$(inner_script)" sh)
+    if $reaps; then
+      log "starting libvirtd in a private mount namespace ($D)"
+      "${launch[@]}" -d
+    else
+      # (unshare and sh exec, so tini's child is libvirtd itself)
+      log "starting libvirtd under tini -s in a private mount namespace ($D)"
+      setsid tini -s -- "${launch[@]}" </dev/null >/dev/null 2>&1 &
+    fi
     for _ in $(seq 1 100); do running && break; sleep 0.1; done
     running || { echo "the second libvirtd did not create $SOCK within 10 s (see $D/log)" >&2; exit 1; }
   fi

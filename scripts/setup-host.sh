@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 host (as root) for the CPI's demo and tests: Debian packages,
 # node modules, the build, and running libvirt daemons. Idempotent: every step checks
-# first. No init system runs in CI containers, so the daemons are started by hand.
+# first. No init system runs in CI containers, so the daemons are started by hand
+# (libvirtd under the subreaper tini where PID 1 does not reap orphans: scripts/reaper.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,8 @@ APT_PACKAGES=(
   linux-image-amd64 jq
   # BOSH release template tests render ERB with Ruby
   ruby
+  # a subreaper for libvirtd where PID 1 does not reap orphans (see below)
+  tini
 )
 
 if [ "$(id -u)" != 0 ]; then echo "run as root (it installs Debian packages and starts libvirtd)" >&2; exit 1; fi
@@ -34,7 +37,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# (a node_modules that is a symbolic link is another checkout's, shared with this one:
+# npm ci would empty that one and put a directory of its own in the link's place)
+if [ -L node_modules ]; then
+  log "node_modules links to $(readlink node_modules): left as it is"
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
@@ -54,7 +61,25 @@ running() { system_pid "$1" >/dev/null; }
 stop_system_libvirtd() {
   local pid; pid=$(system_pid libvirtd) || return 0
   kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+  for _ in $(seq 1 300); do [ -d "/proc/$pid" ] || return 0; sleep 0.1; done
+  echo "libvirtd $pid did not stop within 30 s" >&2; exit 1
+}
+
+# Where PID 1 does not reap orphans promptly, libvirtd runs under `tini -s`, a child
+# subreaper, so the zombies of the QEMU processes it runs daemonized are reaped at once
+# (scripts/reaper.sh says why that matters).
+. scripts/reaper.sh
+if pid1_reaps; then subreaper=(); else subreaper=(tini -s --); fi
+libvirtd_has_subreaper() { local pid; pid=$(system_pid libvirtd) && under_subreaper "$pid"; }
+# Starts the system libvirtd with the given command in front of it (empty, or the
+# mount-namespace wrapper below), under the subreaper when there is one; the daemon
+# writes /run/libvirtd.pid itself in the foreground as with -d.
+launch_libvirtd() {
+  if [ ${#subreaper[@]} -gt 0 ]; then
+    setsid "${subreaper[@]}" "$@" libvirtd </dev/null >/dev/null 2>&1 &
+  else
+    "$@" libvirtd -d
+  fi
 }
 
 start_daemon() { # name socket
@@ -109,16 +134,23 @@ if hybrid_cgroups && libvirtd_sees_unified; then
   log "restarting libvirtd in a private mount namespace without /sys/fs/cgroup/unified (for LXC)"
   stop_system_libvirtd
 fi
-if hybrid_cgroups; then
-  if ! { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; }; then
-    log "starting libvirtd (private mount namespace, pure cgroup v1 view)"
-    rm -f /var/run/libvirt/libvirt-sock
-    unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec libvirtd -d'
-    for _ in $(seq 1 100); do [ -S /var/run/libvirt/libvirt-sock ] && break; sleep 0.1; done
-    [ -S /var/run/libvirt/libvirt-sock ] || { echo "libvirtd did not create its socket within 10 s" >&2; exit 1; }
+if [ ${#subreaper[@]} -gt 0 ] && running libvirtd && ! libvirtd_has_subreaper; then
+  log "PID 1 ($(cat /proc/1/comm)) does not reap orphans promptly: restarting libvirtd under tini -s"
+  stop_system_libvirtd
+fi
+if ! { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; }; then
+  rm -f /var/run/libvirt/libvirt-sock
+  if hybrid_cgroups; then
+    log "starting libvirtd${subreaper:+ under tini -s} (private mount namespace, pure cgroup v1 view)"
+    # (unshare and sh exec, so the subreaper's child is libvirtd itself)
+    launch_libvirtd unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec "$@"' sh
+  else
+    log "starting libvirtd${subreaper:+ under tini -s}"
+    launch_libvirtd
   fi
-else
-  start_daemon libvirtd /var/run/libvirt/libvirt-sock
+  for _ in $(seq 1 100); do [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd && break; sleep 0.1; done
+  { [ -S /var/run/libvirt/libvirt-sock ] && running libvirtd; } ||
+    { echo "libvirtd did not create its socket within 10 s (see /var/log/libvirt/libvirtd.log)" >&2; exit 1; }
 fi
 
 # Safety net for tests and the demo: addresses in the isolated test ranges that are not

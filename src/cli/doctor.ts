@@ -10,6 +10,7 @@ import { formatCidr, networkBase } from '../network/index.js';
 import { formatBytes, isExecutableFile, isLocalUri, openConnection } from './common.js';
 import { backendForUri } from '../driver/backends.js';
 import { lxcChecks, probeLxcHost } from './doctor-lxc.js';
+import { probeReaper, reaperChecks } from './doctor-reaper.js';
 
 export type Status = 'OK' | 'WARN' | 'FAIL';
 
@@ -74,6 +75,7 @@ export async function runDoctor(config: Config, configFile: string, local: Local
     if (!lxc) serialLogDir(config, local, add);
     hook(local, add);
     if (lxc && local) lxcChecks(probeLxcHost(), add);
+    if (!lxc && local) reaperChecks(probeReaper(), add);
   } finally {
     await conn.close().catch(() => undefined);
   }
