@@ -112,14 +112,17 @@ describe('a container racing the settings rewrite', () => {
     racer.stderr.on('data', (d: Buffer) => (racerErr += d.toString()));
     const exited = new Promise<void>((res) => racer.on('exit', () => res()));
     const outcomes: string[] = [];
-    /** the calls after which the host file had been written (the old code: 3 of 60 in one run) */
+    /** the calls after which the host file had been written  */
     const steered: string[] = [];
     let attached = false;
+    let last = mtime;
     try {
       for (let i = 0; i < RACE_CALLS; i++) {
         const method = attached ? 'detach_disk' : 'attach_disk';
         const run = await runCpi({ method, arguments: [vm, disk], context: { director_uuid: 'test' }, api_version: 2 }, { config, timeoutMs: 60_000 });
-        if (statSync(hostFile).mtimeMs !== mtime) steered.push(`${method} #${i}`);
+        const now = statSync(hostFile).mtimeMs;
+        if (now !== last) steered.push(`${method} #${i}`);
+        last = now;
         if (run.response.error) outcomes.push(`${method}: ${run.response.error.type}: ${run.response.error.message}`);
         else {
           outcomes.push(`${method}: ok`);
