@@ -73,6 +73,8 @@ async function holdDisksDir(host: Host, vmCid: string, what: string): Promise<He
 
 /** Both locks: the VM's (its records and directories) and the disk's (two VMs attaching it at once). */
 function withVmAndDisk<T>(host: Host, vmCid: VMCID, diskCid: DiskCID, fn: () => Promise<T>): Promise<T> {
+  // A string that is no disk CID of this CPI names no disk to lock (and the call fails as DiskNotFound / DiskNotAttached).
+  if (!isCid(diskCid, 'disk', host.config.name_prefix)) return withVolumeLock(host, vmCid, fn);
   return withVolumeLock(host, vmCid, () => withVolumeLock(host, diskCid, fn));
 }
 
@@ -182,7 +184,9 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
             }
           } else {
             if (pooled) throw new CloudError(`${what}: ${to} exists already, so the disk stays attached; move one of them by hand`);
-            await rename(at(disks, name), to);
+            await rename(at(disks, name), to).catch((e: NodeJS.ErrnoException) => {
+              throw new CloudError(`${what}: moving ${DISKS_MOUNT}/${name} out of the container to ${to} failed (${e.code ?? e.message}); the disk stays attached`);
+            });
             const moved = await lstat(to);
             if (!isRecorded(moved, rec)) {
               // Swapped between the look and the move: give the container back what it put there.
@@ -255,7 +259,9 @@ export async function moveDisksOut(host: Host, vmCid: VMCID, metadata: VmMetadat
     const move = async (from: Held, name: string, disk: string): Promise<void> => {
       const to = join(host.poolPath, disk);
       if (await poolEntry(host, disk)) throw new CloudError(`delete_vm ${vmCid}: disk ${disk} is still inside the VM and ${to} exists too; move one of them by hand, the VM is kept`);
-      await rename(at(from, name), to);
+      await rename(at(from, name), to).catch((e: NodeJS.ErrnoException) => {
+        throw new CloudError(`delete_vm ${vmCid}: moving disk ${disk} back to ${to} failed (${e.code ?? e.message}); the VM is kept`);
+      });
       moved.push(disk);
     };
     if (metadata) {
