@@ -231,6 +231,8 @@ describe('things a container plants', () => {
       const eph = join(POOL_PATH, `${vm}.ephemeral`);
       execFileSync('chattr', ['+i', join(eph, 'locked'), join(eph, 'lockeddir'), join(POOL_PATH, `${vm}.disks`, 'junkfile')]);
       execFileSync('chattr', ['+a', join(eph, 'appendonly')]);
+      // and /var/vcap/data itself (the mount point: the flag lands on <vm>.ephemeral)
+      execFileSync('chattr', ['+i', eph]);
       await cpi(config, 'delete_vm', [vm]);
       expect(await cpi(config, 'has_vm', [vm])).toBe(false);
       expect(readdirSync(POOL_PATH).filter((n) => n.startsWith(vm))).toEqual([]);

@@ -70,7 +70,14 @@ export async function deleteDirVolume(host: Host, name: string): Promise<void> {
     return;
   }
   try {
-    await host.conn.volumes.delete(vol, 0);
+    await host.conn.volumes.delete(vol, 0).catch(async (e: unknown) => {
+      if (!st?.isDirectory() || isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) throw e;
+      // The directory itself immutable (`chattr +i /var/vcap/data` inside the container): clear it, once.
+      const held = await holdDir(null, dir, dir, true).catch(() => null);
+      if (!held) throw e;
+      await clearImmutable(held).finally(() => held.fh.close());
+      await host.conn.volumes.delete(vol, 0);
+    });
   } catch (e) {
     if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return;
     if (st) throw new CloudError(`Cannot delete the directory volume ${name} (${dir}): ${(e as Error).message}`, { cause: e });
