@@ -138,7 +138,7 @@ describe('the settings file', () => {
     rmSync(outside, { recursive: true, force: true });
   });
 
-  it('a FIFO, a directory or a whiteout in the file\'s place is refused at once, never opened', async () => {
+  it('a FIFO, a directory, a whiteout or a device in the file\'s place is refused at once, never opened', async () => {
     const { upper } = upperWith('{}');
     rmSync(join(upper, SETTINGS));
     execFileSync('mkfifo', [join(upper, SETTINGS)]);
@@ -146,6 +146,13 @@ describe('the settings file', () => {
     rmSync(join(upper, SETTINGS));
     mkdirSync(join(upper, SETTINGS));
     await expect(rewrite(upper, () => undefined)).rejects.toThrow(/warden-cpi-agent-env.json is a directory/);
+    rmSync(join(upper, SETTINGS), { recursive: true });
+    // device nodes (the CPI runs as root, as the container does): a whiteout (0:0) and /dev/null's numbers
+    execFileSync('mknod', [join(upper, SETTINGS), 'c', '0', '0']);
+    await expect(rewrite(upper, () => undefined)).rejects.toThrow(/warden-cpi-agent-env.json is deleted \(an overlay whiteout\)/);
+    rmSync(join(upper, SETTINGS));
+    execFileSync('mknod', [join(upper, SETTINGS), 'c', '1', '3']);
+    await expect(rewrite(upper, () => undefined)).rejects.toThrow(/warden-cpi-agent-env.json is a character device/);
     rmSync(upper, { recursive: true, force: true });
   });
 
