@@ -3,7 +3,8 @@
 // defines (also behind `render vm`), the settings file rewritten in place, and the
 // refusal of URIs that are not local. The containers themselves are in
 // test/e2e/lxc.test.ts and test/integration/lxc-hook.test.ts.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -11,11 +12,12 @@ import { ConfigSchema } from '../../src/config/schema.js';
 import { decodeVmCloudProperties } from '../../src/driver/libvirt/cloud-properties.js';
 import { planVmNetworks } from '../../src/driver/libvirt/vms.js';
 import { containerInterfaces, preconfiguredNetworks } from '../../src/driver/lxc/networking.js';
-import { buildContainerSettings, rewriteSettingsFile } from '../../src/driver/lxc/settings.js';
+import { buildContainerSettings, openSettingsFile, rewriteSettings } from '../../src/driver/lxc/settings.js';
 import { checkLocal, lxcProfile } from '../../src/driver/lxc/profile.js';
 import { rootPaths } from '../../src/driver/lxc/layout.js';
 import { renderDomain, parseDomain } from '../../src/xml/index.js';
 import type { Host } from '../../src/driver/libvirt/host.js';
+import type { AgentSettings } from '../../src/agent/index.js';
 import { requireBundle, ROOT, runCpi, writeConfig } from '../helpers/cpi.js';
 
 const config = ConfigSchema.parse(JSON.parse(readFileSync(join(ROOT, 'fixtures/config/lxc.json'), 'utf8')));
@@ -82,37 +84,82 @@ describe('the container create_vm defines (and render vm shows)', () => {
 });
 
 describe('the settings file', () => {
+  const SETTINGS = 'var/vcap/bosh/warden-cpi-agent-env.json';
+  const rewrite = async (upper: string, change: (s: AgentSettings) => void): Promise<void> => {
+    const fh = await openSettingsFile(upper, 'attach_disk');
+    try {
+      await rewriteSettings(fh, 'attach_disk', change);
+    } finally {
+      await fh.close();
+    }
+  };
+  const upperWith = (content: string): { upper: string; file: string } => {
+    const upper = mkdtempSync(join(tmpdir(), 'lxcr-upper-'));
+    mkdirSync(join(upper, 'var/vcap/bosh'), { recursive: true });
+    writeFileSync(join(upper, SETTINGS), content);
+    return { upper, file: join(upper, SETTINGS) };
+  };
+
   it('is rewritten in place: same inode (a running container would not see a replaced file), shorter content truncated', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lxcr-settings-'));
-    const file = join(dir, 'env.json');
-    writeFileSync(file, JSON.stringify({ agent_id: 'a', disks: { system: '', persistent: { 'disk-1': '/warden-cpi-dev/disk-1', 'disk-2': '/warden-cpi-dev/disk-2' } } }));
+    const { upper, file } = upperWith(JSON.stringify({ agent_id: 'a', disks: { system: '', persistent: { 'disk-1': '/warden-cpi-dev/disk-1', 'disk-2': '/warden-cpi-dev/disk-2' } } }));
     const inode = statSync(file).ino;
-    await rewriteSettingsFile(dir, file, (s) => {
+    await rewrite(upper, (s) => {
       delete s.disks.persistent['disk-2'];
     });
     expect(statSync(file).ino).toBe(inode);
     expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ agent_id: 'a', disks: { system: '', persistent: { 'disk-1': '/warden-cpi-dev/disk-1' } } });
+    rmSync(upper, { recursive: true, force: true });
   });
 
   it('is not rewritten through a link the container made: the host file it points at stays as it was', async () => {
-    const upper = mkdtempSync(join(tmpdir(), 'lxcr-upper-'));
-    const outside = mkdtempSync(join(tmpdir(), 'lxcr-host-'));
-    const hostFile = join(outside, 'host.json');
     const content = JSON.stringify({ disks: { persistent: {} }, host: 'file' });
+    const { upper } = upperWith(content);
+    const outside = mkdtempSync(join(tmpdir(), 'lxcr-host-'));
+    const hostFile = join(outside, 'warden-cpi-agent-env.json');
     writeFileSync(hostFile, content);
     // the file itself a link
-    mkdirSync(join(upper, 'var/vcap/bosh'), { recursive: true });
-    symlinkSync(hostFile, join(upper, 'var/vcap/bosh/env.json'));
-    await expect(rewriteSettingsFile(upper, join(upper, 'var/vcap/bosh/env.json'), (s) => { s.disks.persistent = { x: 'y' }; })).rejects.toThrow(/is a symbolic link/);
+    rmSync(join(upper, SETTINGS));
+    symlinkSync(hostFile, join(upper, SETTINGS));
+    await expect(rewrite(upper, (s) => { s.disks.persistent = { x: 'y' }; })).rejects.toThrow(/\/var\/vcap\/bosh\/warden-cpi-agent-env.json is a symbolic link/);
     // a directory on the way a link
-    rmSync(join(upper, 'var/vcap'), { recursive: true });
-    writeFileSync(join(outside, 'env.json'), content);
-    symlinkSync(outside, join(upper, 'var/vcap'));
-    await expect(rewriteSettingsFile(upper, join(upper, 'var/vcap/env.json'), (s) => { s.disks.persistent = { x: 'y' }; })).rejects.toThrow(/var\/vcap is not a directory/);
+    rmSync(join(upper, 'var/vcap/bosh'), { recursive: true });
+    symlinkSync(outside, join(upper, 'var/vcap/bosh'));
+    await expect(rewrite(upper, (s) => { s.disks.persistent = { x: 'y' }; })).rejects.toThrow(/\/var\/vcap\/bosh is a symbolic link \(changed inside the container\); nothing was changed/);
+    // a hard link to a file elsewhere (same file system)
+    rmSync(join(upper, 'var/vcap/bosh'));
+    mkdirSync(join(upper, 'var/vcap/bosh'));
+    const sameFs = join(upper, 'elsewhere.json');
+    writeFileSync(sameFs, content);
+    linkSync(sameFs, join(upper, SETTINGS));
+    await expect(rewrite(upper, (s) => { s.disks.persistent = { x: 'y' }; })).rejects.toThrow(/is a file with 2 names/);
     expect(readFileSync(hostFile, 'utf8')).toBe(content);
-    expect(readFileSync(join(outside, 'env.json'), 'utf8')).toBe(content);
+    expect(readFileSync(sameFs, 'utf8')).toBe(content);
     rmSync(upper, { recursive: true, force: true });
     rmSync(outside, { recursive: true, force: true });
+  });
+
+  it('a FIFO, a directory, a whiteout or a device in the file\'s place is refused at once, never opened', async () => {
+    const { upper } = upperWith('{}');
+    rmSync(join(upper, SETTINGS));
+    execFileSync('mkfifo', [join(upper, SETTINGS)]);
+    await expect(rewrite(upper, () => undefined)).rejects.toThrow(/warden-cpi-agent-env.json is a FIFO/);
+    rmSync(join(upper, SETTINGS));
+    mkdirSync(join(upper, SETTINGS));
+    await expect(rewrite(upper, () => undefined)).rejects.toThrow(/warden-cpi-agent-env.json is a directory/);
+    rmSync(join(upper, SETTINGS), { recursive: true });
+    // device nodes (the CPI runs as root, as the container does): a whiteout (0:0) and /dev/null's numbers
+    execFileSync('mknod', [join(upper, SETTINGS), 'c', '0', '0']);
+    await expect(rewrite(upper, () => undefined)).rejects.toThrow(/warden-cpi-agent-env.json is deleted \(an overlay whiteout\)/);
+    rmSync(join(upper, SETTINGS));
+    execFileSync('mknod', [join(upper, SETTINGS), 'c', '1', '3']);
+    await expect(rewrite(upper, () => undefined)).rejects.toThrow(/warden-cpi-agent-env.json is a character device/);
+    rmSync(upper, { recursive: true, force: true });
+  });
+
+  it('content that is not the settings JSON is refused naming the file', async () => {
+    const { upper } = upperWith('not json');
+    await expect(rewrite(upper, () => undefined)).rejects.toThrow(/settings file \/var\/vcap\/bosh\/warden-cpi-agent-env.json in the container is not the settings JSON/);
+    rmSync(upper, { recursive: true, force: true });
   });
 });
 

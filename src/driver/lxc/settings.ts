@@ -6,12 +6,13 @@
 // container runs, the overlay may hold a cached entry for it: a file replaced by a
 // rename would stay invisible to the container (measured), so rewrites happen in place,
 // in one write of the new content followed by a truncate to its length.
-import { constants } from 'node:fs';
-import { lstat, mkdir, open, writeFile } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { mkdir, writeFile, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Host } from '../libvirt/host.js';
 import { CloudError } from '../../errors.js';
 import { buildAgentSettings, type AgentSettings } from '../../agent/index.js';
+import { ContainerTampered, holdDir, holdPathBelow, openRegularFile } from './container-fs.js';
+import { SETTINGS_FILE } from './layout.js';
 
 export interface ContainerSettingsInput {
   vm: string;
@@ -44,31 +45,52 @@ export async function writeSettingsFile(path: string, settings: AgentSettings): 
   await writeFile(path, JSON.stringify(settings), { mode: 0o600 });
 }
 
+/** The settings file is a few KiB; a larger one was made inside the container. */
+const SETTINGS_MAX_BYTES = 1024 * 1024;
+
 /**
- * Applies `change` to the settings file in place (see the top of this file for why).
- * The upper layer is the container's to write, as root: a symlink placed on the way
- * (var, vcap, bosh or the file itself) would make the host CPI rewrite a host file, so
- * every step below `upper` must be what it seems, and the file is opened without
- * following a link.
+ * Opens the settings file in the VM's upper layer for a rewrite (see the top of this
+ * file for why in place). The upper layer is the container's to change, as root, while
+ * it runs: each directory on the way (var, vcap, bosh) is held by descriptor and the
+ * next name resolved inside it, never through a link (container-fs.ts), so a link the
+ * container swaps in at any moment is refused, never followed; a FIFO, device, link or
+ * hard-linked file in the file's place is refused without being opened. Call it before
+ * changing anything else: a refusal leaves the VM as it was.
  */
-export async function rewriteSettingsFile(upper: string, path: string, change: (s: AgentSettings) => void): Promise<void> {
-  const steps = relative(upper, dirname(path)).split(sep).filter((x) => x !== '');
-  for (let i = 1; i <= steps.length; i++) {
-    const dir = join(upper, ...steps.slice(0, i));
-    if (!(await lstat(dir)).isDirectory()) throw new CloudError(`The agent settings of this container cannot be rewritten: ${dir} is not a directory (a link made inside the container?)`);
-  }
-  const fh = await open(path, constants.O_RDWR | constants.O_NOFOLLOW).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ELOOP') throw new CloudError(`The agent settings of this container cannot be rewritten: ${path} is a symbolic link (made inside the container?)`);
-    throw e;
-  });
+export async function openSettingsFile(upper: string, what: string): Promise<FileHandle> {
+  const names = SETTINGS_FILE.split('/').filter((x) => x !== '');
   try {
-    const settings = JSON.parse(await fh.readFile({ encoding: 'utf8' })) as AgentSettings;
-    change(settings);
-    const data = Buffer.from(JSON.stringify(settings));
-    await fh.write(data, 0, data.length, 0);
-    await fh.truncate(data.length);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    const root = await holdDir(null, upper, '/ (the upper layer of the root filesystem)');
+    try {
+      const dir = await holdPathBelow(root, names.slice(0, -1), '/');
+      try {
+        return await openRegularFile(dir, names[names.length - 1]!, SETTINGS_FILE, SETTINGS_MAX_BYTES);
+      } finally {
+        if (dir !== root) await dir.fh.close();
+      }
+    } finally {
+      await root.fh.close();
+    }
+  } catch (e) {
+    if (e instanceof ContainerTampered) {
+      throw new CloudError(`${what}: the agent settings file ${SETTINGS_FILE} in the container cannot be rewritten: ${e.shown} is ${e.found} (changed inside the container); nothing was changed`);
+    }
+    throw e;
   }
+}
+
+/** Applies `change` to the settings file opened by openSettingsFile: one write of the new content, then a truncate. */
+export async function rewriteSettings(fh: FileHandle, what: string, change: (s: AgentSettings) => void): Promise<void> {
+  let settings: AgentSettings;
+  try {
+    settings = JSON.parse(await fh.readFile({ encoding: 'utf8' })) as AgentSettings;
+    if (typeof settings !== 'object' || settings === null || typeof settings.disks !== 'object' || settings.disks === null) throw new Error('no "disks" object');
+  } catch (e) {
+    throw new CloudError(`${what}: the agent settings file ${SETTINGS_FILE} in the container is not the settings JSON the CPI wrote (${(e as Error).message}; changed inside the container?)`);
+  }
+  change(settings);
+  const data = Buffer.from(JSON.stringify(settings));
+  await fh.write(data, 0, data.length, 0);
+  await fh.truncate(data.length);
+  await fh.sync();
 }

@@ -6,8 +6,9 @@
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Host } from '../libvirt/host.js';
-import { findVolume } from '../libvirt/host.js';
-import { withStemcellLock } from '../libvirt/lock.js';
+import { findDomain } from '../libvirt/host.js';
+import { withStemcellLock, withVolumeLock } from '../libvirt/lock.js';
+import { readVmMetadata } from '../libvirt/vm-metadata.js';
 import { plannedReservations, routedPrefixes } from '../libvirt/networking.js';
 import { vmMetadata } from '../libvirt/vms.js';
 import type { VmBuild, VmPreviewInput } from '../profile.js';
@@ -127,23 +128,28 @@ export async function prepare(b: VmBuild): Promise<LxcDomainSpec> {
   });
 }
 
-/** delete_vm: persistent disks still inside the VM's disk directory go back first. */
 /**
  * Removes one of a VM's directory volumes (delete_vm, `orphans --delete`). The disks
- * directory holds attached persistent disks: they go back to the pool first, and the
- * directory is then deleted by libvirt alone, which refuses one that is not empty, so a
- * disk that an attach_disk still running moved in meanwhile is never deleted with it.
+ * directory holds attached persistent disks: under the VM's lock (so no attach_disk moves
+ * one in meanwhile), the disks the VM's records name go back to the pool first, then
+ * whatever else is in there (the container's own files, links, directories) is deleted
+ * with it, links never followed.
  */
 export async function removeVolume(host: Host, name: string): Promise<void> {
   const suffix = '.disks';
   if (!name.endsWith(suffix)) return deleteDirVolume(host, name);
-  await moveDisksOut(host, name.slice(0, -suffix.length) as VMCID, null);
-  const vol = await findVolume(host, name);
-  if (vol) await host.conn.volumes.delete(vol, 0);
+  const vm = name.slice(0, -suffix.length) as VMCID;
+  await withVolumeLock(host, vm, async () => {
+    const dom = await findDomain(host, vm);
+    const metadata = dom ? await readVmMetadata(host, dom) : null;
+    await moveDisksOut(host, vm, metadata);
+    await deleteDirVolume(host, name);
+  });
 }
 
+/** delete_vm (the container is stopped): persistent disks still inside go back first. */
 export async function beforeDelete(host: Host, vm: VMCID, metadata: VmMetadata | null): Promise<void> {
-  await moveDisksOut(host, vm, metadata);
+  await withVolumeLock(host, vm, () => moveDisksOut(host, vm, metadata));
 }
 
 /** `render vm`: buildLxcDomainSpec with placeholder paths under storage.path. */
