@@ -21,6 +21,8 @@ APT_PACKAGES=(
   linux-image-amd64 jq
   # BOSH release template tests render ERB with Ruby
   ruby
+  # the hostile-container test builds its racer with gcc -static (libc6-dev has libc.a)
+  gcc libc6-dev
   # a subreaper for libvirtd where PID 1 does not reap orphans (see below)
   tini
 )
