@@ -17,6 +17,7 @@ import { parseDomain, parseVmMetadata, type ParsedNetwork, type VmMetadata } fro
 import { sameIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
 import { CloudError } from '../../errors.js';
+import { parseFence } from './fence.js';
 
 /** Each address a plan puts on a libvirt network, with that network's name. */
 function networkAddresses(plan: NetworkPlan): Array<{ addr: NicAddress; network: string }> {
@@ -85,7 +86,7 @@ export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, n
   const defined = await withVolumeLock(host, ADDRESS_LOCK, async () => {
     await refuseTakenAddresses(host, plan, nets);
     return define();
-  });
+  }, `create_vm of ${vm}: checking its static addresses and defining its domain`);
   await refuseTakenAddresses(host, plan, nets, vm);
   return defined;
 }
@@ -112,6 +113,7 @@ async function scanDomains(host: Host): Promise<HostDomains> {
       if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) continue; // undefined meanwhile: holds nothing
       throw e;
     }
+    if (parseFence(xml)) continue; // a fence (fence.ts) holds no address
     out.names.add(dom.name);
     for (const nic of parseDomain(xml).interfaces) if (nic.mac) out.macOwner.set(nic.mac.toLowerCase(), dom.name);
     let metadata: VmMetadata | undefined;
