@@ -33,6 +33,8 @@ export interface CutRule {
   holdMs?: number;
   /** for 'late': hang up on the client at once (its answer is lost; the daemon still gets the call later) */
   cutClient?: boolean;
+  /** for 'late': hold every call of the procedure, on every connection, until disarmed (a daemon slow at it) */
+  every?: boolean;
   /** the Nth call of that procedure (1-based, counted over all connections) */
   nth?: number;
   /** after the cut, refuse new connections (until allow()) */
@@ -45,6 +47,8 @@ export interface CuttingProxy {
   /** cuts (or corruptions) since the last arm() */
   cuts: number;
   arm(rule: CutRule): void;
+  /** drops the armed rule */
+  disarm(): void;
   /**
    * For a 'late' rule: resolves once the daemon answered the held call, with whether it
    * succeeded (rejects after `timeoutMs`).
@@ -136,8 +140,9 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
             const holding: Buffer[] = [p];
             held = holding;
             lateSerial = p.readUInt32BE(20);
-            const { holdMs = 5000, cutClient = false } = rule;
-            rule = null;
+            const { holdMs = 5000, cutClient = false, every = false } = rule;
+            if (every) rule.seen = 0;
+            else rule = null;
             state.cuts++;
             setTimeout(() => {
               held = null;
@@ -201,6 +206,7 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
     uri: `qemu+unix:///system?socket=${path}`,
     get cuts() { return state.cuts; },
     arm: (r) => { rule = { ...r, seen: 0 }; state.cuts = 0; late = { waiters: [] }; },
+    disarm: () => { rule = null; },
     lateAnswer: (timeoutMs) => new Promise((resolve, reject) => {
       if (late.answered) return resolve(late.answered);
       const t = setTimeout(() => reject(new Error(`the daemon did not answer the held call within ${timeoutMs} ms`)), timeoutMs);

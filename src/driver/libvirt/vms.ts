@@ -17,7 +17,7 @@ import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys } fr
 import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
 import { addReservation, checkNetworks, removeReservation } from './networking.js';
 import { volumePath, volumeUsers } from './volume-users.js';
-import { defineHoldingAddresses, staticAddresses } from './address-holders.js';
+import { defineHoldingAddresses, releaseClaims, staticAddresses } from './address-holders.js';
 import { creatorMarker } from './creator.js';
 import { UndoLog, type UndoContext } from './undo.js';
 import { fenceName, isFence, uuidString, vmUuid } from './fence.js';
@@ -140,6 +140,9 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
     return [vm, plan.agentNetworks];
   } catch (e) {
     const { removed, settled, left } = await undo.run(host, e);
+    // With nothing left, the addresses are free again at once (with something left, the
+    // claims go when this process is gone).
+    if (left.length === 0) await releaseClaims(host, plan, vm).catch((err: unknown) => host.log.warn({ err: String(err) }, 'could not drop the address claims; they count until this process is gone'));
     const cause = explainCause(e);
     let outcome = removed.length ? `; removed ${removed.join(', ')}` : '';
     if (settled.length) outcome += `; made sure these never appear: ${settled.join(', ')}`;
