@@ -16,7 +16,7 @@ import type { Host } from '../driver/libvirt/host.js';
 import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/libvirt/host.js';
 import { readVmMetadata } from '../driver/libvirt/vm-metadata.js';
 import { lockHolder } from '../driver/libvirt/lock.js';
-import { ADDRESS_LOCK_VOLUME } from '../driver/libvirt/address-holders.js';
+import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, sweepClaims } from '../driver/libvirt/address-holders.js';
 import { deleteVM } from '../driver/libvirt/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
 import type { BackendProfile } from '../driver/profile.js';
@@ -65,6 +65,7 @@ export function classify(prefix: string, domains: DomainFacts[], volumes: string
     out.push({ kind: 'domain', name: d.name, reason: `${why}${its.length ? ` (its volumes go with it: ${its.join(', ')})` : ''}` });
   }
   for (const v of volumes) {
+    if (v === CLAIMS_VOLUME) continue; // judged by findOrphans from its content
     if (v === ADDRESS_LOCK_VOLUME) {
       // Every CPI on the pool takes it (whatever its prefix) while it defines a domain with
       // static addresses; findOrphans keeps it while its holder runs.
@@ -211,6 +212,13 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
     }
     if (host) await findAbandonedCopies(host, prefix, volumes, opts.minAgeSeconds, report);
     report.orphans.push(...fences);
+    if (host && volumes.includes(CLAIMS_VOLUME)) {
+      // Address claims of create_vm calls between their check and their define: the volume
+      // goes once none of them counts any more (their VMs defined, their creators gone).
+      const { live } = await sweepClaims(host, false);
+      if (live) report.skippedYoung.push(CLAIMS_VOLUME);
+      else report.orphans.push({ kind: 'volume', name: CLAIMS_VOLUME, reason: 'address claims of create_vm calls that are all over (their domains exist, or their processes are gone)' });
+    }
     if (opts.delete && host) await deleteOrphans(host, report, await profileOf(backendForUri(config.libvirt.uri)));
     else if (opts.delete) {
       for (const o of report.orphans) await deleteOrphanDomainWithoutPool(conn, o, report);
@@ -296,6 +304,10 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
     try {
       if (o.fence) {
         await removeFence(host.conn, o, report);
+        continue;
+      }
+      if (o.name === CLAIMS_VOLUME) {
+        if ((await sweepClaims(host, true)).removed) report.deleted.push(o.name);
         continue;
       }
       if (o.kind === 'volume') {

@@ -217,3 +217,23 @@ async function scanDomains(host: Host): Promise<HostDomains> {
   }
   return out;
 }
+
+/**
+ * For `orphans`: whether the claims volume holds any claim that still counts; with
+ * `remove`, under the lock, rewrites it with only those or removes it when none is left.
+ */
+export async function sweepClaims(host: Host, remove: boolean): Promise<{ live: number; removed: boolean }> {
+  const look = async () => (await findVolume(host, CLAIMS_VOLUME)) ? (await livePendingClaims(host, await scanDomains(host))).length : -1;
+  if (!remove) {
+    const live = await look();
+    return { live: Math.max(0, live), removed: false };
+  }
+  return withVolumeLock(host, ADDRESS_LOCK, async () => {
+    const live = await livePendingClaims(host, await scanDomains(host));
+    if (live.length) {
+      await writeClaims(host, live);
+      return { live: live.length, removed: false };
+    }
+    return { live: 0, removed: await deleteVolumeIfExists(host, CLAIMS_VOLUME) };
+  }, 'orphans: dropping address claims whose create_vm is over');
+}
