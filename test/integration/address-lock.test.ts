@@ -66,6 +66,9 @@ describe('the address lock', () => {
       expect(runs.map((r) => r.response.error?.message ?? null)).toEqual([null, null, null, null, null]);
       // How long each held the lock, from its own log line.
       const held = runs.map((r) => Number(/"lock":"bosh-libvirt-cpi-addresses.lock","held_ms":(\d+)/.exec(r.stderr)?.[1]));
+      expect(held.every((ms) => Number.isInteger(ms))).toBe(true);
+      // Every lock names its call: the stemcell's lock by the method and request.
+      for (const [i, r] of runs.entries()) expect(r.stderr).toMatch(new RegExp(`"lock":"${stemcell}.lock","held_ms":\\d+,"waited_ms":-?\\d+,"what":"create_vm agent-addrlock, request addrlock-${20 + i}"`));
       console.log(`address lock held (ms) by each create_vm while its define took 16 s: ${held.join(', ')}`);
     } finally {
       for (const vm of vms) await cpi(direct, 'delete_vm', [vm]);

@@ -135,7 +135,10 @@ interface PendingClaim extends CreatorMarker {
 async function readClaims(host: Host): Promise<PendingClaim[]> {
   const vol = await findVolume(host, CLAIMS_VOLUME);
   if (!vol) return [];
-  const text = (await readBufferVolume(host, vol, CLAIMS_BYTES)).toString('utf8').replace(/\0[\s\S]*$/, '');
+  // The list ends at its NUL: the first 64 KiB hold it but for hundreds of calls at once.
+  let head = await readBufferVolume(host, vol, CLAIMS_BYTES, 65536n);
+  if (!head.includes(0)) head = await readBufferVolume(host, vol, CLAIMS_BYTES);
+  const text = head.toString('utf8').replace(/\0[\s\S]*$/, '');
   try {
     const list = JSON.parse(text || '[]') as PendingClaim[];
     return Array.isArray(list) ? list.filter((c) => typeof c?.vm === 'string' && typeof c.ip === 'string') : [];

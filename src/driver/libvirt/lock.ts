@@ -32,6 +32,12 @@ export function lockVolumeName(name: string): string {
   return `${name}.lock`;
 }
 
+/** The CPI call this process serves (method, first argument, request id), set by the dispatcher. */
+let holderCall: string | undefined;
+export function setLockHolderCall(call: string): void {
+  holderCall = call;
+}
+
 /** A lock holder's marker: who (creator marker) and, where the caller says, for what. */
 export interface LockMarker extends CreatorMarker {
   what?: string;
@@ -93,7 +99,8 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
   } finally {
     const heldMs = Math.round(performance.now() - taken);
     await release(host, lock, token);
-    host.log.info({ lock, held_ms: heldMs, waited_ms: Math.round(Date.now() - waitStart) - heldMs, ...(what ? { what } : {}) }, 'released lock');
+    const says = what ?? holderCall;
+    host.log.info({ lock, held_ms: heldMs, waited_ms: Math.round(Date.now() - waitStart) - heldMs, ...(says ? { what: says } : {}) }, 'released lock');
   }
 }
 
@@ -144,7 +151,8 @@ async function release(host: Host, lock: string, token: bigint): Promise<void> {
 /** Writes who holds the lock into it; a lock left unmarked is judged by age, so failing here is not fatal. */
 async function markHolder(host: Host, lock: string, vol: VolRef, what?: string): Promise<void> {
   try {
-    const marker: LockMarker = { ...creatorMarker(), ...(what ? { what } : {}) };
+    const says = what ?? holderCall;
+    const marker: LockMarker = { ...creatorMarker(), ...(says ? { what: says } : {}) };
     const data = Buffer.from(JSON.stringify(marker));
     await host.conn.volumes.upload(vol, Readable.from([data]), { offset: 0n, length: BigInt(data.length) });
   } catch (e) {
