@@ -67,7 +67,10 @@ async function afterTheLateDefine(vm: string, ip: string): Promise<void> {
   const late = await proxy.lateAnswer(60_000);
   expect(late.ok).toBe(false);
   expect(domains()).toEqual({ vms: [], fences: [vm] });
+  // The fence is no VM for any method, and delete_vm leaves it in place.
   expect(await cpi(direct, 'has_vm', [vm])).toBe(false);
+  for (const method of ['get_disks', 'delete_vm']) expect((await cpiError(direct, method, [vm])).type).toBe('Bosh::Clouds::VMNotFound');
+  expect(domains()).toEqual({ vms: [], fences: [vm] });
   expect(dhcpHosts(NET.name)).toEqual([]);
   // The director's retry, same address: nothing holds it.
   const [again] = (await cpi(direct, 'create_vm', createArgs(ip))) as [string];
