@@ -16,7 +16,7 @@ import type { Host } from '../driver/libvirt/host.js';
 import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/libvirt/host.js';
 import { readVmMetadata } from '../driver/libvirt/vm-metadata.js';
 import { lockHolder } from '../driver/libvirt/lock.js';
-import { ADDRESS_LOCK_VOLUME } from '../driver/libvirt/address-holders.js';
+import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, sweepClaims } from '../driver/libvirt/address-holders.js';
 import { deleteVM } from '../driver/libvirt/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
 import type { BackendProfile } from '../driver/profile.js';
@@ -28,6 +28,7 @@ import { creatorState, markerAgeSeconds } from '../driver/libvirt/creator.js';
 import { parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 import { copyState } from '../hosts/move.js';
+import { fenceDomainType, fenceName, mayBeFence, parseFence, uuidString } from '../driver/libvirt/fence.js';
 
 export interface Orphan {
   kind: 'volume' | 'domain';
@@ -37,6 +38,8 @@ export interface Orphan {
   bytes?: number;
   /** seconds since the volume file last changed, when the pool reports it */
   ageSeconds?: number;
+  /** a fence domain (its uuid): removed only while it is still that fence */
+  fence?: string;
 }
 
 // One definition of "this CPI's name" for the CPI and the operator CLI alike.
@@ -62,6 +65,7 @@ export function classify(prefix: string, domains: DomainFacts[], volumes: string
     out.push({ kind: 'domain', name: d.name, reason: `${why}${its.length ? ` (its volumes go with it: ${its.join(', ')})` : ''}` });
   }
   for (const v of volumes) {
+    if (v === CLAIMS_VOLUME) continue; // judged by findOrphans from its content
     if (v === ADDRESS_LOCK_VOLUME) {
       // Every CPI on the pool takes it (whatever its prefix) while it defines a domain with
       // static addresses; findOrphans keeps it while its holder runs.
@@ -125,11 +129,22 @@ export interface OrphanReport {
   skippedYoung: string[];
   deleted: string[];
   failed: Array<{ name: string; error: string }>;
+  /** VM names fenced by this sweep before their volumes went (a define of them may still be pending in the daemon) */
+  fenced: string[];
+  /**
+   * Nothing this sweep saw may still be in progress: nothing was skipped as young or
+   * running, nothing failed, and no fence had to be made or stays (see docs/crash-safety.md).
+   */
+  complete: boolean;
+  /** why the sweep is not complete, in words */
+  incomplete: string[];
 }
 
 export async function findOrphans(config: Config, log: Logger, opts: { delete: boolean; minAgeSeconds: number }): Promise<OrphanReport> {
   const conn = await openConnection(config);
-  const report: OrphanReport = { pool: config.storage.pool, poolExists: false, orphans: [], skippedYoung: [], deleted: [], failed: [] };
+  const report: OrphanReport = { pool: config.storage.pool, poolExists: false, orphans: [], skippedYoung: [], deleted: [], failed: [], fenced: [], complete: false, incomplete: [] };
+  const fences: Orphan[] = [];
+  let youngFences = 0;
   try {
     const host = await existingPoolHost(conn, config, log);
     const prefix = config.name_prefix;
@@ -137,6 +152,19 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
     for (const dom of await conn.domains.listAll(0)) {
       if (!parseOwnedName(prefix, dom.name)) continue;
       try {
+        // A fence (fence.ts) is no VM: it keeps a define whose answer was lost from ever
+        // landing, and goes once older than --min-age.
+        const fence = mayBeFence(dom) ? parseFence(await conn.domains.getXMLDesc(dom, 0)) : undefined;
+        if (fence) {
+          const age = markerAgeSeconds(fence);
+          if (age < opts.minAgeSeconds) {
+            report.skippedYoung.push(dom.name);
+            youngFences++;
+          } else {
+            fences.push({ kind: 'domain', name: dom.name, fence: uuidString(dom), reason: `fence, not a VM (${fence.reason}; made ${fence.at} by pid ${fence.pid} on ${fence.host}); it kept that define from ever landing; ${age} s old` });
+          }
+          continue;
+        }
         const metadata = host ? await readVmMetadata(host, dom) : await metadataFromXml(conn, dom);
         const facts: DomainFacts = { name: dom.name, hasMetadata: metadata !== null };
         if (metadata?.creating) {
@@ -183,10 +211,24 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
       report.orphans.push(o);
     }
     if (host) await findAbandonedCopies(host, prefix, volumes, opts.minAgeSeconds, report);
+    report.orphans.push(...fences);
+    if (host && volumes.includes(CLAIMS_VOLUME)) {
+      // Address claims of create_vm calls between their check and their define: the volume
+      // goes once none of them counts any more (their VMs defined, their creators gone).
+      const { live } = await sweepClaims(host, false);
+      if (live) report.skippedYoung.push(CLAIMS_VOLUME);
+      else report.orphans.push({ kind: 'volume', name: CLAIMS_VOLUME, reason: 'address claims of create_vm calls that are all over (their domains exist, or their processes are gone)' });
+    }
     if (opts.delete && host) await deleteOrphans(host, report, await profileOf(backendForUri(config.libvirt.uri)));
     else if (opts.delete) {
       for (const o of report.orphans) await deleteOrphanDomainWithoutPool(conn, o, report);
     }
+    if (report.skippedYoung.length > youngFences) report.incomplete.push(`${report.skippedYoung.length - youngFences} item(s) younger than --min-age or whose creator still runs were skipped`);
+    if (youngFences) report.incomplete.push(`${youngFences} fence(s) younger than --min-age stay`);
+    if (report.fenced.length) report.incomplete.push(`${report.fenced.length} VM name(s) were fenced before their volumes went (a define of them may still be pending in libvirtd, and volume creates of the same call too); the fences stay until older than --min-age`);
+    if (report.failed.length) report.incomplete.push(`${report.failed.length} item(s) could not be deleted`);
+    if (!opts.delete && report.orphans.length) report.incomplete.push(`${report.orphans.length} orphan(s) listed, not deleted`);
+    report.complete = report.incomplete.length === 0;
   } finally {
     await conn.close().catch(() => undefined);
   }
@@ -257,12 +299,28 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
   // A volume named like an orphan may still be a disk of some domain (one made by hand,
   // another director's): that one is kept.
   const inUse = await volumeUsers(host, report.orphans.filter((o) => o.kind === 'volume').map((o) => volumePath(host, o.name)));
+  const fenced = new Map<string, Promise<void>>();
   for (const o of report.orphans) {
     try {
+      if (o.fence) {
+        await removeFence(host.conn, o, report);
+        continue;
+      }
+      if (o.name === CLAIMS_VOLUME) {
+        if ((await sweepClaims(host, true)).removed) report.deleted.push(o.name);
+        continue;
+      }
       if (o.kind === 'volume') {
         const users = inUse.get(volumePath(host, o.name));
         if (users) throw new Error(`in use by domain(s) ${users.join(', ')}; kept`);
         const owned = parseOwnedName(host.config.name_prefix, o.name);
+        if (owned?.kind === 'vm' && owned.suffix && owned.suffix !== 'lock') {
+          // The VM's define may still be queued in libvirtd (its create_vm was killed or
+          // lost its connection while defining): fence the name first, so that no domain
+          // pointing at these volumes and holding the VM's addresses appears afterwards.
+          if (!fenced.has(owned.cid)) fenced.set(owned.cid, fenceBeforeSweep(host, owned.cid, report));
+          await fenced.get(owned.cid);
+        }
         if (owned?.suffix === 'partial' && (await findVolume(host, owned.cid))) {
           throw new Error(`its half copy ${owned.cid} is still there; kept, so that the copy is never taken for the disk`);
         }
@@ -288,9 +346,28 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
   }
 }
 
+/** Fences a VM name whose volumes go; throws (the volumes stay) when a domain of that name appeared. */
+async function fenceBeforeSweep(host: Host, vm: string, report: OrphanReport): Promise<void> {
+  const out = await fenceName(host, vm, { type: fenceDomainType(host.config.libvirt.uri), reason: `orphans removed the volumes of ${vm}, whose domain did not exist (its create_vm died or lost its answer while defining it)`, fresh: false });
+  if (out.state === 'defined') throw new Error(`its domain ${vm} appeared meanwhile (a define libvirtd finished late); kept for the next sweep`);
+  if (out.made) report.fenced.push(vm);
+}
+
+/** Removes a fence, only while the name still holds that very fence. */
+async function removeFence(conn: Host['conn'], o: Orphan, report: OrphanReport): Promise<void> {
+  const dom = await conn.domains.lookupByName(o.name).catch((e: unknown) => {
+    if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) return null;
+    throw e;
+  });
+  if (!dom || uuidString(dom) !== o.fence) return;
+  await conn.domains.undefine(dom, 0);
+  report.deleted.push(o.name);
+}
+
 /** Without the pool there are no volumes to remove: only the domain itself. */
 async function deleteOrphanDomainWithoutPool(conn: Host['conn'], o: Orphan, report: OrphanReport): Promise<void> {
   try {
+    if (o.fence) return await removeFence(conn, o, report);
     const dom = await conn.domains.lookupByName(o.name);
     if ((await conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF) await conn.domains.destroy(dom, 0);
     await conn.domains.undefine(dom, UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA | UndefineFlags.NVRAM | UndefineFlags.CHECKPOINTS_METADATA);
@@ -313,4 +390,6 @@ export function printReport(r: OrphanReport, deleting: boolean, out: NodeJS.Writ
   for (const f of r.failed) out.write(`could not delete ${f.name}: ${f.error}\n`);
   if (r.skippedYoung.length) out.write(`skipped ${r.skippedYoung.length} volume(s) changed less than --min-age ago or domain(s) whose create_vm may still run: ${r.skippedYoung.join(', ')}\n`);
   if (!deleting && r.orphans.length) out.write(`\n${r.orphans.length} orphan(s); run again with --delete to remove them\n`);
+  if (deleting && r.fenced.length) out.write(`fenced (their defines can no longer land): ${r.fenced.join(', ')}\n`);
+  if (deleting) out.write(r.complete ? 'sweep complete: nothing seen may still be in progress\n' : `sweep NOT complete: ${r.incomplete.join('; ')}; run again later\n`);
 }

@@ -2,6 +2,7 @@
 // method, broken config, bad arguments, a libvirt error, a bug — becomes a typed
 // error in the response; nothing escapes as a crash.
 import { parseRequest, type CpiRequest } from './request.js';
+import { setLockHolderCall } from '../driver/libvirt/lock.js';
 import { success, failure, type CpiResponse } from './response.js';
 import { CpiError, NotImplemented } from '../errors.js';
 import { METHODS } from '../cpi/methods.js';
@@ -33,6 +34,8 @@ export async function handleRequest(raw: string, { argv, env, logger }: Dispatch
     log.debug({ request: redact(req) }, 'request');
     const method = METHODS.get(req.method);
     if (!method) throw new NotImplemented(`Unknown method "${req.method}": not part of the CPI contract`);
+    // Named in every lock this call takes, so a waiter that gives up can say who held it.
+    setLockHolderCall(`${req.method}${typeof req.arguments?.[0] === 'string' ? ` ${String(req.arguments[0]).slice(0, 120)}` : ''}${req.context.request_id ? `, request ${req.context.request_id}` : ''}`);
 
     const config = loadConfig(resolveConfigPath(argv, env), req.context);
     const ctx: CallContext = {

@@ -22,9 +22,19 @@ export interface CutRule {
    * 'corrupt-stream': nothing drops, but the byte `afterBytes` into what the client sends
    * after the call is flipped on its way (damage no transport would let through)
    */
-  when: 'before' | 'after-reply' | 'mid-stream' | 'corrupt-stream';
+  when: 'before' | 'after-reply' | 'mid-stream' | 'corrupt-stream' | 'late';
   /** for 'mid-stream' and 'corrupt-stream' */
   afterBytes?: number;
+  /**
+   * for 'late': the call (and whatever the client sends after it on that connection) is
+   * held `holdMs` before it goes on to the daemon, which then runs it late, as a busy
+   * daemon would; the proxy's connection to the daemon stays until the daemon answered it
+   */
+  holdMs?: number;
+  /** for 'late': hang up on the client at once (its answer is lost; the daemon still gets the call later) */
+  cutClient?: boolean;
+  /** for 'late': hold every call of the procedure, on every connection, until disarmed (a daemon slow at it) */
+  every?: boolean;
   /** the Nth call of that procedure (1-based, counted over all connections) */
   nth?: number;
   /** after the cut, refuse new connections (until allow()) */
@@ -37,6 +47,13 @@ export interface CuttingProxy {
   /** cuts (or corruptions) since the last arm() */
   cuts: number;
   arm(rule: CutRule): void;
+  /** drops the armed rule */
+  disarm(): void;
+  /**
+   * For a 'late' rule: resolves once the daemon answered the held call, with whether it
+   * succeeded (rejects after `timeoutMs`).
+   */
+  lateAnswer(timeoutMs: number): Promise<{ ok: boolean }>;
   allow(): void;
   close(): Promise<void>;
 }
@@ -62,6 +79,11 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
   let rule: (CutRule & { seen: number }) | null = null;
   let refusing = false;
   const state = { cuts: 0 };
+  let late: { answered?: { ok: boolean }; waiters: Array<(a: { ok: boolean }) => void> } = { waiters: [] };
+  const lateAnswered = (a: { ok: boolean }) => {
+    late.answered = a;
+    for (const w of late.waiters.splice(0)) w(a);
+  };
   const cutAll = () => {
     state.cuts++;
     rule = null;
@@ -79,7 +101,14 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
     let awaitedSerial: number | null = null;
     let streamBytesLeft: number | null = null;
     let corruptAt: number | null = null;
+    let held: Buffer[] | null = null;
+    let lateSerial: number | null = null;
+    let clientGone = false;
     client.on('data', framer((p) => {
+      if (held) {
+        held.push(p);
+        return;
+      }
       if (corruptAt !== null) {
         if (corruptAt < p.length) {
           p = Buffer.from(p);
@@ -106,6 +135,28 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
             cutAll();
             return;
           }
+          if (rule.when === 'late') {
+            // The daemon gets the call (and what follows it) only after holdMs.
+            const holding: Buffer[] = [p];
+            held = holding;
+            lateSerial = p.readUInt32BE(20);
+            const { holdMs = 5000, cutClient = false, every = false } = rule;
+            if (every) rule.seen = 0;
+            else rule = null;
+            state.cuts++;
+            setTimeout(() => {
+              held = null;
+              // A client that went away meanwhile said goodbye (CONNECT_CLOSE) after the held
+              // call: passing that on too lets the daemon drop the connection before it
+              // answers the held call, which the test waits for.
+              for (const q of clientGone ? holding.slice(0, 1) : holding) if (!upstream.destroyed) upstream.write(q);
+            }, holdMs);
+            if (cutClient) {
+              sockets.delete(client);
+              client.destroy();
+            }
+            return;
+          }
           if (rule.when === 'mid-stream' || rule.when === 'corrupt-stream') {
             if (rule.when === 'mid-stream') streamBytesLeft = rule.afterBytes ?? 0;
             else corruptAt = rule.afterBytes ?? 0;
@@ -120,6 +171,14 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
       upstream.write(p);
     }));
     upstream.on('data', framer((p) => {
+      if (lateSerial !== null && p.length >= 28 && p.readUInt32BE(20) === lateSerial && p.readInt32BE(16) !== CALL) {
+        lateSerial = null;
+        lateAnswered({ ok: p.readInt32BE(24) === 0 });
+        if (clientGone) {
+          end();
+          return;
+        }
+      }
       if (awaitedSerial !== null && p.length >= 28 && p.readUInt32BE(20) === awaitedSerial && p.readInt32BE(16) !== CALL) {
         cutAll();
         return;
@@ -127,10 +186,17 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
       client.write(p);
     }));
     const end = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
-    for (const s of [client, upstream]) {
-      s.on('close', end);
-      s.on('error', end);
-    }
+    // While a held call is on its way to the daemon, the client going away does not take
+    // the daemon's connection with it (a daemon runs a call it has read to its end).
+    const clientEnd = () => {
+      clientGone = true;
+      if (held === null && lateSerial === null) end();
+      else client.destroy();
+    };
+    client.on('close', clientEnd);
+    client.on('error', clientEnd);
+    upstream.on('close', end);
+    upstream.on('error', end);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -139,7 +205,13 @@ export async function startCuttingProxy(upstreamSocket: string = DAEMON_SOCKET):
   return {
     uri: `qemu+unix:///system?socket=${path}`,
     get cuts() { return state.cuts; },
-    arm: (r) => { rule = { ...r, seen: 0 }; state.cuts = 0; },
+    arm: (r) => { rule = { ...r, seen: 0 }; state.cuts = 0; late = { waiters: [] }; },
+    disarm: () => { rule = null; },
+    lateAnswer: (timeoutMs) => new Promise((resolve, reject) => {
+      if (late.answered) return resolve(late.answered);
+      const t = setTimeout(() => reject(new Error(`the daemon did not answer the held call within ${timeoutMs} ms`)), timeoutMs);
+      late.waiters.push((a) => { clearTimeout(t); resolve(a); });
+    }),
     allow: () => { refusing = false; },
     close: () => new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();

@@ -296,6 +296,14 @@ describe('orphans', () => {
     expect(r.stdout).toMatch(new RegExp(`^deleted\\s+volume\\s+${halfCopy}\\.partial`, 'm'));
     expect(volumes()).toEqual([disk, `${disk}.meta`, snap, `${snap}.meta`].sort());
     expect(virsh('dominfo', bare).status).not.toBe(0);
+    // The VM whose volumes went without a domain got a fence (a define of it might still
+    // have been queued in libvirtd): the sweep says so, and the next one removes the fence.
+    expect(r.stdout).toContain(`fenced (their defines can no longer land): ${gone}\n`);
+    expect(r.stdout).toMatch(/^sweep NOT complete: .*1 VM name\(s\) were fenced/m);
+    expect(cli(['orphans', '--config', config, '--min-age', '0']).stdout).toMatch(new RegExp(`^domain\\s+${gone}: fence, not a VM`, 'm'));
+    const again = cli(['orphans', '--config', config, '--min-age', '0', '--delete']);
+    expect(again.stdout).toMatch(new RegExp(`^deleted\\s+domain\\s+${gone}: fence, not a VM`, 'm'));
+    expect(again.stdout).toContain('sweep complete: nothing seen may still be in progress\n');
     expect(cli(['orphans', '--config', config, '--min-age', '0']).stdout).toBe('no orphans\n');
   });
 

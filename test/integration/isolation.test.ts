@@ -332,8 +332,8 @@ describe('create_vm refuses an address that is taken or that the network keeps',
   });
 
   it('two create_vm racing for one address on a subnet without DHCP: exactly one gets it, the other leaves nothing', async () => {
-    // Both pass the check made before anything exists; the last check and the define run
-    // under the pool's address lock, so the second sees the first one's domain.
+    // Both pass the check made before anything exists; the last check and the claim run
+    // under the pool's address lock, so the second sees the first one's claim (or domain).
     for (let round = 0; round < 4; round++) {
       const ip = `fd00:110::4${round}`;
       const before = [leftovers('t-iso-a-', POOL), leftovers('t-iso-b-', POOL)];

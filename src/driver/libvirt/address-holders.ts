@@ -8,17 +8,23 @@
 // or half-cleaned one still gets its address.
 //
 // Two create_vm calls for one address must not both get it, and on a subnet without DHCP
-// nothing on the network can be claimed atomically. So each call checks and defines its
-// domain under one lock per storage pool (ADDRESS_LOCK): whichever defines first is seen
-// by the other's check. Reading other domains alone cannot settle it: the call that
-// defines first may check before the other has defined, see nothing and go on, whatever
-// order the two would agree on afterwards.
+// nothing on the network can be claimed atomically. So each call checks its addresses
+// and records its claim under one lock per storage pool (ADDRESS_LOCK): whichever claims
+// first is seen by the other's check, before and after its domain is defined. Reading
+// other domains alone cannot settle it: the call that defines first may check before the
+// other has defined, see nothing and go on, whatever order the two would agree on
+// afterwards. The define itself runs outside the lock: a slow daemon may take long over
+// it, and every other create_vm with a static address would wait for it.
 import type { Host } from './host.js';
 import { lockVolumeName, withVolumeLock } from './lock.js';
 import { parseDomain, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
 import { formatCidr, inSubnet, overlaps, sameIp, tryParseIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
 import { CloudError } from '../../errors.js';
+import { parseFence } from './fence.js';
+import { Readable } from 'node:stream';
+import { createVolume, deleteVolumeIfExists, findVolume, readBufferVolume } from './host.js';
+import { creatorMarker, creatorState, markerAgeSeconds, type CreatorMarker } from './creator.js';
 
 /** Each address a plan puts on a libvirt network, with that network's name. */
 function networkAddresses(plan: NetworkPlan): Array<{ addr: NicAddress; network: string }> {
@@ -57,10 +63,18 @@ interface Claim {
   vm: string;
   /** when the claimant's create_vm began, while it still runs (its creation mark) */
   creatingAt?: string;
+  /** set for a claim of a create_vm still defining its domain (CLAIMS_VOLUME): who and since when */
+  pending?: string;
+}
+
+/** How a message names what holds a claim: the VM's metadata, or a create_vm's pending claim. */
+function claimSource(c: Claim): string {
+  if (c.pending) return c.pending;
+  return `its bosh-libvirt-cpi metadata${c.creatingAt ? `; its create_vm began ${c.creatingAt}` : ''}`;
 }
 
 /**
- * The lock create_vm holds from its last address check until its domain is defined. It
+ * The lock create_vm holds while it checks its addresses and records its claim. It
  * lives in the CPI's storage pool and is named alike for every director (no name prefix),
  * so all CPIs that share the pool take the same one; `orphans` lists it when its holder died.
  */
@@ -80,10 +94,14 @@ interface HostDomains {
  * VM of a create_vm that has defined its domain: its own claims do not count.
  */
 export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: string): Promise<void> {
+  if (staticAddresses(plan).length === 0) return;
+  refuseTakenIn(await scanDomains(host), plan, nets, self);
+}
+
+/** refuseTakenAddresses over claims already gathered (domains, and pending claims under the lock). */
+function refuseTakenIn(doms: HostDomains, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: string): void {
   const wanted = networkAddresses(plan);
   const prefixes = networkPrefixes(plan);
-  if (wanted.length === 0 && prefixes.length === 0) return;
-  const doms = await scanDomains(host);
   for (const { addr, network } of wanted) {
     const holder = holderOf(addr.address, network, nets.get(network)?.parsed, doms, self);
     if (holder) {
@@ -93,7 +111,7 @@ export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: 
     const prefix = doms.claims.find((c) => c.prefix !== undefined && c.vm !== self && inSubnet(addr.address, c.ip, c.prefix));
     if (prefix) {
       throw new CloudError(
-        `Invalid network "${addr.network}": ip ${addr.address} lies in the delegated prefix ${formatCidr(prefix.ip, prefix.prefix!)} that VM ${prefix.vm} holds on "${prefix.network}" (its bosh-libvirt-cpi metadata); give this VM an address outside it`,
+        `Invalid network "${addr.network}": ip ${addr.address} lies in the delegated prefix ${formatCidr(prefix.ip, prefix.prefix!)} that VM ${prefix.vm} holds on "${prefix.network}" (${claimSource(prefix)}); give this VM an address outside it`,
       );
     }
   }
@@ -103,7 +121,7 @@ export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: 
     const claim = doms.claims.find((c) => c.vm !== self && overlaps(block, { address: c.ip, prefix: c.prefix ?? maxPrefixOf(c.ip) }));
     if (claim) {
       const what = claim.prefix !== undefined ? `the delegated prefix ${formatCidr(claim.ip, claim.prefix)}` : `ip ${claim.ip}`;
-      throw new CloudError(`Invalid network "${p.name}": delegated prefix ${cidr} overlaps ${what}, which VM ${claim.vm} holds on "${claim.network}" (its bosh-libvirt-cpi metadata); give this VM a prefix no other VM uses`);
+      throw new CloudError(`Invalid network "${p.name}": delegated prefix ${cidr} overlaps ${what}, which VM ${claim.vm} holds on "${claim.network}" (${claimSource(claim)}); give this VM a prefix no other VM uses`);
     }
     const reserved = reservationIn(block, nets.get(p.network)?.parsed, doms, self);
     if (reserved) {
@@ -127,27 +145,112 @@ function reservationIn(block: { address: string; prefix: number }, net: ParsedNe
 }
 
 /**
- * Defines the VM's domain (`define`) under ADDRESS_LOCK after checking its static addresses
- * once more, then checks again from outside the lock. The second check matters only for a
- * call from a CPI with another storage pool (another lock) that defined a domain for the same
- * address meanwhile: both see each other's domain, or the later one sees the earlier, and
- * whoever sees another gives way, so never two VMs get one address (both may give way; a
- * retry then gets it). A plan without static addresses on libvirt networks and without
- * delegated prefixes takes no lock.
+/**
+ * Claims the plan's static addresses and delegated prefixes and defines the VM's domain
+ * (`define`). Under ADDRESS_LOCK, held only for the check: the addresses and prefixes are
+ * checked against every domain and against the claims of calls still defining theirs
+ * (CLAIMS_VOLUME), and this call's claims are added there. The define runs after the lock
+ * is released (a slow daemon may take long over it), so the lock never waits on it. A claim
+ * counts until its VM's domain exists (the domain's metadata then claims the addresses),
+ * its creator is gone, or releaseClaims drops it after a failed create_vm.
+ *
+ * After the define the plan is checked once more, against domains only. That matters for a
+ * call from a CPI with another storage pool (another lock and claims volume) that defined a
+ * domain for the same address meanwhile: both see each other's domain, or the later one
+ * sees the earlier, and whoever sees another gives way, so never two VMs get one address
+ * (both may give way; a retry then gets it). A plan without static addresses on libvirt
+ * networks and without delegated prefixes takes no lock.
  */
 export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, vm: string, define: () => Promise<T>): Promise<T> {
-  if (networkAddresses(plan).length === 0 && networkPrefixes(plan).length === 0) return define();
-  const defined = await withVolumeLock(host, ADDRESS_LOCK, async () => {
-    await refuseTakenAddresses(host, plan, nets);
-    return define();
-  });
+  const held = staticAddresses(plan);
+  if (held.length === 0) return define();
+  await withVolumeLock(host, ADDRESS_LOCK, async () => {
+    const doms = await scanDomains(host);
+    const pending = await livePendingClaims(host, doms, vm);
+    for (const c of pending) {
+      doms.claims.push({ network: c.network, ip: c.ip, ...(c.prefix !== undefined ? { prefix: c.prefix } : {}), vm: c.vm, pending: `its create_vm, begun ${c.at} by pid ${c.pid} on ${c.host}, checked the address and is defining its domain` });
+    }
+    refuseTakenIn(doms, plan, nets);
+    const mine = creatorMarker();
+    await writeClaims(host, [...pending, ...held.map((a) => ({ vm, ...a, ...mine }))]);
+  }, `create_vm of ${vm}: checking its static addresses`);
+  const defined = await define();
   await refuseTakenAddresses(host, plan, nets, vm);
+  // The domain claims the addresses now. Dropping the claim keeps the claims volume away
+  // while no create_vm is between its check and its define (a failure leaves it to the
+  // next holder: a claim whose VM has a domain or whose creator is gone does not count).
+  await releaseClaims(host, plan, vm).catch((e: unknown) => host.log.warn({ err: String(e) }, 'could not drop the address claims; the domain holds the addresses anyway'));
   return defined;
+}
+
+/**
+ * The claims of calls between their check and their define, in the pool beside the lock
+ * (named alike for every director, as the lock). A JSON list followed by a NUL byte, read
+ * and written only under ADDRESS_LOCK.
+ */
+export const CLAIMS_VOLUME = 'bosh-libvirt-cpi-addresses.claims';
+const CLAIMS_BYTES = 1 << 20;
+/** A claim whose creator cannot be seen (another host) counts this long at most. */
+const CLAIM_MAX_AGE_S = 600;
+
+interface PendingClaim extends CreatorMarker {
+  vm: string;
+  network: string;
+  ip: string;
+  /** set for a delegated prefix: `ip` is its base address */
+  prefix?: number;
+}
+
+async function readClaims(host: Host): Promise<PendingClaim[]> {
+  const vol = await findVolume(host, CLAIMS_VOLUME);
+  if (!vol) return [];
+  // The list ends at its NUL: the first 64 KiB hold it but for hundreds of calls at once.
+  let head = await readBufferVolume(host, vol, CLAIMS_BYTES, 65536n);
+  if (!head.includes(0)) head = await readBufferVolume(host, vol, CLAIMS_BYTES);
+  const text = head.toString('utf8').replace(/\0[\s\S]*$/, '');
+  try {
+    const list = JSON.parse(text || '[]') as PendingClaim[];
+    return Array.isArray(list) ? list.filter((c) => typeof c?.vm === 'string' && typeof c.ip === 'string' && (c.prefix === undefined || typeof c.prefix === 'number')) : [];
+  } catch {
+    host.log.warn({ volume: CLAIMS_VOLUME }, 'unreadable address claims; starting afresh (domains still count)');
+    return [];
+  }
+}
+
+async function writeClaims(host: Host, claims: PendingClaim[]): Promise<void> {
+  const data = Buffer.from(`${JSON.stringify(claims)}\0`);
+  if (data.length > CLAIMS_BYTES) throw new CloudError(`Too many create_vm calls claiming static addresses at once (${claims.length}); retry`, { okToRetry: true });
+  const vol = (await findVolume(host, CLAIMS_VOLUME)) ?? (await createVolume(host, { name: CLAIMS_VOLUME, capacityBytes: BigInt(CLAIMS_BYTES), allocationBytes: 0n, format: 'raw' }));
+  await host.conn.volumes.upload(vol, Readable.from([data]), { offset: 0n, length: BigInt(data.length) });
+}
+
+/** The claims that still count (see defineHoldingAddresses), `self`'s own left out. */
+async function livePendingClaims(host: Host, doms: HostDomains, self?: string): Promise<PendingClaim[]> {
+  return (await readClaims(host)).filter((c) => {
+    if (c.vm === self || doms.names.has(c.vm)) return false;
+    const state = creatorState(c);
+    return state === 'running' || (state === 'unknown' && markerAgeSeconds(c) < CLAIM_MAX_AGE_S);
+  });
+}
+
+/** Drops the VM's claims (its domain holds the addresses, or its create_vm failed); the volume goes with the last claim. */
+export async function releaseClaims(host: Host, plan: NetworkPlan, vm: string): Promise<void> {
+  if (staticAddresses(plan).length === 0) return;
+  // A look without the lock first: a call that never recorded a claim (it failed before,
+  // e.g. waiting for the lock) takes no lock to drop none.
+  if (!(await readClaims(host)).some((c) => c.vm === vm)) return;
+  await withVolumeLock(host, ADDRESS_LOCK, async () => {
+    const claims = await readClaims(host);
+    if (!claims.some((c) => c.vm === vm)) return;
+    const rest = claims.filter((c) => c.vm !== vm);
+    if (rest.length) await writeClaims(host, rest);
+    else await deleteVolumeIfExists(host, CLAIMS_VOLUME);
+  }, `create_vm of ${vm}: dropping its address claims`);
 }
 
 function holderOf(ip: string, network: string, net: ParsedNetwork | undefined, doms: HostDomains, self?: string): string | undefined {
   const claim = doms.claims.find((c) => c.prefix === undefined && c.network === network && sameIp(c.ip, ip) && c.vm !== self);
-  if (claim) return `VM ${claim.vm} (its bosh-libvirt-cpi metadata${claim.creatingAt ? `; its create_vm began ${claim.creatingAt}` : ''})`;
+  if (claim) return `VM ${claim.vm} (${claimSource(claim)})`;
   for (const h of (net?.ips ?? []).flatMap((s) => s.hosts ?? [])) {
     if (!sameIp(h.ip, ip)) continue;
     const owner = h.mac ? doms.macOwner.get(h.mac.toLowerCase()) : h.name && doms.names.has(h.name) ? h.name : undefined;
@@ -167,6 +270,7 @@ async function scanDomains(host: Host): Promise<HostDomains> {
       if (isLibvirtError(e, ErrorCode.NO_DOMAIN)) continue; // undefined meanwhile: holds nothing
       throw e;
     }
+    if (parseFence(xml)) continue; // a fence (fence.ts) holds no address
     out.names.add(dom.name);
     for (const nic of parseDomain(xml).interfaces) if (nic.mac) out.macOwner.set(nic.mac.toLowerCase(), dom.name);
     let metadata: VmMetadata | undefined;
@@ -187,4 +291,24 @@ async function scanDomains(host: Host): Promise<HostDomains> {
     }
   }
   return out;
+}
+
+/**
+ * For `orphans`: whether the claims volume holds any claim that still counts; with
+ * `remove`, under the lock, rewrites it with only those or removes it when none is left.
+ */
+export async function sweepClaims(host: Host, remove: boolean): Promise<{ live: number; removed: boolean }> {
+  const look = async () => (await findVolume(host, CLAIMS_VOLUME)) ? (await livePendingClaims(host, await scanDomains(host))).length : -1;
+  if (!remove) {
+    const live = await look();
+    return { live: Math.max(0, live), removed: false };
+  }
+  return withVolumeLock(host, ADDRESS_LOCK, async () => {
+    const live = await livePendingClaims(host, await scanDomains(host));
+    if (live.length) {
+      await writeClaims(host, live);
+      return { live: live.length, removed: false };
+    }
+    return { live: 0, removed: await deleteVolumeIfExists(host, CLAIMS_VOLUME) };
+  }, 'orphans: dropping address claims whose create_vm is over');
 }

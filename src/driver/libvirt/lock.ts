@@ -32,8 +32,24 @@ export function lockVolumeName(name: string): string {
   return `${name}.lock`;
 }
 
-export async function withVolumeLock<T>(host: Host, name: string, fn: () => Promise<T>): Promise<T> {
+/** The CPI call this process serves (method, first argument, request id), set by the dispatcher. */
+let holderCall: string | undefined;
+export function setLockHolderCall(call: string): void {
+  holderCall = call;
+}
+
+/** A lock holder's marker: who (creator marker) and, where the caller says, for what. */
+export interface LockMarker extends CreatorMarker {
+  what?: string;
+}
+
+/**
+ * Runs `fn` holding the lock on `name`. `what` says what the holder does (shown to a
+ * waiter that gives up, and logged with how long the lock was held).
+ */
+export async function withVolumeLock<T>(host: Host, name: string, fn: () => Promise<T>, what?: string): Promise<T> {
   const lock = lockVolumeName(name);
+  const waitStart = Date.now();
   // A sparse raw volume of up to 1 GiB apparent size, the marker its only data.
   const token = BigInt(randomInt(MARKER_BYTES, 2 ** 30));
   const deadline = Date.now() + WAIT_MS;
@@ -41,7 +57,7 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
   let delay = 20;
   for (;;) {
     try {
-      await markHolder(host, lock, await createVolume(host, { name: lock, capacityBytes: token, allocationBytes: 0n, format: 'raw' }));
+      await markHolder(host, lock, await createVolume(host, { name: lock, capacityBytes: token, allocationBytes: 0n, format: 'raw' }), what);
       break;
     } catch (e) {
       if (isConnectionLost(e)) {
@@ -51,7 +67,7 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
         });
         const ours = await holds(host, lock, token);
         if (ours) {
-          await markHolder(host, lock, ours);
+          await markHolder(host, lock, ours, what);
           break;
         }
         continue;
@@ -70,15 +86,40 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
         }
         continue;
       }
-      if (Date.now() > deadline) throw new CloudError(`Timed out after ${WAIT_MS / 1000} s waiting for lock ${lock} held by another CPI call`, { okToRetry: true });
+      if (Date.now() > deadline) {
+        throw new CloudError(`Timed out after ${Math.round((Date.now() - waitStart) / 1000)} s waiting for lock ${lock}, ${await describeHolder(host, lock)}`, { okToRetry: true });
+      }
       await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
       delay = Math.min(delay * 2, 500);
     }
   }
+  const taken = performance.now();
   try {
     return await fn();
   } finally {
+    const heldMs = Math.round(performance.now() - taken);
     await release(host, lock, token);
+    const says = what ?? holderCall;
+    host.log.info({ lock, held_ms: heldMs, waited_ms: Math.round(Date.now() - waitStart) - heldMs, ...(says ? { what: says } : {}) }, 'released lock');
+  }
+}
+
+/** Who holds a lock and since when, in words, for the error of a waiter that gives up. */
+async function describeHolder(host: Host, lock: string): Promise<string> {
+  try {
+    const vol = await findVolume(host, lock);
+    if (!vol) return 'which its holder has released just now';
+    const holder = await lockHolder(host, lock, vol);
+    if (holder) {
+      const m = holder.marker as LockMarker;
+      const since = Date.parse(m.at);
+      const age = Number.isFinite(since) ? `${Math.max(0, Math.round((Date.now() - since) / 1000))} s` : 'an unknown time';
+      return `held by pid ${m.pid} on ${m.host}${m.what ? ` (${m.what})` : ''} for ${age} (since ${m.at}; ${holder.state === 'running' ? 'that process still runs' : holder.state === 'gone' ? 'that process is gone' : 'another host: its process cannot be seen from here'})`;
+    }
+    const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(await host.conn.volumes.getXMLDesc(vol, 0))?.[1];
+    return `held by a CPI call that has not (yet) recorded itself in it${ctime ? `, for ${Math.max(0, Math.round(Date.now() / 1000 - Number(ctime)))} s` : ''}`;
+  } catch (e) {
+    return `held by another CPI call (its holder could not be read: ${(e as Error).message})`;
   }
 }
 
@@ -108,9 +149,11 @@ async function release(host: Host, lock: string, token: bigint): Promise<void> {
 }
 
 /** Writes who holds the lock into it; a lock left unmarked is judged by age, so failing here is not fatal. */
-async function markHolder(host: Host, lock: string, vol: VolRef): Promise<void> {
+async function markHolder(host: Host, lock: string, vol: VolRef, what?: string): Promise<void> {
   try {
-    const data = Buffer.from(JSON.stringify(creatorMarker()));
+    const says = what ?? holderCall;
+    const marker: LockMarker = { ...creatorMarker(), ...(says ? { what: says } : {}) };
+    const data = Buffer.from(JSON.stringify(marker));
     await host.conn.volumes.upload(vol, Readable.from([data]), { offset: 0n, length: BigInt(data.length) });
   } catch (e) {
     host.log.warn({ lock, err: String(e) }, 'could not record the lock holder; the lock is judged by its age');

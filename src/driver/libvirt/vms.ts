@@ -17,9 +17,10 @@ import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys } fr
 import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
 import { addReservation, checkNetworks, removeReservation } from './networking.js';
 import { volumePath, volumeUsers } from './volume-users.js';
-import { defineHoldingAddresses, staticAddresses } from './address-holders.js';
+import { defineHoldingAddresses, releaseClaims, staticAddresses } from './address-holders.js';
 import { creatorMarker } from './creator.js';
-import { UndoLog } from './undo.js';
+import { UndoLog, type UndoContext } from './undo.js';
+import { fenceName, isFence, uuidString, vmUuid } from './fence.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
 import type { BackendProfile } from '../profile.js';
@@ -100,9 +101,17 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
     spec.metadata = { ...finished, creating: creatorMarker() };
     // Checked and defined under the pool's address lock: of two calls for one static
     // address, the second sees the first one's domain and gives way.
+    // The domain's uuid is chosen here: the undo then removes only this define's domain
+    // (never a fence or anything else of that name), and a fence tells it apart.
+    const uuid = vmUuid();
+    spec.uuid = uuid;
     const dom = await defineHoldingAddresses(host, plan, nets, vm, async () => {
       await maybeDelay('create_vm:before-define');
-      const defined = undo.begin(`domain ${vm}`, () => removeDomainByName(host, vm));
+      // A define without an answer may still run in the daemon, later: its undo settles
+      // that with a fence before anything else is undone, and when it cannot, keeps the
+      // volumes too (a domain that appears later then finds its disks, and `orphans`
+      // removes both together).
+      const defined = undo.begin(`domain ${vm}`, (ctx) => undoDefine(host, vm, uuid, spec.type, ctx), { keepOlderIfUnsettled: true });
       const ref = await host.conn.domains.defineXML(renderDomain(spec), 0);
       defined();
       maybeFail('create_vm:after-define');
@@ -130,12 +139,16 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
     host.log.info({ vm, type: spec.type, nics: plan.nics.length, disks: 'disks' in spec ? spec.disks.length : spec.filesystems.length, step_ms: timings }, 'VM created');
     return [vm, plan.agentNetworks];
   } catch (e) {
-    const { removed, left } = await undo.run(host);
+    const { removed, settled, left } = await undo.run(host, e);
+    // With nothing left, the addresses are free again at once (with something left, the
+    // claims go when this process is gone).
+    if (left.length === 0) await releaseClaims(host, plan, vm).catch((err: unknown) => host.log.warn({ err: String(err) }, 'could not drop the address claims; they count until this process is gone'));
     const cause = explainCause(e);
     let outcome = removed.length ? `; removed ${removed.join(', ')}` : '';
+    if (settled.length) outcome += `; made sure these never appear: ${settled.join(', ')}`;
     if (left.length) {
       outcome += `; LEFT BEHIND (could not be removed): ${left.join(', ')}; \`bosh-libvirt-cpi orphans --delete\` removes them once this process is gone`;
-    } else if (removed.length === 0) {
+    } else if (removed.length === 0 && settled.length === 0) {
       outcome = '; nothing had been created';
     }
     // With something left, no retry: the director would retry at once with the same
@@ -163,12 +176,31 @@ export function isTransient(e: unknown): boolean {
   return isLibvirtError(e, ErrorCode.OPERATION_TIMEOUT, ErrorCode.RESOURCE_BUSY, ErrorCode.RPC);
 }
 
-/** Looked up by name: a domain whose define call lost its answer has no ref yet. */
-export async function removeDomainByName(host: Host, name: string): Promise<boolean> {
+/**
+ * create_vm's undo of its define. When the define got no answer it may still run in the
+ * daemon: a fence of the name settles that first (fence.ts). Then only the domain with
+ * this define's uuid is removed: undefined first, then stopped, so that a start the daemon
+ * runs late finds no persistent domain to start (a transient one it started before the
+ * undefine is destroyed right after).
+ */
+async function undoDefine(host: Host, vm: string, uuid: string, type: string, ctx: UndoContext): Promise<boolean | { settled: string }> {
+  if (ctx.answerLost) {
+    const why = ctx.timedOut ? `no answer within libvirt.call_timeout_seconds (${host.config.libvirt.call_timeout_seconds} s)` : 'the connection was lost before its answer';
+    const out = await fenceName(host, vm, { type, reason: `create_vm's define of ${vm} (uuid ${uuid}) got no answer: ${why}`, fresh: ctx.timedOut });
+    if (out.state === 'fenced') {
+      return { settled: `domain ${vm} (its define got no answer; the fence domain ${vm}, uuid ${out.uuid}, now keeps it from ever being defined; the fence holds no address or volume, and \`bosh-libvirt-cpi orphans\` removes it once older than --min-age)` };
+    }
+    if (out.uuid !== uuid) throw new Error(`domain ${vm} exists with uuid ${out.uuid}, not this create_vm's ${uuid}; left alone`);
+  }
+  return removeDomainByUuid(host, vm, uuid);
+}
+
+/** Removes the domain `name` if it is the one with `uuid`: false when there is none (or another). */
+export async function removeDomainByUuid(host: Host, name: string, uuid: string): Promise<boolean> {
   const dom = await findDomain(host, name);
-  if (!dom) return false;
-  await stopDomain(host, dom);
+  if (!dom || uuidString(dom) !== uuid) return false;
   await undefineDomain(host, dom);
+  await stopDomain(host, dom);
   return true;
 }
 
@@ -196,8 +228,14 @@ async function undefineDomain(host: Host, dom: DomainRef): Promise<void> {
   }
 }
 
-export async function requireDomain(host: Host, cid: string): Promise<DomainRef> {
+/** The VM's domain: null for a name that is no VM CID of this CPI, and for a fence (fence.ts), which is no VM. */
+export async function findVmDomain(host: Host, cid: string): Promise<DomainRef | null> {
   const dom = isCid(cid, 'vm', host.config.name_prefix) ? await findDomain(host, cid) : null;
+  return dom && !(await isFence(host, dom)) ? dom : null;
+}
+
+export async function requireDomain(host: Host, cid: string): Promise<DomainRef> {
+  const dom = await findVmDomain(host, cid);
   if (!dom) throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
   return dom;
 }
@@ -209,7 +247,7 @@ export async function requireDomain(host: Host, cid: string): Promise<DomainRef>
  * DHCP reservations left behind.
  */
 export async function deleteVM(host: Host, cid: VMCID, profile?: Pick<BackendProfile, 'vms'>): Promise<void> {
-  const dom = isCid(cid, 'vm', host.config.name_prefix) ? await findDomain(host, cid) : null;
+  const dom = await findVmDomain(host, cid);
   if (!dom) {
     // Volumes named after a VM that is gone are still its own: sweep them, then report.
     if (isCid(cid, 'vm', host.config.name_prefix)) {
@@ -243,7 +281,7 @@ async function deleteOwnedVolumes(host: Host, vm: string, listed: string[], prof
 }
 
 export async function hasVM(host: Host, cid: VMCID): Promise<boolean> {
-  return isCid(cid, 'vm', host.config.name_prefix) && (await findDomain(host, cid)) !== null;
+  return (await findVmDomain(host, cid)) !== null;
 }
 
 /**

@@ -3,8 +3,9 @@
 // sequence around these steps (define, start, undo on failure) is shared: see
 // src/driver/libvirt/vms.ts.
 import type { Host } from '../libvirt/host.js';
-import { createVolume, deleteVolumeIfExists, writeBufferVolume } from '../libvirt/host.js';
+import { createVolume, writeBufferVolume } from '../libvirt/host.js';
 import { withStemcellLock } from '../libvirt/lock.js';
+import { undoVolume } from '../libvirt/fence.js';
 import type { VmShape } from '../libvirt/cloud-properties.js';
 import { plannedReservations, interfaceDevices, routedPrefixes } from '../libvirt/networking.js';
 import { vmMetadata } from '../libvirt/vms.js';
@@ -112,7 +113,7 @@ export async function prepare(b: VmBuild): Promise<DomainSpec> {
 
     step('creating the root disk');
     const rootBytes = shape.rootMiB !== undefined ? BigInt(shape.rootMiB) * MiB : 0n;
-    const madeRoot = undo.begin(`volume ${names.root}`, () => deleteVolumeIfExists(host, names.root));
+    const madeRoot = undo.begin(`volume ${names.root}`, undoVolume(host, names.root));
     const vol = await createVolume(host, {
       name: names.root,
       capacityBytes: rootBytes > stemcell.virtualSize ? rootBytes : stemcell.virtualSize,
@@ -130,7 +131,7 @@ export async function prepare(b: VmBuild): Promise<DomainSpec> {
   let ephemeral: { id: string; path: string } | undefined;
   if (shape.ephemeralMiB > 0) {
     step('creating the ephemeral disk');
-    made = undo.begin(`volume ${names.ephemeral}`, () => deleteVolumeIfExists(host, names.ephemeral));
+    made = undo.begin(`volume ${names.ephemeral}`, undoVolume(host, names.ephemeral));
     const eph = await createVolume(host, { name: names.ephemeral, capacityBytes: BigInt(shape.ephemeralMiB) * MiB, allocationBytes: 0n, format: 'qcow2' });
     made();
     ephemeralPath = await host.conn.volumes.getPath(eph);
@@ -140,13 +141,13 @@ export async function prepare(b: VmBuild): Promise<DomainSpec> {
 
   step('writing the config drive');
   const settings = buildVmSettings(host, { vm, agentId: req.agentId, networks: plan.agentNetworks, env: req.env, ephemeral, persistent: {} });
-  made = undo.begin(`volume ${names.config}`, () => deleteVolumeIfExists(host, names.config));
+  made = undo.begin(`volume ${names.config}`, undoVolume(host, names.config));
   const cfgVol = await writeBufferVolume(host, names.config, configDriveImage(vm, settings));
   made();
   const configPath = await host.conn.volumes.getPath(cfgVol);
   if (keepsSettingsVolume(req.stemcellApiVersion)) {
     // Old agents re-read disk settings from the drive: keep the document to rewrite it.
-    made = undo.begin(`volume ${settingsVolumeName(vm)}`, () => deleteVolumeIfExists(host, settingsVolumeName(vm)));
+    made = undo.begin(`volume ${settingsVolumeName(vm)}`, undoVolume(host, settingsVolumeName(vm)));
     await writeSettingsVolume(host, vm, settings);
     made();
   }
