@@ -29,6 +29,7 @@ describe('disk CIDs', () => {
         expect(serial.length).toBeLessThanOrEqual(20);
         expect(agentFinds(cid, serial)).toEqual({ first20: true, whole: true });
       }),
+      { endOnFailure: true },
     );
   });
 
@@ -61,6 +62,7 @@ describe('disk CIDs', () => {
         expect(parseOwnedName(mine, cid + suffix)?.cid).toBe(cid);
         expect(parseOwnedName(other, cid + suffix)).toBeNull();
       }),
+      { endOnFailure: true },
     );
   });
 
