@@ -4,7 +4,7 @@
 // guest and checks from inside it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireBundle } from '../helpers/cpi.js';
@@ -287,6 +287,21 @@ describe('disks', () => {
     const err = await cpiError(config, 'create_disk', [10 * 1024 * 1024 * 1024, {}, null]);
     expect(err.type).toBe('Bosh::Clouds::NoDiskSpace');
     expect(volumes()).toEqual(before);
+  });
+
+  it('create_disk draws another CID when the first one is taken (the pool refuses it atomically), leaving the existing disk alone', async () => {
+    // A random collision cannot be caused on demand: the first draw is forced to the existing disk's CID.
+    const before = statSync(`${poolPath}/${disk}`).mtimeMs;
+    const other = (await cpi(config, 'create_disk', [50, {}, null], { env: { BOSH_LIBVIRT_CPI_FAULTS: `first-disk-cid=${disk}` } })) as string;
+    try {
+      expect(other).not.toBe(disk);
+      expect(other).toMatch(/^t-drv-d-[0-9a-z]{12}$/);
+      const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', `${poolPath}/${disk}`], { encoding: 'utf8' }));
+      expect(info['virtual-size']).toBe(100 * 1024 * 1024);
+      expect(statSync(`${poolPath}/${disk}`).mtimeMs).toBe(before);
+    } finally {
+      await cpi(config, 'delete_disk', [other]);
+    }
   });
 
   it('attach_disk hot-plugs it with the CID as its serial and returns the hint', async () => {

@@ -10,6 +10,7 @@ import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { BackendProfile } from '../profile.js';
 import { ErrorCode, isLibvirtError, type VolRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotFound, NoDiskSpace } from '../../errors.js';
+import { faultValue } from '../../util/faults.js';
 
 const MiB = 1024n * 1024n;
 
@@ -36,7 +37,9 @@ export async function createDisk(host: Host, profile: BackendProfile, sizeMiB: n
   // another CPI process that drew the same) is refused atomically by the pool, and a
   // new CID is drawn.
   for (let attempt = 1; ; attempt++) {
-    const cid = newCid(host.config.name_prefix, 'disk');
+    // (tests force a collision of the first draw with an existing disk: first-disk-cid=<cid>)
+    const forced = attempt === 1 ? faultValue('first-disk-cid') : undefined;
+    const cid = (forced ?? newCid(host.config.name_prefix, 'disk')) as DiskCID;
     try {
       await createVolume(host, profile.disks.volume(cid, bytes));
       return cid;
