@@ -206,13 +206,15 @@ export async function resolveGuestDisk(
 
 /**
  * Waits (bounded) until the guest has a block device with this serial: a hot-plugged
- * disk appears a moment after attach_disk returns. Asking the resolver before that
- * races it (its ID lookup can miss a disk its path lookup then finds).
+ * disk appears a moment after attach_disk returns. Asking the resolver with a path
+ * before that races it (its ID lookup can miss a disk its path lookup then finds).
+ * Asks the resolver itself, with the serial as the name and no path, so only an ID
+ * match answers (the full report is slow on a loaded TCG guest).
  */
 export async function waitForGuestSerial(baseUrl: string, serial: string, tries = 60): Promise<boolean> {
   for (let i = 0; i < tries; i++) {
-    const r = await fetchGuestReport(baseUrl).catch(() => null);
-    if (r?.block_devices.some((b) => b.serial === serial)) return true;
+    const r = await resolveGuestDisk(baseUrl, { cid: serial, rule: 'whole' }).catch(() => null);
+    if (r?.resolved_by === 'id') return true;
     await new Promise((res) => setTimeout(res, 500));
   }
   return false;
