@@ -9,6 +9,7 @@ import { parseNetwork } from '../xml/index.js';
 import { formatCidr, networkBase } from '../network/index.js';
 import { formatBytes, isExecutableFile, isLocalUri, openConnection } from './common.js';
 import { backendForUri } from '../driver/backends.js';
+import { DISK_CID_LENGTH, SHORT_DISK_MARK, SHORT_DISK_PREFIX_MAX, shortDiskCids } from '../driver/cids.js';
 import { lxcChecks, probeLxcHost } from './doctor-lxc.js';
 import { probeReaper, reaperChecks } from './doctor-reaper.js';
 
@@ -51,6 +52,16 @@ export function probeLocalHost(): LocalHost {
   return { cpuinfo, devKvm: existsSync('/dev/kvm'), hookExists: existsSync(HOOK_PATH), hookExecutable: isExecutableFile(HOOK_PATH), pathExists: existsSync };
 }
 
+/** Whether the BOSH agent will find this config's new persistent disks by ID (cids.ts). */
+function diskCids(config: Config, add: (name: string, status: Status, message: string) => void): void {
+  const p = config.name_prefix;
+  if (shortDiskCids(p)) {
+    add('disk cids', 'OK', `new disk CIDs are ${DISK_CID_LENGTH} characters (${JSON.stringify(p)} + "${SHORT_DISK_MARK}" + random) and each disk's virtio serial: the BOSH agent finds persistent disks by ID`);
+  } else {
+    add('disk cids', 'WARN', `name_prefix ${JSON.stringify(p)} has ${p.length} characters, more than ${SHORT_DISK_PREFIX_MAX}: new disk CIDs take the long form ${p}disk-<uuid>, longer than any virtio serial, so the BOSH agent finds those disks by their hint's path only, after its ID lookup has timed out at each mount; a name_prefix of at most ${SHORT_DISK_PREFIX_MAX} characters gives ${DISK_CID_LENGTH}-character disk CIDs it finds by ID`);
+  }
+}
+
 export async function runDoctor(config: Config, configFile: string, local: LocalHost | null): Promise<Check[]> {
   const checks: Check[] = [];
   const add = (name: string, status: Status, message: string) => checks.push({ name, status, message });
@@ -69,6 +80,7 @@ export async function runDoctor(config: Config, configFile: string, local: Local
     const lxc = backendForUri(config.libvirt.uri).name === 'lxc';
     await versions(conn, config, add);
     if (!lxc) await kvm(conn, config, local, add);
+    if (!lxc) diskCids(config, add);
     await pool(conn, config, add);
     await network(conn, config, local, add);
     networkStateDir(local, add);

@@ -68,7 +68,7 @@ async function guestReport(address: string, notBoot?: string, timeoutMs = 180_00
   let last = '';
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`http://${address}:8080/cgi-bin/report`, { signal: AbortSignal.timeout(5000) });
+      const res = await fetch(`http://${address}:8080/cgi-bin/report`, { signal: AbortSignal.timeout(30_000) }); // the report takes seconds on a loaded TCG guest
       const report = (await res.json()) as Report;
       if (!notBoot || report.boot_id !== notBoot) return report;
     } catch (e) {
@@ -80,8 +80,9 @@ async function guestReport(address: string, notBoot?: string, timeoutMs = 180_00
 }
 
 function describeGuest(r: Report): void {
-  const nic = Object.values(r.networks).find((n) => n.iface);
-  console.log(`    guest: agent ${r.agent_id}, ${nic?.iface} (${nic?.mac}) has ${nic?.addresses.join(', ')}`);
+  // one line per NIC: each network has its own (dual-homed)
+  const nics = Object.values(r.networks).filter((n) => n.iface);
+  console.log(`    guest: agent ${r.agent_id}, ${nics.map((n) => `${n.iface} (${n.mac}) has ${n.addresses.join(', ')}`).join('; ')}`);
   console.log(`    guest: ${r.routes.ipv4.find((l) => l.startsWith('default'))}; ${r.routes.ipv6.find((l) => l.startsWith('default'))}`);
   console.log(`    guest: ephemeral disk ${r.disks.ephemeral?.device} (found by ${r.disks.ephemeral?.resolved_by}); problems: ${r.errors.length ? r.errors.join('; ') : 'none'}`);
 }
@@ -112,8 +113,8 @@ async function main(): Promise<void> {
     created.stemcell = cpi('create_stemcell', [join(work, 'image'), { name: 'bosh-libvirt-test-stemcell', disk_format: 'qcow2' }, { tags: { demo: 'true' } }]) as string;
 
     const networks = {
-      ipv4: { type: 'manual', ip: V4.vm, netmask: '255.255.255.0', gateway: V4.gw, dns: [V4.gw], default: ['dns', 'gateway'], nic_group: 'demo', cloud_properties: { name: NETWORK } },
-      ipv6: { type: 'manual', ip: V6.vm, netmask: 'ffff:ffff:ffff:ffff:0000:0000:0000:0000', gateway: V6.gw, default: ['gateway'], nic_group: 'demo', cloud_properties: { name: NETWORK } },
+      ipv4: { type: 'manual', ip: V4.vm, netmask: '255.255.255.0', gateway: V4.gw, dns: [V4.gw], default: ['dns', 'gateway'], cloud_properties: { name: NETWORK } },
+      ipv6: { type: 'manual', ip: V6.vm, netmask: 'ffff:ffff:ffff:ffff:0000:0000:0000:0000', gateway: V6.gw, default: ['gateway'], cloud_properties: { name: NETWORK } },
     };
     const [vm] = cpi('create_vm', ['demo-agent', created.stemcell, { cpu: 1, ram: 256 }, networks, [], { bosh: { ipv6: { enable: true } } }], { vm: { stemcell: { api_version: 3 } } }) as [string];
     created.vm = vm;
@@ -126,15 +127,19 @@ async function main(): Promise<void> {
     cpi('set_vm_metadata', [vm, { director: 'demo', deployment: 'demo', instance_group: 'web', index: '0' }]);
     created.disk = cpi('create_disk', [64, {}, vm]) as string;
     const hint = cpi('attach_disk', [vm, created.disk]) as { id: string; path: string };
-    // Hot-plug takes the guest a moment: ask until it resolves the hint (bounded).
-    let seen: unknown;
+    console.log(`    disk CID ${created.disk} (${created.disk.length} characters) is its virtio serial: ${hint.id === created.disk}`);
+    // Hot-plug takes the guest a moment: wait until it has the disk (its serial, the
+    // CID), then resolve it as the agent does: by the disk CID, under each agent
+    // generation's rule (the CID's first 20 characters, or all of it), then by path.
     for (let i = 0; i < 30; i++) {
-      const res = await fetch(`http://${V4.vm}:8080/cgi-bin/resolve?id=${hint.id}&path=${hint.path}`);
-      seen = await res.json();
-      if (res.ok) break;
+      const res = await fetch(`http://${V4.vm}:8080/cgi-bin/resolve?cid=${created.disk}`, { signal: AbortSignal.timeout(15_000) }).catch(() => null);
+      if (res?.ok) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
-    console.log(`    guest: the disk hint resolves to ${short(seen)}`);
+    for (const rule of ['first20', 'whole']) {
+      const res = await fetch(`http://${V4.vm}:8080/cgi-bin/resolve?cid=${created.disk}&path=${hint.path}&rule=${rule}`);
+      console.log(`    guest: disk ${created.disk} (agent rule ${rule}) resolves to ${short(await res.json())}`);
+    }
     created.snapshot = cpi('snapshot_disk', [created.disk, { demo: 'true' }]) as string;
 
     cpi('reboot_vm', [vm]);

@@ -29,3 +29,13 @@ export async function maybeDelay(point: string): Promise<void> {
   const ms = Number(process.env.BOSH_LIBVIRT_CPI_FAULT_DELAY_MS ?? 2000);
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * The value of an armed `<name>=<value>` point, or undefined. For draws a test cannot
+ * make happen for real, e.g. a random name that collides with an existing one.
+ */
+export function faultValue(name: string): string | undefined {
+  if (points.size === 0) return undefined;
+  for (const p of points) if (p.startsWith(`${name}=`)) return p.slice(name.length + 1);
+  return undefined;
+}

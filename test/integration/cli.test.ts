@@ -102,6 +102,15 @@ describe('doctor', () => {
     expect(r.stdout).toMatch(/^(OK|WARN)\s+kvm\s/m);
     expect(r.stdout).toMatch(/^OK\s+domain_type\s+qemu/m);
     expect(r.stdout).toMatch(/^(OK|WARN)\s+prefix_hook\s+\/etc\/libvirt\/hooks\/qemu/m);
+    expect(r.stdout).toMatch(/^OK\s+disk cids\s+new disk CIDs are 20 characters \("t-cli-" \+ "d-" \+ random\)/m);
+  });
+
+  it('WARNs that under a name_prefix too long for a 20-character disk CID the agent finds disks by path only', () => {
+    const long = testConfig({ prefix: PREFIX, network: NET, overrides: { name_prefix: 't-cli-longer-' } });
+    temps.push(dirname(long.path));
+    const r = cli(['doctor', '--config', long.path]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^WARN\s+disk cids\s+name_prefix "t-cli-longer-" has 13 characters, more than 10: new disk CIDs take the long form t-cli-longer-disk-<uuid>.*by their hint's path only/m);
   });
 
   it('prints the checks as JSON with --json', () => {

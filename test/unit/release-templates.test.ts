@@ -537,7 +537,7 @@ describe('manifests/ (ops files for bosh-deployment)', () => {
     expect(m.variables.map((v: { name: string }) => v.name)).toEqual(expect.arrayContaining(['libvirt_ssh', 'libvirt_ca', 'libvirt_client_tls']));
   });
 
-  it('cloud-config.yml has a dual-stack NIC group pair and a delegated prefix network', () => {
+  it('cloud-config.yml has an IPv4 and an IPv6 network on one libvirt network (dual-homed) and a delegated prefix network', () => {
     const cc = parseYaml(readFileSync(join(MANIFESTS, 'cloud-config.yml'), 'utf8')) as Record<string, any>;
     for (const key of ['azs', 'vm_types', 'disk_types', 'networks', 'compilation']) expect(cc, key).toHaveProperty(key);
     const nets = new Map<string, any>(cc.networks.map((n: { name: string }) => [n.name, n]));

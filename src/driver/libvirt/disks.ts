@@ -9,8 +9,9 @@ import { domainsUsing, volumePath } from './volume-users.js';
 import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { BackendProfile } from '../profile.js';
-import type { VolRef } from '../../libvirt/index.js';
+import { ErrorCode, isLibvirtError, type VolRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotFound, NoDiskSpace } from '../../errors.js';
+import { faultValue } from '../../util/faults.js';
 
 const MiB = 1024n * 1024n;
 
@@ -33,15 +34,25 @@ export async function createDisk(host: Host, profile: BackendProfile, sizeMiB: n
   if (bytes > info.capacity) {
     throw new NoDiskSpace(`Cannot create a ${sizeMiB} MiB disk: pool ${host.config.storage.pool} holds ${info.capacity / MiB} MiB in all`, { okToRetry: false });
   }
-  const cid = newCid(host.config.name_prefix, 'disk');
-  try {
-    await createVolume(host, profile.disks.volume(cid, bytes));
-  } catch (e) {
-    if (!isConnectionLost(e)) throw e;
-    throw await lostWhileCreating(host, cid, e);
+  // A 20-character CID has a short random part: a name already taken (a collision, or
+  // another CPI process that drew the same) is refused atomically by the pool, and a
+  // new CID is drawn.
+  for (let attempt = 1; ; attempt++) {
+    // (tests force a collision of the first draw with an existing disk: first-disk-cid=<cid>)
+    const forced = attempt === 1 ? faultValue('first-disk-cid') : undefined;
+    const cid = (forced ?? newCid(host.config.name_prefix, 'disk')) as DiskCID;
+    try {
+      await createVolume(host, profile.disks.volume(cid, bytes));
+      return cid;
+    } catch (e) {
+      if (isConnectionLost(e)) throw await lostWhileCreating(host, cid, e);
+      if (!isLibvirtError(e, ErrorCode.STORAGE_VOL_EXIST) || attempt >= CREATE_ATTEMPTS) throw e;
+      host.log.info({ disk: cid }, 'create_disk: the name is taken, drawing another');
+    }
   }
-  return cid;
 }
+
+const CREATE_ATTEMPTS = 5;
 
 /**
  * create_disk's connection died under the volume's creation: libvirt may have made it and
