@@ -75,7 +75,7 @@ describe('create_disk whose connection drops after libvirt made the volume (its 
     expect(proxy.cuts).toBe(1);
     expect(err.type).toBe('Bosh::Clouds::CloudError');
     expect(err.ok_to_retry).toBe(true);
-    expect(err.message).toMatch(/^create_disk lost its connection to libvirt \(qemu\+unix:.*\) while creating disk t-errt-disk-[0-9a-f-]{36}: .*; on a new connection volume t-errt-disk-[0-9a-f-]{36} was removed \(or had not been made\): nothing is left/);
+    expect(err.message).toMatch(/^create_disk lost its connection to libvirt \(qemu\+unix:.*\) while creating disk t-errt-d-[a-z0-9]{11}: .*; on a new connection volume t-errt-d-[a-z0-9]{11} was removed \(or had not been made\): nothing is left/);
     expect(leftovers(PREFIX)).toEqual([]);
   }, 60_000);
 
@@ -83,7 +83,7 @@ describe('create_disk whose connection drops after libvirt made the volume (its 
     proxy.arm({ procedure: STORAGE_VOL_CREATE_XML, when: 'after-reply', thenRefuse: true });
     const err = await cpiError(viaProxy, 'create_disk', [64, {}, null]);
     expect(err.type).toBe('Bosh::Clouds::CloudError');
-    const cid = /the volume (t-errt-disk-[0-9a-f-]{36}) in pool t-errt-pool may be LEFT BEHIND/.exec(err.message)?.[1];
+    const cid = /the volume (t-errt-d-[a-z0-9]{11}) in pool t-errt-pool may be LEFT BEHIND/.exec(err.message)?.[1];
     expect(cid, err.message).toBeDefined();
     expect(err.message).toContain(`virsh vol-delete ${cid} --pool t-errt-pool`);
     expect(leftovers(PREFIX)).toEqual([cid]);
