@@ -540,7 +540,7 @@ describe('manifests/ (ops files for bosh-deployment)', () => {
 
   it('create-env-example.yml gives the CPI only declared properties, and they render a valid config', () => {
     // With docs/deploying.md's values for the variables the CPI's config validates.
-    const values: Record<string, string> = { name_prefix: 'example-', storage_pool: 'bosh-example', storage_path: '/var/lib/libvirt/bosh-example', mbus_bootstrap_password: 'pw' };
+    const values: Record<string, string> = { name_prefix: 'example-', storage_pool: 'bosh-example', storage_path: '/var/lib/libvirt/bosh-example', mbus_bootstrap_password: 'pw', domain_type: 'qemu' };
     const text = readFileSync(join(MANIFESTS, 'create-env-example.yml'), 'utf8').replace(/\(\((\w+)\)\)/g, (v, name: string) => values[name] ?? v);
     const m = parseYaml(text) as Record<string, any>;
     expect(m.cloud_provider.template).toEqual({ name: 'libvirt_cpi', release: 'bosh-libvirt-cpi' });
@@ -549,7 +549,7 @@ describe('manifests/ (ops files for bosh-deployment)', () => {
     for (const path of flat(m.cloud_provider.properties)) expect(specNames.has(path), `cloud_provider.properties.${path}`).toBe(true);
     const config = ConfigSchema.parse(render(m.cloud_provider.properties).config());
     expect(config).toMatchObject({
-      libvirt: { uri: 'qemu:///system' }, name_prefix: 'example-', storage: { pool: 'bosh-example', path: '/var/lib/libvirt/bosh-example' },
+      libvirt: { uri: 'qemu:///system' }, domain_type: 'qemu', name_prefix: 'example-', storage: { pool: 'bosh-example', path: '/var/lib/libvirt/bosh-example' },
       agent: { mbus: 'https://mbus:pw@0.0.0.0:6868', blobstore: { provider: 'local', options: { blobstore_path: '/var/vcap/micro_bosh/data/cache' } } },
     });
   });
