@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants, cpSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ROOT } from './cpi.js';
+import { SHARED_TOOLS_DIR } from './real-tools.js';
 import { scratchDir } from './scratch.js';
 
 export type BoshCli = { bin: string; skip?: undefined } | { bin?: undefined; skip: string };
@@ -24,7 +25,7 @@ export function findBoshCli(): BoshCli {
     }
     return { bin: resolve(named) };
   }
-  const shared = resolve(ROOT, '../shared/tools/bosh');
+  const shared = join(SHARED_TOOLS_DIR, 'bosh');
   if (existsSync(shared)) return { bin: shared };
   return { skip: `no bosh CLI: neither BOSH_CLI_BIN nor ${shared} (the CI provides it there; see its README)` };
 }
@@ -66,18 +67,21 @@ async function runLogged(cmd: string, args: string[], opts: { cwd?: string; time
  */
 export async function buildCpiRelease(cli: string, home: string, tarball: string, opts: { offline?: boolean; env?: NodeJS.ProcessEnv; allowFail?: boolean } = {}): Promise<BoshRun> {
   const script = join(ROOT, 'scripts/prepare-release.sh');
-  const args = ['--skip-build', '--version', '0.0.0+dev.test', '--tarball', tarball];
+  const args = ['--skip-build', '--tarball', tarball];
   const env = { ...process.env, HOME: home, BOSH_CLI_BIN: cli, ...opts.env };
   return opts.offline
     ? runLogged('unshare', ['--net', script, ...args], { env, allowFail: opts.allowFail })
     : runLogged(script, args, { env, allowFail: opts.allowFail });
 }
 
-/** fixtures/keeper-release as a dev release tarball, built from a copy (create-release writes into its directory). */
+/**
+ * fixtures/keeper-release as a dev release tarball, as docs/deploying.md builds it, but from
+ * a copy: create-release writes .dev_builds/ and dev_releases/ into the release directory.
+ */
 export async function buildKeeperRelease(cli: string, home: string, tarball: string): Promise<BoshRun> {
   const dir = join(scratchDir('t-keeper-release-'), 'keeper-release');
   cpSync(join(ROOT, 'fixtures/keeper-release'), dir, { recursive: true });
-  return bosh(cli, home, ['create-release', '--dir', dir, '--force', '--version', '1+dev.test', '--tarball', tarball]);
+  return bosh(cli, home, ['create-release', '--dir', dir, '--force', '--tarball', tarball]);
 }
 
 export interface LocalRelease {
