@@ -112,6 +112,13 @@ describe('what a failed or abandoned create_vm leaves', () => {
     const { report: found } = await orphansCli(config, ['--delete', '--min-age', '0']);
     expect(found.failed ?? []).toEqual([]);
     expect(volumes()).toEqual([]);
+    // Its define might still be queued in libvirtd, so the sweep fenced the VM's name and
+    // says it is not complete; the next sweep removes the fence and is (docs/crash-safety.md).
+    expect((found as { complete?: boolean }).complete).toBe(false);
+    expect(containers()).toEqual([vm]);
+    const { report: second } = await orphansCli(config, ['--delete', '--min-age', '0']);
+    expect((second as { complete?: boolean }).complete, JSON.stringify(second)).toBe(true);
+    expect(containers()).toEqual([]);
     // the disk that was inside the VM's disk directory is back in the pool, data and all
     expect(readFileSync(join(POOL_PATH, disk, 'data'), 'utf8')).toBe('persistent');
     await cpi(config, 'delete_disk', [disk]);
