@@ -1,12 +1,14 @@
 // Several libvirt hosts behind one CPI (docs/multi-host.md): a Driver that routes every
 // call to one per-host LibvirtDriver. libvirt on each host stays the only state store:
-// VM and disk CIDs carry their birth host (`<cid>@<host>`, locate.ts), disks that moved
-// are found through a forwarding record, stemcells have one CID on every host.
+// VM CIDs and long-form disk CIDs carry their birth host (`<cid>@<host>`, locate.ts),
+// 20-character disk CIDs go out bare (the agent looks them up whole) and are looked for
+// on every host, disks that moved are found through a forwarding record, stemcells have
+// one CID on every host.
 import type { Config } from '../config/schema.js';
 import { resolveHosts, type HostConfig } from '../config/hosts.js';
 import type { Logger } from '../log/logger.js';
 import type { CloudProperties, CreateVMRequest, DiskHint, Driver, Networks } from '../driver/driver.js';
-import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../driver/cids.js';
+import { isShortDiskCid, type DiskCID, type SnapshotCID, type StemcellCID, type VMCID } from '../driver/cids.js';
 import type { LibvirtDriver } from '../driver/libvirt/driver.js';
 import { calculateVMCloudProperties, planVmNetworks, requireDomain } from '../driver/libvirt/vms.js';
 import { checkNetworks } from '../driver/libvirt/networking.js';
@@ -245,9 +247,13 @@ export class MultiHostDriver implements Driver {
     return locateVolume(base, host, this.handles());
   }
 
-  /** Where a disk was born: its CID says so, or (from before `hosts`) where it was found. */
-  private birthHost(cid: string, at: Located): string {
-    return splitHost(cid).host ?? at.host;
+  /**
+   * Where a disk was born: its CID says so; a CID without a host part (a 20-character
+   * one, or one from before `hosts`) has it in the record a move left next to the disk,
+   * or was born where it is found.
+   */
+  private async birthHost(cid: string, at: Located): Promise<string> {
+    return splitHost(cid).host ?? (await readBirth(at.home, at.vol.name)) ?? at.host;
   }
 
   private async requireDisk(cid: DiskCID): Promise<{ d: LibvirtDriver; cid: DiskCID; at: Located }> {
@@ -271,13 +277,13 @@ export class MultiHostDriver implements Driver {
     }
     const d = await this.driver(name, 'the disk\'s host');
     const cid = await d.createDisk(sizeMiB, rest, vmCid ? (splitHost(vmCid).cid as VMCID) : null);
-    return withHost(cid, name) as DiskCID;
+    return directorDiskCid(cid, name);
   }
 
   async deleteDisk(cid: DiskCID): Promise<void> {
     const r = await this.requireDisk(cid);
     await r.d.deleteDisk(r.cid);
-    const birth = this.birthHost(cid, r.at);
+    const birth = await this.birthHost(cid, r.at);
     if (birth !== r.at.host) {
       await deleteRecord(r.at.home, bornName(r.cid));
       // the forwarding record would point at nothing (left if the birth host is down now: harmless, lookups check the target)
@@ -297,7 +303,7 @@ export class MultiHostDriver implements Driver {
       const users = await domainsUsing(r.d.host, [volumePath(r.d.host, r.cid)]);
       if (users.length) throw new CloudError(`attach_disk: disk ${diskCid} is in use by ${users.join(', ')} on host ${r.at.host}; detach it first`);
       this.log.info({ disk: diskCid, from: r.at.host, to: v.host }, 'moving the disk to the VM\'s host');
-      await moveDisk(r.cid, this.handle(this.birthHost(diskCid, r.at)), r.at.home, homeOf(v.host, v.d), [sidecarName(r.cid)], { log: (l) => this.log.info(l) });
+      await moveDisk(r.cid, this.handle(await this.birthHost(diskCid, r.at)), r.at.home, homeOf(v.host, v.d), [sidecarName(r.cid)], { log: (l) => this.log.info(l) });
     }
     const hint = await v.d.attachDisk(v.cid, r.cid);
     await recordDirectorCid(v.d, v.cid, r.cid, diskCid);
@@ -321,6 +327,7 @@ export class MultiHostDriver implements Driver {
       here.map(async (c) => {
         const as = given.get(c);
         if (as) return as as DiskCID;
+        if (isShortDiskCid(c)) return c;
         const birth = await readBirth(homeOf(v.host, v.d), c);
         return (birth === null && legacy ? c : withHost(c, birth ?? v.host)) as DiskCID;
       }),
@@ -333,7 +340,7 @@ export class MultiHostDriver implements Driver {
   async updateDisk(cid: DiskCID, newSizeMiB: number, props: CloudProperties): Promise<DiskCID | null> {
     const r = await this.requireDisk(cid);
     const next = await (r.d.updateDisk as Driver["updateDisk"])(r.cid, newSizeMiB, props);
-    return next === null ? null : (withHost(next, r.at.host) as DiskCID);
+    return next === null ? null : directorDiskCid(next, r.at.host);
   }
   async setDiskMetadata(cid: DiskCID, metadata: Record<string, string>): Promise<void> {
     const r = await this.requireDisk(cid);
@@ -365,6 +372,17 @@ async function recordDirectorCid(d: LibvirtDriver, vmCid: VMCID, volume: DiskCID
     entry.as = given;
     await writeVmMetadata(d.host, dom, metadata);
   });
+}
+
+/**
+ * The CID the director gets for a disk made on `host`. A 20-character CID goes out bare:
+ * the agent looks the whole CID up under /dev/disk/by-id/ (agents since April 2023), and
+ * `@<host>` would make it longer than any disk serial, so the disk would be found by its
+ * hint's path only. Without the host part a lookup asks every host (locate.ts), as for
+ * disks from before `hosts`. A long-form CID keeps `@<host>`: it is found by path anyway.
+ */
+function directorDiskCid(cid: DiskCID, host: string): DiskCID {
+  return (isShortDiskCid(cid) ? cid : withHost(cid, host)) as DiskCID;
 }
 
 function homeOf(name: string, d: LibvirtDriver): VolumeHome {

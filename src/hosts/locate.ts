@@ -2,7 +2,10 @@
 // behind one CPI.
 //
 // In multi-host mode a CID carries the host it was born on: `<cid>@<host>` (single-host
-// CIDs stay as they are). The part before `@` names the domain or volume on every host,
+// CIDs stay as they are), except a 20-character disk CID, which the BOSH agent must see
+// whole (cids.ts): that one is bare, and a lookup asks every host for it, as for a CID
+// from before the config listed hosts; a disk's `.born` record (below) keeps its birth
+// host once it moves. The part before `@` names the domain or volume on every host,
 // so a disk keeps its CID when it moves. A lookup asks the birth host first; a disk moved
 // away leaves a forwarding record there, a tiny volume `<cid>.moved` holding the name of
 // the host it went to. If the record is missing or stale (a move interrupted between

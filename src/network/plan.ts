@@ -2,9 +2,11 @@
 // gets back. Pure: the driver does the I/O (DHCP reservations, prefix routes, XML).
 //
 // The rules follow what the director sends and what other CPIs made the norm:
-// - `nic_group` puts networks on one NIC (docs-bosh network-interface-groups);
-// - without it, one IPv4 and one IPv6 manual network on the same libvirt network make a
-//   dual-stack NIC, as the AWS CPI does for two networks on one subnet;
+// - `nic_group` puts networks on one NIC (docs-bosh network-interface-groups), and
+//   nothing else does: without it every network with an address gets a NIC of its own
+//   (dual-homed), the one form every BOSH agent takes (agents from before 2025 refuse
+//   more networks than NICs; later ones write one file per network under the NIC's name,
+//   so one address replaces the other: docs/networking.md);
 // - a `prefix` other than 32/128 is a delegated prefix (RFC-0038): it rides on a NIC that
 //   has an address of its own and the agent must not configure it.
 import { CloudError, badInput, show } from '../errors.js';
@@ -329,10 +331,6 @@ function groupIntoNics(nets: CheckedNet[]): Group[] {
       addMember(group, net);
     } else if (net.type === 'manual' && net.role === 'prefix') {
       ungroupedPrefixes.push(net);
-    } else if (net.type === 'manual') {
-      const partner = groups.find((g) => isAutoAddressGroup(g, net) && slotOf(g, addressSlot(net.family)) === undefined);
-      const group = partner ?? pushed(groups, newGroup(net));
-      addMember(group, net);
     } else {
       addMember(pushed(groups, newGroup(net)), net);
     }

@@ -41,12 +41,13 @@ async function createVM(agent: string, host: number, props: Record<string, unkno
 }
 
 /**
- * Polls the guest's disk resolver until the disk's id resolves (a hot-plugged disk takes
- * a moment, and its device node can appear before its serial is readable).
+ * Polls the guest's disk resolver until the disk resolves (a hot-plugged disk takes a
+ * moment). This file's name prefix is longer than a 20-character disk CID can hold
+ * (cids.ts): its disks have long CIDs, which the agent finds by the hint's path only.
  */
-async function waitForGuestDisk(ip: string, hint: { id: string }) {
+async function waitForGuestDisk(ip: string, disk: { cid: string; path: string }) {
   for (let i = 0; i < 60; i++) {
-    const seen = await resolveGuestDisk(agentUrl(ip), hint);
+    const seen = await resolveGuestDisk(agentUrl(ip), disk);
     if (seen) return seen;
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -126,9 +127,10 @@ for (const m of machines) {
         expect(report.networks.ipv4!.addresses).toEqual(expect.arrayContaining([`${ip}/24`, `fd00:140::${m.host}/64`]));
       }));
 
-    it('finds the ephemeral disk by id, and its path hint /dev/vdb names the same disk', () =>
+    it('finds the ephemeral disk by its path hint /dev/vdb (it has no CID for an ID lookup)', () =>
       inGuest(vm, () => {
-        expect(report.disks.ephemeral).toMatchObject({ resolved_by: 'id', device: '/dev/vdb' });
+        expect(report.disks.ephemeral).toMatchObject({ resolved_by: 'path', device: '/dev/vdb' });
+        expect(report.block_devices.find((b) => b.name === 'vdb')?.serial).toBe((report.disks.ephemeral!.hint as { id: string }).id);
         expect(report.disks.system.device).toBe('/dev/vda');
       }));
 
@@ -137,11 +139,12 @@ for (const m of machines) {
         const disk = (await cpi(config, 'create_disk', [16, {}, vm])) as string;
         const hint = (await cpi(config, 'attach_disk', [vm, disk])) as Hint;
         expect(hint.path).toBe(m.firstPersistent);
-        // found by its serial, under the very name the path hint gives
-        const byId = await waitForGuestDisk(ip, { id: hint.id });
-        expect(byId).toMatchObject({ resolved_by: 'id', device: hint.path, size_bytes: 16 * 1024 * 1024 });
+        // a long CID (this prefix): found by the path hint, which names this very disk
+        const seen = await waitForGuestDisk(ip, { cid: disk, path: hint.path });
+        expect(seen).toMatchObject({ resolved_by: 'path', device: hint.path, size_bytes: 16 * 1024 * 1024 });
+        expect((await fetchGuestReport(agentUrl(ip))).block_devices).toContainEqual({ name: hint.path.slice('/dev/'.length), serial: hint.id, size_bytes: 16 * 1024 * 1024 });
         await cpi(config, 'detach_disk', [vm, disk]);
-        expect(await resolveGuestDisk(agentUrl(ip), { id: hint.id })).toBeNull();
+        expect(await resolveGuestDisk(agentUrl(ip), { cid: disk, path: hint.path })).toBeNull();
         await cpi(config, 'delete_disk', [disk]);
       }), 240_000);
 
@@ -149,7 +152,7 @@ for (const m of machines) {
       inGuest(vm, async () => {
         const disk = (await cpi(config, 'create_disk', [16, {}, vm])) as string;
         const hint = (await cpi(config, 'attach_disk', [vm, disk])) as Hint;
-        expect(await waitForGuestDisk(ip, { id: hint.id })).not.toBeNull();
+        expect(await waitForGuestDisk(ip, { cid: disk, path: hint.path })).not.toBeNull();
         const boots = parseGuestReports(readFileSync(serialLog(vm), 'latin1')).length;
         await cpi(config, 'reboot_vm', [vm]);
         // The guest is in its firmware or early kernel now: the first unplug request is lost.
@@ -158,7 +161,7 @@ for (const m of machines) {
         const again = await readGuestReport(serialLog(vm), BOOT_TIMEOUT_MS, boots + 1);
         expect(again.errors).toEqual([]);
         await guestAnswers(ip);
-        expect(await resolveGuestDisk(agentUrl(ip), { id: hint.id })).toBeNull();
+        expect(await resolveGuestDisk(agentUrl(ip), { cid: disk, path: hint.path })).toBeNull();
         await cpi(config, 'delete_disk', [disk]);
       }), DETACH_TIMEOUT_S * 1000 + BOOT_TIMEOUT_MS + 60_000);
   });
@@ -176,7 +179,7 @@ describe('detach_disk right after create_vm (the disk attached while the guest b
       const report = await readGuestReport(serialLog(vm), BOOT_TIMEOUT_MS);
       expect(report.errors).toEqual([]);
       await guestAnswers('198.18.140.12');
-      expect(await resolveGuestDisk(agentUrl('198.18.140.12'), { id: hint.id })).toBeNull();
+      expect(await resolveGuestDisk(agentUrl('198.18.140.12'), { cid: disk, path: hint.path })).toBeNull();
       await cpi(config, 'delete_disk', [disk]);
     });
   }, DETACH_TIMEOUT_S * 1000 + BOOT_TIMEOUT_MS + 60_000);

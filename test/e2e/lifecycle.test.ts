@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireBundle } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, leftovers, removeNetwork, testConfig } from '../helpers/driver-fixtures.js';
-import { agentUrl, buildTestStemcell, fetchGuestReport, inGuest, readGuestReport, resolveGuestDisk, serialLog, type GuestReport } from '../helpers/stemcell.js';
+import { AGENT_ID_RULES, agentUrl, buildTestStemcell, fetchGuestReport, inGuest, readGuestReport, resolveGuestDisk, serialLog, waitForGuestSerial, type GuestReport } from '../helpers/stemcell.js';
+import { randomUUID } from 'node:crypto';
 import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 't-e2e-';
@@ -16,6 +17,7 @@ const NET = 't-e2e-net';
 const BOOT_TIMEOUT_MS = 180_000;
 
 let config: string;
+let pool: string;
 let stemcell: string;
 const vms: string[] = [];
 
@@ -36,11 +38,24 @@ async function createVM(agent: string, networks: Networks, props: Record<string,
   return res;
 }
 
+/**
+ * Runs a disk check; whatever happens, the disk ends detached and deleted, so a failed
+ * check leaves nothing behind for the later tests (and delete_vm's) to trip over.
+ */
+async function withDisk(vm: string, disk: string, check: () => Promise<void>): Promise<void> {
+  try {
+    await check();
+  } finally {
+    if (((await cpi(config, 'get_disks', [vm]).catch(() => [])) as string[]).includes(disk)) await cpi(config, 'detach_disk', [vm, disk]).catch(() => undefined);
+    await cpi(config, 'delete_disk', [disk]).catch(() => undefined);
+  }
+}
+
 beforeAll(async () => {
   requireBundle();
   cleanupPrefix(PREFIX);
   defineIsolatedNetwork(NET, 't-e2e-br0', 52);
-  ({ path: config } = testConfig({ prefix: PREFIX, network: NET, overrides: {} }));
+  ({ path: config, pool } = testConfig({ prefix: PREFIX, network: NET, overrides: {} }));
   const tarball = await buildTestStemcell();
   const dir = scratchDir('t-e2e-sc-');
   execFileSync('tar', ['-xzf', tarball, '-C', dir, 'image', 'stemcell.MF']);
@@ -54,13 +69,13 @@ afterAll(() => {
   removeNetwork(NET);
 });
 
-describe('a guest on a single IPv4 network', () => {
+describe('a dual-homed guest: an IPv4 and an IPv6 network without nic_group, one NIC each', () => {
   let vm: string;
   let nets: Networks;
   let report: GuestReport;
 
   beforeAll(async () => {
-    [vm, nets] = await createVM('agent-v4', { private: v4(10) });
+    [vm, nets] = await createVM('agent-v4', { private: v4(10), private6: v6(10) });
     report = await inGuest(vm, () => readGuestReport(serialLog(vm), BOOT_TIMEOUT_MS));
   }, BOOT_TIMEOUT_MS + 60_000);
 
@@ -72,26 +87,33 @@ describe('a guest on a single IPv4 network', () => {
       expect(report.config_drive).toBeTruthy();
     }));
 
-  it('matches the network to the NIC by MAC and configures address, gateway and DNS', () =>
+  it('gives each network its own NIC (the agents take one network per NIC) and configures it', () =>
     inGuest(vm, () => {
+      expect(nets.private!.mac).not.toBe(nets.private6!.mac);
+      expect(report.nics).toHaveLength(2);
       const n = report.networks.private!;
+      const n6 = report.networks.private6!;
       expect(n.mode).toBe('static');
       expect(n.mac).toBe(nets.private!.mac);
       expect(report.nics.find((i) => i.name === n.iface)?.mac).toBe(nets.private!.mac);
-      expect(n.addresses).toContain('198.18.52.10/24');
+      expect(report.nics.find((i) => i.name === n6.iface)?.mac).toBe(nets.private6!.mac);
+      expect(n6.iface).not.toBe(n.iface);
+      expect(n.addresses).toEqual(['198.18.52.10/24']);
+      expect(n6.addresses).toEqual(['fd00:52::10/64']);
       expect(report.routes.ipv4.some((r) => r.startsWith('default via 198.18.52.1'))).toBe(true);
       expect(report.dns).toContain('198.18.52.1');
     }));
 
-  it('finds the ephemeral disk by its id hint', () =>
+  it('finds the ephemeral disk by its path hint (it has no CID, so the agent\'s ID lookup fails at once)', () =>
     inGuest(vm, () => {
       expect(report.disks.system.device).toBe('/dev/vda');
-      expect(report.disks.ephemeral).toMatchObject({ resolved_by: 'id', device: '/dev/vdb' });
+      expect(report.disks.ephemeral).toMatchObject({ resolved_by: 'path', device: '/dev/vdb' });
     }));
 
-  it('is reachable from the host over the isolated bridge', () =>
+  it('is reachable from the host over the isolated bridge, on both NICs', () =>
     inGuest(vm, async () => {
       expect((await fetchGuestReport(agentUrl('198.18.52.10'))).agent_id).toBe('agent-v4');
+      expect((await fetchGuestReport(agentUrl('fd00:52::10'))).agent_id).toBe('agent-v4');
     }));
 });
 
@@ -128,21 +150,46 @@ describe('a dual-stack guest (one NIC group) with a persistent disk and a reboot
       expect((await fetchGuestReport(agentUrl('fd00:52::11'))).agent_id).toBe('agent-ds');
     }));
 
-  it('sees a disk attached while running, by its hint, and loses it on a live detach', () =>
+  it('sees a disk attached while running by its CID, with both agent generations\' ID rules, and loses it on a live detach', () =>
     inGuest(vm, async () => {
       const disk = (await cpi(config, 'create_disk', [32, {}, vm])) as string;
-      const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { id: string; path: string };
-      const base = agentUrl('198.18.52.11');
-      let seen = null;
-      for (let i = 0; i < 40 && !seen; i++) {
-        seen = await resolveGuestDisk(base, hint);
-        if (!seen) await new Promise((r) => setTimeout(r, 500));
-      }
-      expect(seen).toMatchObject({ resolved_by: 'id', size_bytes: 32 * 1024 * 1024 });
-      await cpi(config, 'detach_disk', [vm, disk]);
-      expect(await resolveGuestDisk(base, hint)).toBeNull();
-      expect(await cpi(config, 'get_disks', [vm])).toEqual([]);
-      await cpi(config, 'delete_disk', [disk]);
+      await withDisk(vm, disk, async () => {
+        // 20 characters and its own serial: what both agents' ID lookups find
+        expect(disk).toHaveLength(20);
+        const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { id: string; path: string };
+        expect(hint.id).toBe(disk);
+        const base = agentUrl('198.18.52.11');
+        expect(await waitForGuestSerial(base, disk)).toBe(true);
+        for (const rule of AGENT_ID_RULES) {
+          expect({ rule, seen: await resolveGuestDisk(base, { cid: disk, path: hint.path, rule }) }).toEqual({ rule, seen: { resolved_by: 'id', device: hint.path, size_bytes: 32 * 1024 * 1024 } });
+        }
+        await cpi(config, 'detach_disk', [vm, disk]);
+        expect(await resolveGuestDisk(base, { cid: disk, path: hint.path })).toBeNull();
+        expect(await cpi(config, 'get_disks', [vm])).toEqual([]);
+      });
+    }));
+
+  it('still serves a disk with a CID from before (disk-<uuid>): found by its exact path hint, then deleted', () =>
+    inGuest(vm, async () => {
+      // made as an earlier release of the CPI made disks
+      const disk = `${PREFIX}disk-${randomUUID()}`;
+      execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'vol-create-as', pool, disk, '16M', '--format', 'qcow2'], { stdio: 'ignore' });
+      await withDisk(vm, disk, async () => {
+        const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { id: string; path: string };
+        const serial = disk.slice(-36).replace(/-/g, '').slice(0, 20);
+        expect(hint.id).toBe(serial);
+        const base = agentUrl('198.18.52.11');
+        expect(await waitForGuestSerial(base, serial)).toBe(true);
+        // Longer than any serial: neither agent's ID lookup can match it, the path must be exact.
+        for (const rule of AGENT_ID_RULES) {
+          expect({ rule, seen: await resolveGuestDisk(base, { cid: disk, path: hint.path, rule }) }).toEqual({ rule, seen: { resolved_by: 'path', device: hint.path, size_bytes: 16 * 1024 * 1024 } });
+        }
+        const r = await fetchGuestReport(base);
+        expect(r.block_devices).toContainEqual({ name: hint.path.slice('/dev/'.length), serial, size_bytes: 16 * 1024 * 1024 });
+        await cpi(config, 'detach_disk', [vm, disk]);
+        expect(await cpi(config, 'get_disks', [vm])).toEqual([]);
+      });
+      expect(await cpi(config, 'has_disk', [disk])).toBe(false);
     }));
 
   it('comes back with the same settings after reboot_vm', () =>
@@ -152,7 +199,7 @@ describe('a dual-stack guest (one NIC group) with a persistent disk and a reboot
       expect(again.boot_id).not.toBe(report.boot_id);
       expect(again.errors).toEqual([]);
       expect(again.networks.ipv4!.addresses).toEqual(expect.arrayContaining(['198.18.52.11/24', 'fd00:52::11/64']));
-      expect(again.disks.ephemeral).toMatchObject({ resolved_by: 'id' });
+      expect(again.disks.ephemeral).toMatchObject({ resolved_by: 'path', device: '/dev/vdb' });
     }), BOOT_TIMEOUT_MS + 60_000);
 });
 

@@ -10,7 +10,7 @@ import { requireBundle, writeConfig, ROOT } from '../helpers/cpi.js';
 import { cpi, defineIsolatedNetwork, removeNetwork } from '../helpers/driver-fixtures.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 import { requireSecondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
-import { agentUrl, buildTestStemcell, inGuest, readGuestReport, serialLog } from '../helpers/stemcell.js';
+import { AGENT_ID_RULES, agentUrl, buildTestStemcell, inGuest, readGuestReport, resolveGuestDisk, serialLog } from '../helpers/stemcell.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const PREFIX = 'mh-e2e-';
@@ -68,8 +68,10 @@ it('a disk written on host-b, attached to a guest on host-a, reads the same in t
 
   // a disk on host-b with a known first MiB, written into its qcow2 file on that host
   const disk = (await cpi(config, 'create_disk', [32, { host: 'host-b' }, null])) as string;
-  expect(disk).toMatch(/@host-b$/);
-  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 1M', join(PATH_B, disk.split('@')[0]!)], { stdio: 'ignore' });
+  // bare, 20 characters: the agent must see the whole CID to find it by ID (no `@host-b`)
+  expect(disk).toMatch(new RegExp(`^${PREFIX}d-[0-9a-z]+$`));
+  expect(disk).toHaveLength(20);
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 1M', join(PATH_B, disk)], { stdio: 'ignore' });
   const expected = createHash('sha256').update(Buffer.alloc(MiB, 0x5a)).digest('hex');
 
   const net = { private: { type: 'manual', ip: '198.18.230.11', netmask: '255.255.255.0', gateway: '198.18.230.1', dns: ['198.18.230.1'], default: ['dns', 'gateway'], cloud_properties: { name: NET } } };
@@ -84,7 +86,7 @@ it('a disk written on host-b, attached to a guest on host-a, reads the same in t
     expect(virshOn(FIRST, 'vol-list', POOL).stdout).toContain(disk.split('@')[0]!);
     expect(virshOn(SECOND_URI, 'vol-list', POOL).stdout).not.toContain(`${disk.split('@')[0]!} `);
     const url = new URL('/cgi-bin/read', agentUrl('198.18.230.11'));
-    if (hint.id !== undefined) url.searchParams.set('id', hint.id);
+    url.searchParams.set('cid', disk);
     if (hint.path !== undefined) url.searchParams.set('path', hint.path);
     url.searchParams.set('bytes', String(MiB));
     let seen: { sha256?: string } | null = null;
@@ -94,8 +96,15 @@ it('a disk written on host-b, attached to a guest on host-a, reads the same in t
       else await new Promise((r) => setTimeout(r, 500));
     }
     expect(seen?.sha256).toBe(expected);
+    // by ID with both agent generations' rules, though the disk moved hosts
+    for (const rule of AGENT_ID_RULES) {
+      expect({ rule, seen: await resolveGuestDisk(agentUrl('198.18.230.11'), { cid: disk, path: hint.path!, rule }) }).toMatchObject({ rule, seen: { resolved_by: 'id', device: hint.path } });
+    }
   });
   await cpi(config, 'delete_vm', [vm]);
   await cpi(config, 'delete_disk', [disk]);
+  // the move's records (`.born` next to it on host-a, `.moved` on host-b) go with it
+  expect(virshOn(FIRST, 'vol-list', POOL).stdout).not.toContain(disk);
+  expect(virshOn(SECOND_URI, 'vol-list', POOL).stdout).not.toContain(disk);
   await cpi(config, 'delete_stemcell', [stemcell]);
 }, 900_000);

@@ -181,19 +181,41 @@ export async function fetchGuestReport(url: string, timeoutMs = 15_000): Promise
   return (await res.json()) as GuestReport;
 }
 
-/** Asks the guest to resolve a disk hint like the agent would; null when nothing matches (404). */
+/** The ID rule of one BOSH agent generation: the CID's first 20 characters (before April 2023) or all of it. */
+export type AgentIdRule = 'first20' | 'whole';
+export const AGENT_ID_RULES: readonly AgentIdRule[] = ['first20', 'whole'];
+
+/**
+ * Asks the guest to resolve a disk like the agent would: by its CID (the director's,
+ * never the hint's id) under `rule`, then by the hint's path; null when nothing matches (404).
+ */
 export async function resolveGuestDisk(
   baseUrl: string,
-  hint: { id?: string; path?: string },
+  disk: { cid?: string; path?: string; rule?: AgentIdRule },
   timeoutMs = 15_000,
 ): Promise<ResolvedGuestDisk | null> {
   const u = new URL('/cgi-bin/resolve', baseUrl);
-  if (hint.id !== undefined) u.searchParams.set('id', hint.id);
-  if (hint.path !== undefined) u.searchParams.set('path', hint.path);
+  if (disk.cid !== undefined) u.searchParams.set('cid', disk.cid);
+  if (disk.path !== undefined) u.searchParams.set('path', disk.path);
+  if (disk.rule !== undefined) u.searchParams.set('rule', disk.rule);
   const res = await fetch(u, { signal: AbortSignal.timeout(timeoutMs) });
   if (res.status === 404) return null;
   if (!res.ok) throw new Error(`GET ${u} answered ${res.status}: ${await res.text()}`);
   return (await res.json()) as ResolvedGuestDisk;
+}
+
+/**
+ * Waits (bounded) until the guest has a block device with this serial: a hot-plugged
+ * disk appears a moment after attach_disk returns. Asking the resolver before that
+ * races it (its ID lookup can miss a disk its path lookup then finds).
+ */
+export async function waitForGuestSerial(baseUrl: string, serial: string, tries = 60): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    const r = await fetchGuestReport(baseUrl).catch(() => null);
+    if (r?.block_devices.some((b) => b.serial === serial)) return true;
+    await new Promise((res) => setTimeout(res, 500));
+  }
+  return false;
 }
 
 /** Where the CPI's ready config has libvirt write each VM's serial console (vm.serial_log_dir). */

@@ -46,7 +46,7 @@ function xmlDisks(vm: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const d of parseDomain(domainXml(vm)).disks) {
     const name = d.file?.split('/').pop();
-    if (name?.startsWith(`${PREFIX}disk-`)) out.set(name, d.target);
+    if (name?.startsWith(`${PREFIX}d-`) || name?.startsWith(`${PREFIX}disk-`)) out.set(name, d.target);
   }
   return out;
 }

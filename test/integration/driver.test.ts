@@ -271,7 +271,8 @@ describe('disks', () => {
   it('create_disk makes a qcow2 volume of the size asked (with and without vm_cid)', async () => {
     disk = (await cpi(config, 'create_disk', [100, {}, vm])) as string;
     const other = (await cpi(config, 'create_disk', [50, {}, null])) as string;
-    expect(disk).toMatch(/^t-drv-disk-/);
+    // 20 characters, the name prefix first: the agent finds it by ID (cids.ts)
+    expect(disk).toMatch(/^t-drv-d-[0-9a-z]{12}$/);
     const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', `${poolPath}/${disk}`], { encoding: 'utf8' }));
     expect(info).toMatchObject({ format: 'qcow2', 'virtual-size': 100 * 1024 * 1024 });
     // Some data, for the snapshot tests below to copy (the guest here writes nothing).
@@ -288,9 +289,9 @@ describe('disks', () => {
     expect(volumes()).toEqual(before);
   });
 
-  it('attach_disk hot-plugs it with a 20-character serial and returns the hint', async () => {
+  it('attach_disk hot-plugs it with the CID as its serial and returns the hint', async () => {
     const hint = (await cpi(config, 'attach_disk', [vm, disk])) as { id: string; path: string };
-    expect(hint).toEqual({ id: disk.replace(PREFIX + 'disk-', '').replace(/-/g, '').slice(0, 20), path: '/dev/vdc' });
+    expect(hint).toEqual({ id: disk, path: '/dev/vdc' });
     expect(domainXml(vm)).toContain(`<serial>${hint.id}</serial>`);
     expect(virsh('dumpxml', '--inactive', vm).stdout).toContain(`<serial>${hint.id}</serial>`);
     expect(await cpi(config, 'get_disks', [vm])).toEqual([disk]);

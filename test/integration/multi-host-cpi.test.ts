@@ -15,7 +15,10 @@ import { Proc } from '../../src/libvirt/procedures.js';
 import { requireSecondDaemon, secondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
 import { join } from 'node:path';
 
-const PREFIX = `mh-${process.pid}-`;
+// Longer than a 20-character disk CID can hold a prefix in (cids.ts): this file's disks
+// get the long form, which carries its birth host (`@host-b`); test/e2e/multi-host-disk
+// covers the bare 20-character form.
+const PREFIX = `mhc-${String(process.pid).padStart(7, '0')}-`;
 const POOL = `${PREFIX}pool`;
 const PATH_A = `/var/tmp/${PREFIX}pool-a`;
 const PATH_B = `/var/tmp/${PREFIX}pool-b`;

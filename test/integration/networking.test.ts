@@ -1,5 +1,5 @@
 // create_vm networking against qemu:///system, through the built bin/cpi: dual-stack
-// NICs (nic_group and the AWS same-network rule), both IPv6 spellings, checks against
+// NICs (nic_group) and dual-homed ones (one NIC per network without it), both IPv6 spellings, checks against
 // the libvirt network, DHCP reservations (also under 10 concurrent calls), and which
 // networks run dnsmasq (router advertisements). The tiny stemcell never boots an OS:
 // everything asserted is host-side state.
@@ -94,9 +94,28 @@ afterAll(() => {
 });
 
 describe('create_vm: dual stack', () => {
+  test('no nic_group, same libvirt network: one NIC per network (dual-homed), each MAC returned and on the config drive', async () => {
+    const [vm, returned] = await createVm({
+      v4: manual(QUIET.name, '198.18.71.11', quiet.v4.gateway, { default: ['dns', 'gateway'] }),
+      v6: manual(QUIET.name, 'fd00:0071:0000:0000:0000:0000:0000:0011', quiet.v6.gateway),
+    });
+    try {
+      const nics = interfaces(vm);
+      expect(nics.map((n) => n.network)).toEqual([QUIET.name, QUIET.name]);
+      expect(nics[0]!.mac).not.toBe(nics[1]!.mac);
+      expect([returned.v4!.mac, returned.v6!.mac]).toEqual(nics.map((n) => n.mac));
+      const settings = configDriveSettings(vm);
+      expect(settings.networks.v4!.mac).toBe(nics[0]!.mac);
+      expect(settings.networks.v6!.mac).toBe(nics[1]!.mac);
+      expect(settings.networks.v6!.ip).toBe('fd00:0071:0000:0000:0000:0000:0000:0011');
+    } finally {
+      await cpi(config, 'delete_vm', [vm]);
+    }
+    expect(leftovers(PREFIX).filter((n) => n.startsWith(vm))).toEqual([]);
+  });
+
   test.each([
     ['nic_group', { nic_group: 'dual' }, '198.18.71.10', 'fd00:71::10'],
-    ['no nic_group, same libvirt network (the AWS rule)', {}, '198.18.71.11', 'fd00:0071:0000:0000:0000:0000:0000:0011'],
   ])('%s: one NIC whose MAC both networks carry, returned and on the config drive', async (_label, group, ip4, ip6) => {
     const networks: Networks = {
       v4: manual(QUIET.name, ip4, quiet.v4.gateway, { default: ['dns', 'gateway'], ...group }),

@@ -19,6 +19,7 @@ import {
   readGuestReport,
   readStemcellInfo,
   resolveGuestDisk,
+  AGENT_ID_RULES,
   unpackRootImage,
   type GuestReport,
 } from '../helpers/stemcell.js';
@@ -214,10 +215,10 @@ describe('test stemcell', () => {
       expect(report.prefix_addresses).toEqual([]);
     });
 
-    it('resolves the ephemeral disk by its serial, like the agent', () => {
+    it('resolves the ephemeral disk by its path, like the agent (it has no CID to look up)', () => {
       onTestFailed(() => printConsole(DOMAIN, dir));
       expect(report.disks.system).toMatchObject({ device: '/dev/vda', resolved_by: 'path' });
-      expect(report.disks.ephemeral).toEqual({ hint: settings.disks.ephemeral, device: '/dev/vdb', resolved_by: 'id' });
+      expect(report.disks.ephemeral).toEqual({ hint: settings.disks.ephemeral, device: '/dev/vdb', resolved_by: 'path' });
       expect(report.block_devices).toContainEqual({ name: 'vdb', serial: EPHEMERAL_SERIAL, size_bytes: 32 * 1024 * 1024 });
     });
 
@@ -229,14 +230,23 @@ describe('test stemcell', () => {
         expect(live.settings_source).toBe('config-drive');
         expect(live.errors).toEqual([]);
       }
-      await expect(resolveGuestDisk(agentUrl(IPV6), { id: EPHEMERAL_SERIAL })).resolves.toEqual({
-        device: '/dev/vdb', size_bytes: 32 * 1024 * 1024, resolved_by: 'id',
-      });
+      // by ID: a 20-character CID that is the disk's serial, under both agents' rules
+      for (const rule of AGENT_ID_RULES) {
+        await expect(resolveGuestDisk(agentUrl(IPV6), { cid: EPHEMERAL_SERIAL, rule })).resolves.toEqual({
+          device: '/dev/vdb', size_bytes: 32 * 1024 * 1024, resolved_by: 'id',
+        });
+      }
+      // a longer CID (e.g. `<cid>@<host>`): agents before April 2023 match its first 20
+      // characters, later ones the whole CID, which no serial can end with
+      await expect(resolveGuestDisk(agentUrl(IPV6), { cid: `${EPHEMERAL_SERIAL}@host-a`, path: '/dev/vdb', rule: 'first20' })).resolves.toMatchObject({ resolved_by: 'id' });
+      await expect(resolveGuestDisk(agentUrl(IPV6), { cid: `${EPHEMERAL_SERIAL}@host-a`, path: '/dev/vdb', rule: 'whole' })).resolves.toMatchObject({ resolved_by: 'path' });
+      // the hint's id is not what the agent looks up: a CID shorter than 20 characters is not looked up at all
+      await expect(resolveGuestDisk(agentUrl(IPV6), { cid: 'disk-t-sc' })).resolves.toBeNull();
       // mapped resolver: /dev/sdb is tried as /dev/xvdb, /dev/vdb, /dev/sdb
       await expect(resolveGuestDisk(agentUrl(IPV4), { path: '/dev/sdb' })).resolves.toMatchObject({
         device: '/dev/vdb', resolved_by: 'path',
       });
-      await expect(resolveGuestDisk(agentUrl(IPV4), { id: 'no-such-disk-serial-00', path: '/dev/sdz' })).resolves.toBeNull();
+      await expect(resolveGuestDisk(agentUrl(IPV4), { cid: 'no-such-disk-serial-00', path: '/dev/sdz' })).resolves.toBeNull();
     });
 
     // the later tests rely on the agent surviving a reboot with the same settings

@@ -101,16 +101,18 @@ describe('planNetworks: one manual network', () => {
   });
 });
 
-describe('planNetworks: dual stack without nic_group', () => {
-  it('puts one IPv4 and one IPv6 manual network on the same libvirt network on one NIC', () => {
+describe('planNetworks: without nic_group, one NIC per network (dual-homed)', () => {
+  it('gives one IPv4 and one IPv6 manual network on the same libvirt network a NIC each: no BOSH agent takes two networks on one NIC unasked', () => {
     const p = plan({ v4: v4(), v6: v6() });
-    expect(p.nics).toHaveLength(1);
-    const nic = p.nics[0]!;
-    expect(nic.networkNames).toEqual(['v4', 'v6']);
-    expect(nic.ipv4?.address).toBe('10.0.0.5');
-    expect(nic.ipv6).toEqual({ address: '2001:db8::5', prefix: 64, gateway: '2001:db8::1', network: 'v6' });
-    expect(p.agentNetworks.v4?.mac).toBe(nic.mac);
-    expect(p.agentNetworks.v6?.mac).toBe(nic.mac);
+    expect(p.nics.map((n) => n.networkNames)).toEqual([['v4'], ['v6']]);
+    const [a, b] = p.nics;
+    expect(a!.ipv4?.address).toBe('10.0.0.5');
+    expect(a!.ipv6).toBeUndefined();
+    expect(b!.ipv6).toEqual({ address: '2001:db8::5', prefix: 64, gateway: '2001:db8::1', network: 'v6' });
+    expect(b!.ipv4).toBeUndefined();
+    expect(a!.mac).not.toBe(b!.mac);
+    expect(p.agentNetworks.v4?.mac).toBe(a!.mac);
+    expect(p.agentNetworks.v6?.mac).toBe(b!.mac);
   });
 
   it('keeps networks on different libvirt networks on separate NICs', () => {
@@ -119,14 +121,13 @@ describe('planNetworks: dual stack without nic_group', () => {
     expect(p.nics[0]?.mac).not.toBe(p.nics[1]?.mac);
   });
 
-  it('pairs at most one address per family: a second IPv4 network gets its own NIC', () => {
+  it('gives a second IPv4 network its own NIC too', () => {
     const p = plan({ a: v4('10.0.0.5'), b: v4('10.0.0.6'), c: v6() });
-    expect(p.nics.map((n) => n.networkNames)).toEqual([['a', 'c'], ['b']]);
+    expect(p.nics.map((n) => n.networkNames)).toEqual([['a'], ['b'], ['c']]);
   });
 
-  it('does not pair networks with different NIC models', () => {
-    const p = plan({ a: v4(), b: v6('2001:db8::5', { cloud_properties: { model: 'e1000' } }) });
-    expect(p.nics).toHaveLength(2);
+  it('refuses two networks without nic_group asking for the same MAC (sharing a NIC takes a nic_group)', () => {
+    expect(() => plan({ a: v4('10.0.0.5', { mac: '52:54:00:00:00:a1' }), b: v6('2001:db8::5', { mac: '52:54:00:00:00:a1' }) })).toThrow(/52:54:00:00:00:a1/);
   });
 });
 
@@ -225,16 +226,15 @@ describe('planNetworks: delegated prefixes', () => {
   it('lets a prefix without nic_group join the address NIC of its family on the same libvirt network, wherever it is listed', () => {
     const { nic_group: _, ...pd } = prefixed.pd;
     const p = plan({ pd, a: v4(), b: v6() });
-    expect(p.nics).toHaveLength(1);
-    expect(p.nics[0]?.networkNames).toEqual(['pd', 'a', 'b']);
-    expect(p.nics[0]?.prefixes.map((x) => x.network)).toEqual(['pd']);
+    expect(p.nics).toHaveLength(2);
+    expect(p.nics.map((n) => n.networkNames)).toEqual([['a'], ['pd', 'b']]);
+    expect(p.nics[1]?.prefixes.map((x) => x.network)).toEqual(['pd']);
   });
 
   it('prefers, for a prefix without nic_group, the NIC that has an address of its family', () => {
     const { nic_group: _, ...pd } = prefixed.pd;
-    // Different MACs keep "c" off the first NIC, so only the second NIC has IPv6.
-    const p = plan({ a: v4('10.0.0.5', { mac: '52:54:00:00:00:a1' }), b: v4('10.0.0.6'), c: v6('2001:db8::5', { mac: '52:54:00:00:00:a2' }), pd });
-    expect(p.nics.map((n) => n.networkNames)).toEqual([['a'], ['b', 'c', 'pd']]);
+    const p = plan({ a: v4('10.0.0.5'), b: v4('10.0.0.6'), c: v6('2001:db8::5'), pd });
+    expect(p.nics.map((n) => n.networkNames)).toEqual([['a'], ['b'], ['c', 'pd']]);
   });
 
   it('lets a prefix without nic_group ride on an address NIC of the other family when there is no better one', () => {
@@ -547,9 +547,10 @@ describe('planNetworks: IPv6 spelling does not matter', () => {
         const input = build(e1, e2, e3);
         const mixed = plan(input);
         expect(mixed.nics).toEqual(compressed.nics);
-        expect(mixed.nics).toHaveLength(1);
-        expect(mixed.nics[0]?.ipv6).toMatchObject({ address: parseIp(addr).canonical, gateway: parseIp(gw).canonical });
-        expect(mixed.nics[0]?.prefixes).toEqual([{ family: 'ipv6', address: parseIp(pd).canonical, prefix: 80, network: 'pd' }]);
+        // v4 and v6 on a NIC each (no nic_group); the prefix rides on the IPv6 one
+        expect(mixed.nics).toHaveLength(2);
+        expect(mixed.nics[1]?.ipv6).toMatchObject({ address: parseIp(addr).canonical, gateway: parseIp(gw).canonical });
+        expect(mixed.nics[1]?.prefixes).toEqual([{ family: 'ipv6', address: parseIp(pd).canonical, prefix: 80, network: 'pd' }]);
         expect(mixed.agentNetworks.v6?.ip).toBe(input.v6.ip);
         expect(mixed.agentNetworks.v6?.gateway).toBe(input.v6.gateway);
         expect(mixed.agentNetworks.v6?.dns).toEqual(input.v6.dns);

@@ -8,7 +8,7 @@ import { domainsUsing, volumePath } from './volume-users.js';
 import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { BackendProfile } from '../profile.js';
-import type { VolRef } from '../../libvirt/index.js';
+import { ErrorCode, isLibvirtError, type VolRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotFound, NoDiskSpace } from '../../errors.js';
 
 const MiB = 1024n * 1024n;
@@ -32,10 +32,22 @@ export async function createDisk(host: Host, profile: BackendProfile, sizeMiB: n
   if (bytes > info.capacity) {
     throw new NoDiskSpace(`Cannot create a ${sizeMiB} MiB disk: pool ${host.config.storage.pool} holds ${info.capacity / MiB} MiB in all`, { okToRetry: false });
   }
-  const cid = newCid(host.config.name_prefix, 'disk');
-  await createVolume(host, profile.disks.volume(cid, bytes));
-  return cid;
+  // A 20-character CID has a short random part: a name already taken (a collision, or
+  // another CPI process that drew the same) is refused atomically by the pool, and a
+  // new CID is drawn.
+  for (let attempt = 1; ; attempt++) {
+    const cid = newCid(host.config.name_prefix, 'disk');
+    try {
+      await createVolume(host, profile.disks.volume(cid, bytes));
+      return cid;
+    } catch (e) {
+      if (!isLibvirtError(e, ErrorCode.STORAGE_VOL_EXIST) || attempt >= CREATE_ATTEMPTS) throw e;
+      host.log.info({ disk: cid }, 'create_disk: the name is taken, drawing another');
+    }
+  }
 }
+
+const CREATE_ATTEMPTS = 5;
 
 /**
  * A disk that exists, wherever it is: a volume of the pool, or (for a backend that
