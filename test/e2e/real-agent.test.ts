@@ -10,13 +10,18 @@
 //   - the ephemeral disk is mounted (/var/vcap/data in the agent's vitals);
 //   - a persistent disk: attach_disk → add_persistent_disk → mount_disk (mounted at
 //     /var/vcap/store, in the vitals; on qemu the agent's log must say it found the disk
-//     by its ID) → unmount_disk → detach_disk → remove_persistent_disk;
-//   - reboot_vm, and the agent answering again with its disks set up again.
+//     by its ID);
+//   - reboot_vm with the disk attached, and the agent answering again with both disks
+//     mounted again (it remounts the last mounted disk from the settings the CPI keeps);
+//   - unmount_disk → detach_disk → remove_persistent_disk, as the director orders them.
+// Every guest runs its steps at once, side by side with the others (the TCG boots and
+// reboots overlap); each step is one test, reported in order per guest.
 // Without the tools (../shared/tools or BOSH_CLI_BIN/BOSH_AGENT_BIN/MONIT_BIN) the tier
 // prints why and skips; with them, anything that breaks fails.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireBundle, ROOT, writeConfig } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, removeNetwork, testConfig } from '../helpers/driver-fixtures.js';
@@ -25,6 +30,7 @@ import { buildRealStemcell, resolveRealTools, unpackStemcellImage, type RealAgen
 import { scratchDir } from '../helpers/scratch.js';
 import { consoleLog, serialLog } from '../helpers/stemcell.js';
 
+const execFileAsync = promisify(execFile);
 const PREFIX = 't-ra-';
 const LXC_PREFIX = 't-ral-';
 const LXC_POOL = `${LXC_PREFIX}pool`;
@@ -49,8 +55,12 @@ interface Guest {
   machine?: 'pc' | 'q35';
   vm?: string;
   client: AgentClient;
-  ready?: Promise<void>;
+  /** each step's outcome, settled as the guest's story (below) gets there */
+  steps?: Record<Step, Promise<void>>;
 }
+
+const STEPS = ['boot', 'dualHomed', 'ephemeral', 'mount', 'byId', 'reboot', 'detach'] as const;
+type Step = (typeof STEPS)[number];
 
 // Two networks, one NIC each: IPv4 on the first, IPv6 on the second (each bridge has
 // both families, the guest uses one of each).
@@ -101,15 +111,20 @@ async function inGuest<T>(g: Guest, check: () => Promise<T> | T): Promise<T> {
   }
 }
 
-function pingHost(address: string, timeoutMs: number): void {
+/** ping from the host until one answer (async: the guests' stories run side by side). */
+async function pingHost(address: string, timeoutMs: number): Promise<void> {
   const family = address.includes(':') ? '-6' : '-4';
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
-    const r = spawnSync('ping', [family, '-c', '1', '-W', '2', address], { encoding: 'utf8' });
-    if (r.status === 0) return;
-    last = `${r.stdout}${r.stderr}`;
-    spawnSync('sleep', ['1']);
+    try {
+      await execFileAsync('ping', [family, '-c', '1', '-W', '2', address]);
+      return;
+    } catch (e) {
+      const r = e as { stdout?: string; stderr?: string };
+      last = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
   }
   throw new Error(`${address} did not answer ping ${family} from the host in ${timeoutMs} ms: ${last.trim()}`);
 }
@@ -126,8 +141,110 @@ async function createGuest(g: Guest): Promise<void> {
     context: { vm: { stemcell: { api_version: 3 } } },
   })) as [string, Networks];
   g.vm = vm;
-  await inGuest(g, () => g.client.waitForPing(BOOT_TIMEOUT_MS));
+  await g.client.waitForPing(BOOT_TIMEOUT_MS);
   mark(`${g.label}: create_vm to the agent's first pong`, t0);
+}
+
+/**
+ * One guest's steps, run in order; returns each step's outcome. A step whose
+ * precondition failed (the boot, or the mount for the steps on that disk) is reported
+ * as not run, naming why.
+ */
+function story(g: Guest): Record<Step, Promise<void>> {
+  const done = {} as Record<Step, { resolve: () => void; reject: (e: unknown) => void }>;
+  const steps = {} as Record<Step, Promise<void>>;
+  for (const s of STEPS) {
+    steps[s] = new Promise<void>((resolve, reject) => (done[s] = { resolve, reject }));
+    steps[s].catch(() => undefined); // reported by the step's own test
+  }
+  const config = (): string => (g.kind === 'qemu' ? qemuConfig : lxcConfig);
+  const disk: { cid?: string; mountLog?: string } = {};
+  const failed = new Map<Step, string>();
+  const run = async (step: Step, needs: Step[], body: () => Promise<void> | void): Promise<void> => {
+    const missing = needs.find((n) => failed.has(n));
+    if (missing) {
+      failed.set(step, `not run: ${missing} failed`);
+      return done[step].reject(new Error(`${g.label}: not run, because "${titles[missing]}" failed: ${failed.get(missing)}`));
+    }
+    try {
+      await inGuest(g, body);
+      done[step].resolve();
+    } catch (e) {
+      failed.set(step, (e as Error).message.split('\n')[0]!);
+      done[step].reject(e);
+    }
+  };
+  const titles: Record<Step, string> = { boot: 'boot', dualHomed: 'dual-homed', ephemeral: 'ephemeral disk', mount: 'mount_disk', byId: 'by ID', reboot: 'reboot_vm', detach: 'detach' };
+  void (async () => {
+    await run('boot', [], async () => {
+      await createGuest(g);
+      const state = (await g.client.send('get_state')) as { agent_id?: string };
+      expect(state.agent_id).toBe(g.agentId);
+    });
+    await run('dualHomed', ['boot'], async () => {
+      await pingHost(`198.18.170.${g.host}`, 60_000);
+      await pingHost(`fd00:171::${g.host}`, 60_000);
+    });
+    await run('ephemeral', ['boot'], async () => {
+      const v = await vitals(g);
+      expect(v.disk?.ephemeral, `/var/vcap/data is not mounted; vitals: ${JSON.stringify(v)}`).toBeDefined();
+    });
+    await run('mount', ['boot'], async () => {
+      const t0 = Date.now();
+      disk.cid = (await cpi(config(), 'create_disk', [256, {}, g.vm])) as string;
+      const hint = await cpi(config(), 'attach_disk', [g.vm, disk.cid]);
+      await g.client.run('add_persistent_disk', [disk.cid, hint]);
+      const before = agentLog(g).length;
+      await g.client.run('mount_disk', [disk.cid]);
+      disk.mountLog = agentLog(g).slice(before);
+      const v = await vitals(g);
+      expect(v.disk?.persistent, `/var/vcap/store is not mounted; vitals: ${JSON.stringify(v)}`).toBeDefined();
+      mark(`${g.label}: create_disk to mounted`, t0);
+    });
+    if (g.kind === 'qemu') {
+      await run('byId', ['mount'], () => {
+        const cid = disk.cid!;
+        const byId = new RegExp(`Resolved disk \\{ID:${cid.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} .*by ID as '/dev/`);
+        expect(
+          byId.test(disk.mountLog ?? ''),
+          `the agent did not find disk ${cid} by ID: it globs /dev/disk/by-id/*<the CID's first 20 characters> ` +
+            `(2023 agent) or *<the whole CID> (later agents), and udev names a virtio disk virtio-<serial> with ` +
+            `at most 20 characters, so only a 20-character CID that is its disk's serial is found. The agent's lines:\n` +
+            (disk.mountLog ?? '').split('\n').filter((l) => /device real path|Resolved disk|mapped resolver/.test(l)).slice(0, 12).join('\n'),
+        ).toBe(true);
+      });
+    } else {
+      done.byId.resolve();
+    }
+    await run('reboot', ['boot'], async () => {
+      const t0 = Date.now();
+      const boots = (s: string) => (s.match(g.kind === 'qemu' ? /Linux version/g : /Starting agent/g) ?? []).length;
+      const bootsBefore = boots(agentLog(g));
+      await cpi(config(), 'reboot_vm', [g.vm]);
+      await g.client.waitForPing(BOOT_TIMEOUT_MS);
+      expect(boots(agentLog(g)), 'no new boot in the log').toBeGreaterThan(bootsBefore);
+      const state = (await g.client.send('get_state')) as { agent_id?: string };
+      expect(state.agent_id).toBe(g.agentId);
+      const v = await vitals(g);
+      expect(v.disk?.ephemeral, `/var/vcap/data is not mounted; vitals: ${JSON.stringify(v)}`).toBeDefined();
+      // the agent mounts the last mounted disk at boot, from the settings the CPI keeps
+      if (!failed.has('mount')) expect(v.disk?.persistent, `/var/vcap/store is not mounted; vitals: ${JSON.stringify(v)}`).toBeDefined();
+      mark(`${g.label}: reboot_vm to pong`, t0);
+    });
+    await run('detach', ['mount', 'reboot'], async () => {
+      try {
+        await g.client.run('unmount_disk', [disk.cid]);
+        expect((await vitals(g)).disk?.persistent).toBeUndefined();
+        await cpi(config(), 'detach_disk', [g.vm, disk.cid]);
+        await g.client.run('remove_persistent_disk', [disk.cid]);
+        expect(await cpi(config(), 'get_disks', [g.vm])).toEqual([]);
+        expect(await g.client.send('ping')).toBe('pong');
+      } finally {
+        await cpi(config(), 'delete_disk', [disk.cid]).catch(() => undefined);
+      }
+    });
+  })();
+  return steps;
 }
 
 const describeTier = resolution.ok ? describe : describe.skip;
@@ -169,11 +286,9 @@ describeTier('Level 1: the real BOSH agent (qemu pc and q35, lxc)', () => {
       const h = host++;
       guests.push({ kind: 'lxc', label: `lxc, agent ${agent.label}`, agent, agentId: `agent-lxc-${agent.label}`, host: h, client: new AgentClient(`198.18.170.${h}`, cert) });
     }
-    // every guest boots at once; each block below waits for its own
-    for (const g of guests) {
-      g.ready = createGuest(g);
-      g.ready.catch(() => undefined); // reported by the guest's own tests
-    }
+    // every guest's story runs at once (the TCG boots and reboots overlap); each block
+    // below reports its guest's steps
+    for (const g of guests) g.steps = story(g);
   }, 3_600_000);
 
   afterAll(() => {
@@ -191,87 +306,21 @@ describeTier('Level 1: the real BOSH agent (qemu pc and q35, lxc)', () => {
     labels.push([`qemu pc, agent ${agent.label}`, i++], [`qemu q35, agent ${agent.label}`, i++], [`lxc, agent ${agent.label}`, i++]);
   }
 
+  const titles: Record<Step, string> = {
+    boot: "boots; the agent loaded the CPI's settings (agent_id over its mbus)",
+    dualHomed: 'is dual-homed: the IPv4 and the IPv6 address both answer ping from the host',
+    ephemeral: "has its ephemeral disk mounted (/var/vcap/data in the agent's vitals)",
+    mount: 'mounts a persistent disk: create_disk, attach_disk, add_persistent_disk, mount_disk',
+    byId: "mount_disk found the disk by its ID (/dev/disk/by-id), as the agent's log says",
+    reboot: 'reboot_vm: the agent answers again, the ephemeral and the persistent disk mounted again',
+    detach: 'unmount_disk, detach_disk, remove_persistent_disk: the disk is gone from the VM',
+  };
   for (const [label, index] of labels) {
     describe(label, () => {
-      const g = (): Guest => guests[index]!;
-      const diskById: { cid?: string; log?: string } = {};
-
-      it('boots; the agent loaded the CPI\'s settings and answers on its mbus', async () => {
-        await g().ready;
-        await inGuest(g(), async () => {
-          const state = (await g().client.send('get_state')) as { agent_id?: string };
-          expect(state.agent_id).toBe(g().agentId);
-        });
-      }, BOOT_TIMEOUT_MS + 60_000);
-
-      it('is dual-homed: the IPv4 and the IPv6 address both answer the host', () =>
-        inGuest(g(), () => {
-          pingHost(`198.18.170.${g().host}`, 60_000);
-          pingHost(`fd00:171::${g().host}`, 60_000);
-        }), 150_000);
-
-      it('has its ephemeral disk mounted (/var/vcap/data in the agent\'s vitals)', () =>
-        inGuest(g(), async () => {
-          const v = await vitals(g());
-          expect(v.disk?.ephemeral, `vitals: ${JSON.stringify(v)}`).toBeDefined();
-        }));
-
-      it('mounts a persistent disk: attach_disk, add_persistent_disk, mount_disk; then unmounts, detaches', () =>
-        inGuest(g(), async () => {
-          const t0 = Date.now();
-          const config = g().kind === 'qemu' ? qemuConfig : lxcConfig;
-          const disk = (await cpi(config, 'create_disk', [256, {}, g().vm])) as string;
-          try {
-            const hint = await cpi(config, 'attach_disk', [g().vm, disk]);
-            await g().client.run('add_persistent_disk', [disk, hint]);
-            const before = agentLog(g()).length;
-            await g().client.run('mount_disk', [disk]);
-            diskById.cid = disk;
-            diskById.log = agentLog(g()).slice(before);
-            const v = await vitals(g());
-            expect(v.disk?.persistent, `vitals: ${JSON.stringify(v)}`).toBeDefined();
-            await g().client.run('unmount_disk', [disk]);
-            expect((await vitals(g())).disk?.persistent).toBeUndefined();
-            await cpi(config, 'detach_disk', [g().vm, disk]);
-            await g().client.run('remove_persistent_disk', [disk]);
-            expect(await cpi(config, 'get_disks', [g().vm])).toEqual([]);
-          } finally {
-            await cpi(config, 'delete_disk', [disk]).catch(() => undefined);
-          }
-          mark(`${g().label}: persistent disk cycle`, t0);
-        }), 300_000);
-
-      if (label.startsWith('qemu')) {
-        it('mount_disk found the disk by its ID (/dev/disk/by-id), as the agent\'s log says', () =>
-          inGuest(g(), () => {
-            expect(diskById.cid, 'the persistent disk test did not get to mount_disk').toBeDefined();
-            const cid = diskById.cid!;
-            const byId = new RegExp(`Resolved disk \\{ID:${cid.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} .*by ID as '/dev/`);
-            expect(
-              byId.test(diskById.log ?? ''),
-              `the agent did not find disk ${cid} by ID: its virtio serial must end in the CID (the 2023 agent globs ` +
-                `/dev/disk/by-id/*<first 20 characters of the CID>, later agents *<the whole CID>; udev names the disk ` +
-                `virtio-<serial>, serials are at most 20 characters). The agent's lines about it:\n` +
-                (diskById.log ?? '').split('\n').filter((l) => /device real path|Resolved disk|mapped resolver/.test(l)).slice(0, 12).join('\n'),
-            ).toBe(true);
-          }));
+      for (const step of STEPS) {
+        if (step === 'byId' && label.startsWith('lxc')) continue; // directories, no IDs
+        it(titles[step], () => guests[index]!.steps![step], 3_600_000);
       }
-
-      it('reboot_vm: the agent answers again, with its ephemeral disk mounted again', () =>
-        inGuest(g(), async () => {
-          const t0 = Date.now();
-          const config = g().kind === 'qemu' ? qemuConfig : lxcConfig;
-          const boots = (s: string) => (s.match(g().kind === 'qemu' ? /Linux version/g : /Starting agent|Running on/g) ?? []).length;
-          const bootsBefore = boots(agentLog(g()));
-          await cpi(config, 'reboot_vm', [g().vm]);
-          await g().client.waitForPing(BOOT_TIMEOUT_MS);
-          expect(boots(agentLog(g()))).toBeGreaterThan(bootsBefore);
-          const state = (await g().client.send('get_state')) as { agent_id?: string };
-          expect(state.agent_id).toBe(g().agentId);
-          const v = await vitals(g());
-          expect(v.disk?.ephemeral, `vitals: ${JSON.stringify(v)}`).toBeDefined();
-          mark(`${g().label}: reboot_vm to pong`, t0);
-        }), BOOT_TIMEOUT_MS + 60_000);
     });
   }
 });
