@@ -20,6 +20,9 @@ APT_PACKAGES=(
   linux-image-amd64 jq
   # BOSH release template tests render ERB with Ruby
   ruby
+  # the stemcell around the real BOSH agent (fixtures/real-stemcell) and the Level 1
+  # tier, which pings the guests' addresses from the host
+  debootstrap e2fsprogs openssl iputils-ping
 )
 
 if [ "$(id -u)" != 0 ]; then echo "run as root (it installs Debian packages and starts libvirtd)" >&2; exit 1; fi

@@ -13,11 +13,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { requireBundle, ROOT, writeConfig } from '../helpers/cpi.js';
 import { cpi, defineIsolatedNetwork, removeNetwork } from '../helpers/driver-fixtures.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
-import { requireSecondDaemon, SECOND_URI } from '../helpers/second-daemon.js';
+import { requireSecondDaemon, SECOND_DIR, SECOND_URI } from '../helpers/second-daemon.js';
 import { AgentClient, makeMbusCert } from '../helpers/agent-mbus.js';
 import { buildRealStemcell, resolveRealTools, unpackStemcellImage } from '../helpers/real-tools.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { consoleLog, serialLog } from '../helpers/stemcell.js';
+import { serialLog } from '../helpers/stemcell.js';
 
 const PREFIX = 't-rh-';
 const POOL = `${PREFIX}pool`;
@@ -42,12 +42,25 @@ function cleanup(uri: string, path: string): void {
   rmSync(path, { recursive: true, force: true });
 }
 
-/** A failure message with both guests' console tails (host-b's serial log is written on this machine too). */
+/** A VM's serial console log: the second daemon keeps its logs under its own directory. */
+const consoleFile = (vm: string): string => {
+  const [name, host] = vm.split('@') as [string, string];
+  return host === 'host-b' ? join(SECOND_DIR, 'log/qemu', `${name}-console.log`) : serialLog(name);
+};
+const consoleTail = (vm: string): string => {
+  try {
+    return readFileSync(consoleFile(vm), 'latin1').slice(-5000);
+  } catch (e) {
+    return `(no console log: ${(e as Error).message})`;
+  }
+};
+
+/** A failure message with both guests' console tails. */
 async function inGuests<T>(vms: string[], check: () => Promise<T>): Promise<T> {
   try {
     return await check();
   } catch (e) {
-    for (const vm of vms) (e as Error).message += `\n--- console of ${vm} ---\n${consoleLog(vm.split('@')[0]!)}`;
+    for (const vm of vms) (e as Error).message += `\n--- console of ${vm} ---\n${consoleTail(vm)}`;
     throw e;
   }
 }
@@ -115,7 +128,7 @@ else {
       await a.run('remove_persistent_disk', [disk]);
 
       // on host-b: attach_disk moves it; the agent finds the partition and file system
-      const logB = serialLog(vmB.split('@')[0]!);
+      const logB = consoleFile(vmB);
       const hintB = await cpi(config, 'attach_disk', [vmB, disk]);
       expect(virshOn(SECOND_URI, 'vol-list', POOL).stdout).toContain(disk.split('@')[0]!);
       await b.run('add_persistent_disk', [disk, hintB]);

@@ -19,7 +19,7 @@
 // Without the tools (../shared/tools or BOSH_CLI_BIN/BOSH_AGENT_BIN/MONIT_BIN) the tier
 // prints why and skips; with them, anything that breaks fails.
 import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,11 +90,16 @@ function cleanupLxc(): void {
   rmSync(LXC_POOL_PATH, { recursive: true, force: true });
 }
 
-/** The agent's log as the guest wrote it: serial console (qemu) or svlogd's file (lxc). */
+/**
+ * The agent's log as the guest wrote it: the serial console (qemu), or svlogd's files in
+ * the container's root (lxc; svlogd rotates `current` into @<time>.s files at 1 MB).
+ */
 function agentLog(g: Guest): string {
   if (g.kind === 'qemu') return readFileSync(serialLog(g.vm!), 'latin1');
+  const dir = join(LXC_POOL_PATH, `${g.vm}.root/upper/var/vcap/bosh/log`);
   try {
-    return readFileSync(join(LXC_POOL_PATH, `${g.vm}.root/upper/var/vcap/bosh/log/current`), 'utf8');
+    const rotated = readdirSync(dir).filter((f) => f.startsWith('@')).sort();
+    return [...rotated, 'current'].map((f) => readFileSync(join(dir, f), 'utf8')).join('');
   } catch (e) {
     return `(no agent log: ${(e as Error).message})`;
   }
