@@ -1,7 +1,7 @@
 // Level 1 over two libvirt hosts: the REAL BOSH agent mounts a persistent disk on one
 // host, the director's order takes it off (unmount_disk, detach_disk,
 // remove_persistent_disk), and attach_disk for a VM on the other host moves it there;
-// that VM's agent mounts it (add_persistent_disk, mount_disk) and finds it already
+// that VM's agent finds it by ID and mounts it (add_persistent_disk, mount_disk), already
 // partitioned and formatted: the bytes the first agent wrote came along. One agent (the
 // newest found) to spare the CPU; the single-host tier (real-agent.test.ts) runs both.
 // The hosts are this machine's libvirtd and the second one (scripts/second-libvirtd.sh).
@@ -138,6 +138,8 @@ else {
       expect(((await b.send('get_state', ['full'])) as { vitals: { disk: { persistent?: unknown } } }).vitals.disk.persistent).toBeDefined();
       // partitioned and formatted on host-a: host-b's agent does neither again (its log
       // shows `parted -s <dev> mklabel gpt` and `mke2fs` when it does)
+      // the moved disk keeps its CID and serial: found by ID on host-b too
+      expect(mountLog, `the agent on host-b did not find ${disk} by ID`).toMatch(new RegExp(`Resolved disk \\{ID:${disk} .*by ID as '/dev/`));
       expect(mountLog, 'the agent on host-b mounted the disk').toMatch(/Running command 'mount \/dev\/\S+ \/var\/vcap\/store'/);
       expect(mountLog, 'the agent on host-b partitioned or formatted the moved disk again').not.toMatch(/Running command '(mke2fs|mkfs|parted -s \S+ mklabel)/);
       await b.run('unmount_disk', [disk]);
