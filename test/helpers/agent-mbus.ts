@@ -53,6 +53,8 @@ export class AgentClient {
           // the certificate names no address: trust is pinned to its CA
           checkServerIdentity: () => undefined,
           timeout: timeoutMs,
+          // a fresh connection each time: a kept-alive one from before a reboot hangs
+          agent: false,
         },
         (res) => {
           const chunks: Buffer[] = [];
