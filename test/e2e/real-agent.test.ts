@@ -243,8 +243,9 @@ function story(g: Guest): Record<Step, Promise<void>> {
     await run('detach', ['mount', 'reboot'], async () => {
       try {
         await g.client.run('unmount_disk', [disk.cid]);
-        // in a container the agent answers unmount_disk but its bind mount of the disk's
-        // directory stays (seen with the 2025 agent): only a VM's disk is checked gone
+        // in a container both agents answer unmount_disk without unmounting (they look
+        // for the disk's directory among `mount`'s sources, where a bind mount shows the
+        // underlying file system): only a VM's disk is checked gone
         if (g.kind === 'qemu') expect((await vitals(g)).disk?.persistent, '/var/vcap/store is still mounted').toBeUndefined();
         await cpi(config(), 'detach_disk', [g.vm, disk.cid]);
         await g.client.run('remove_persistent_disk', [disk.cid]);
