@@ -25,6 +25,9 @@ APT_PACKAGES=(
   gcc libc6-dev
   # a subreaper for libvirtd where PID 1 does not reap orphans (see below)
   tini
+  # the stemcell around the real BOSH agent (fixtures/real-stemcell) and the Level 1
+  # tier, which pings the guests' addresses from the host
+  debootstrap e2fsprogs openssl iputils-ping
 )
 
 if [ "$(id -u)" != 0 ]; then echo "run as root (it installs Debian packages and starts libvirtd)" >&2; exit 1; fi

@@ -53,6 +53,8 @@ export class AgentClient {
           // the certificate names no address: trust is pinned to its CA
           checkServerIdentity: () => undefined,
           timeout: timeoutMs,
+          // a fresh connection each time: a kept-alive one from before a reboot hangs
+          agent: false,
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -80,10 +82,19 @@ export class AgentClient {
   async run(method: string, args: unknown[] = [], timeoutMs = 120_000): Promise<unknown> {
     let value = await this.send(method, args);
     const deadline = Date.now() + timeoutMs;
+    let lastPollError: unknown;
     while (isRunningTask(value)) {
-      if (Date.now() > deadline) throw new AgentError(`${method}: task ${value.agent_task_id} still running after ${timeoutMs} ms`);
+      if (Date.now() > deadline) {
+        throw new AgentError(`${method}: task ${value.agent_task_id} still running after ${timeoutMs} ms` + (lastPollError ? `; last poll: ${(lastPollError as Error).message}` : ''));
+      }
       await new Promise((r) => setTimeout(r, 500));
-      value = await this.send('get_task', [value.agent_task_id]);
+      const task = value;
+      // get_task only reads: a poll lost to a busy guest (TCG, mkfs running) is asked again
+      value = await this.send('get_task', [task.agent_task_id], 30_000).catch((e: unknown) => {
+        if (e instanceof AgentError) throw e; // the agent answered: its answer stands
+        lastPollError = e;
+        return task;
+      });
     }
     return value;
   }

@@ -70,7 +70,7 @@ export function resolveRealTools(): RealToolsResolution {
   if (!cli) missing.push('the bosh CLI (BOSH_CLI_BIN)');
   if (!agentPaths?.length) missing.push('a bosh-agent binary (BOSH_AGENT_BIN)');
   if (!monit) missing.push('monit 5.2.5 (MONIT_BIN)');
-  if (missing.length) return { ok: false, reason: `no ${missing.join(', no ')}: not in the environment and not in ${SHARED_TOOLS_DIR}` };
+  if (missing.length) return { ok: false, reason: `missing ${missing.join(', ')}: set in the environment or put in ${SHARED_TOOLS_DIR}` };
   return { ok: true, tools: { cli: cli!, monit: monit!, agents: agentPaths!.map((path) => ({ label: agentLabel(path), path })) } };
 }
 
