@@ -25,10 +25,10 @@ import { volumePath, volumeUsers } from '../driver/libvirt/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
 import { creatorState, markerAgeSeconds } from '../driver/libvirt/creator.js';
-import { parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
+import { parseFence, parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 import { copyState } from '../hosts/move.js';
-import { fenceDomainType, fenceName, mayBeFence, parseFence, uuidString } from '../driver/libvirt/fence.js';
+import { fenceDomainType, fenceName, mayBeFence, uuidString } from '../driver/libvirt/fence.js';
 
 export interface Orphan {
   kind: 'volume' | 'domain';

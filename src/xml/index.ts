@@ -1,6 +1,7 @@
 // The public surface of src/xml: pure renderers and parsers for libvirt XML.
 export { renderDomain, renderLxcDomain, renderDiskDevice, renderInterfaceDevice, parseDomain } from './domain.js';
 export { renderVmMetadata, parseVmMetadata } from './metadata.js';
+export { renderFenceDomain, parseFence } from './fence.js';
 export { renderVolume, parseVolume, renderDirPool, parsePool, renderBackup } from './storage.js';
 export { renderNetwork, renderDhcpHost, parseNetwork, parseDhcpRanges } from './network.js';
 export { XmlRenderError, XmlParseError } from './errors.js';

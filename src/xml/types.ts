@@ -4,6 +4,8 @@
 
 export const BOSH_METADATA_NS = 'urn:bosh-libvirt-cpi:vm:1';
 export const BOSH_METADATA_PREFIX = 'bosh';
+/** Namespace of the <fence> element in a fence domain's <metadata> (see renderFenceDomain). */
+export const FENCE_NS = 'urn:bosh-libvirt-cpi:fence:1';
 
 export type DiskFormat = 'qcow2' | 'raw' | 'vdi' | 'vmdk' | 'vhd';
 
@@ -216,4 +218,25 @@ export interface BackupSpec {
   /** an existing file of the same virtual size (the snapshot volume) */
   targetFile: string;
   format: 'qcow2' | 'raw';
+}
+
+/** What a fence domain records in <metadata><fence xmlns=FENCE_NS>: whose define it settles, why, and who made it when. */
+export interface FenceRecord {
+  /** the VM name it fences (also the fence domain's name) */
+  of: string;
+  /** why it exists, in words */
+  reason: string;
+  host: string;
+  pid: number;
+  /** `<boot id>/<start ticks>` of the process that made it; may be empty */
+  start: string;
+  /** ISO time it was made */
+  at: string;
+}
+
+/** A fence domain: no disks, no NICs, never started; `type` is the driver's domain type. */
+export interface FenceDomainSpec {
+  type: string;
+  uuid: string;
+  record: FenceRecord;
 }

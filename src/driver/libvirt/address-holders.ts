@@ -17,11 +17,10 @@
 // it, and every other create_vm with a static address would wait for it.
 import type { Host } from './host.js';
 import { lockVolumeName, withVolumeLock } from './lock.js';
-import { parseDomain, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
+import { parseDomain, parseFence, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
 import { formatCidr, inSubnet, overlaps, sameIp, tryParseIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
 import { CloudError } from '../../errors.js';
-import { parseFence } from './fence.js';
 import { Readable } from 'node:stream';
 import { createVolume, deleteVolumeIfExists, findVolume, readBufferVolume } from './host.js';
 import { creatorMarker, creatorState, markerAgeSeconds, type CreatorMarker } from './creator.js';

@@ -18,16 +18,13 @@ import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '.
 import { isConnectionLost, reconnect } from './reconnect.js';
 import { creatorMarker, type CreatorMarker } from './creator.js';
 import { CallTimeoutError, ErrorCode, isLibvirtError, type DomainRef } from '../../libvirt/index.js';
+import { parseFence, renderFenceDomain, type FenceRecord } from '../../xml/index.js';
 
-export const FENCE_NS = 'urn:bosh-libvirt-cpi:fence:1';
+export { FENCE_NS } from '../../xml/index.js';
 const FENCE_UUID_HEAD = 'fe0cefe0';
 
-export interface FenceInfo extends CreatorMarker {
-  /** the VM name it fences */
-  of: string;
-  /** why it exists, in words */
-  reason: string;
-}
+/** A fence's record (src/xml/fence.ts renders and parses it): the VM name it fences, why, and its creator. */
+export type FenceInfo = FenceRecord & CreatorMarker;
 
 /** A uuid for a VM's domain: never one that looks like a fence's. */
 export function vmUuid(): string {
@@ -41,7 +38,7 @@ function fenceUuid(): string {
   return FENCE_UUID_HEAD + randomUUID().slice(FENCE_UUID_HEAD.length);
 }
 
-/** Whether a domain may be a fence (its uuid says so); parseFence on its XML is the proof. */
+/** Whether a domain may be a fence (its uuid says so); parseFence (src/xml) on its XML is the proof. */
 export function mayBeFence(ref: DomainRef): boolean {
   return ref.uuid.toString('hex').startsWith(FENCE_UUID_HEAD);
 }
@@ -51,34 +48,11 @@ export function uuidString(ref: DomainRef): string {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
-
 /** The domain type and <os> of a fence: whatever the driver accepts without disks or devices. */
 export function fenceDomainType(uri: string, vmType?: string): string {
   if (vmType) return vmType;
   const driver = /^([a-z0-9]+)/i.exec(uri)?.[1]?.toLowerCase();
   return driver === 'lxc' ? 'lxc' : driver === 'test' ? 'test' : 'qemu';
-}
-
-export function fenceXml(type: string, uuid: string, info: FenceInfo): string {
-  const os = type === 'lxc' ? '<type>exe</type><init>/sbin/init</init>' : type === 'test' ? '<type>hvm</type>' : "<type arch='x86_64'>hvm</type>";
-  const attrs = (['of', 'reason', 'host', 'pid', 'start', 'at'] as const).map((k) => `${k}="${esc(String(info[k]))}"`).join(' ');
-  return (
-    `<domain type='${esc(type)}'><name>${esc(info.of)}</name><uuid>${uuid}</uuid>` +
-    `<title>fence of ${esc(info.of)} (bosh-libvirt-cpi): not a VM</title>` +
-    `<memory unit='MiB'>16</memory><vcpu>1</vcpu><os>${os}</os>` +
-    `<metadata><fence xmlns="${FENCE_NS}" ${attrs}/></metadata></domain>`
-  );
-}
-
-const unesc = (s: string) => s.replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
-
-/** The fence's record, when the domain XML is a fence's. */
-export function parseFence(xml: string): FenceInfo | undefined {
-  const el = new RegExp(`<(?:[\\w-]+:)?fence\\b[^>]*xmlns(?::[\\w-]+)?="${FENCE_NS.replace(/[.:]/g, '\\$&')}"[^>]*>`).exec(xml)?.[0];
-  if (!el) return undefined;
-  const attr = (k: string) => unesc(new RegExp(`\\s${k}="([^"]*)"`).exec(el)?.[1] ?? '');
-  return { of: attr('of'), reason: attr('reason'), host: attr('host'), pid: Number(attr('pid')), start: attr('start'), at: attr('at') };
 }
 
 /** The domain of that name, when it is a fence: its record and reference. */
@@ -131,7 +105,7 @@ export async function fenceName(host: Host, name: string, opts: { type: string; 
     const uuid = fenceUuid();
     tried.add(uuid);
     try {
-      await host.conn.domains.defineXML(fenceXml(opts.type, uuid, { of: name, reason: opts.reason, ...creatorMarker() }), 0);
+      await host.conn.domains.defineXML(renderFenceDomain({ type: opts.type, uuid, record: { of: name, reason: opts.reason, ...creatorMarker() } }), 0);
       host.log.warn({ name, uuid }, 'defined a fence: the define whose answer was lost can no longer succeed');
       return { state: 'fenced', uuid, made: true };
     } catch (e) {
