@@ -80,6 +80,20 @@ function claimSource(c: Claim): string {
 const ADDRESS_LOCK = 'bosh-libvirt-cpi-addresses';
 export const ADDRESS_LOCK_VOLUME = lockVolumeName(ADDRESS_LOCK);
 
+/**
+ * How long a call waits for ADDRESS_LOCK. Every create_vm with a static address or a
+ * delegated prefix on the pool takes it twice (claim, then drop the claim), each hold a few
+ * libvirt calls and never the define, so waits come from many calls at once on a loaded
+ * host: 10 parallel create_vm on a host at load 15 waited past a minute (CI). The bound is
+ * past STALE_MS, so a holder that died before writing its marker is broken and waited out
+ * rather than failing every waiter.
+ */
+const ADDRESS_WAIT_MS = 240_000;
+
+function withAddressLock<T>(host: Host, fn: () => Promise<T>, what: string): Promise<T> {
+  return withVolumeLock(host, ADDRESS_LOCK, fn, what, ADDRESS_WAIT_MS);
+}
+
 interface HostDomains {
   names: Set<string>;
   macOwner: Map<string, string>;
@@ -163,7 +177,7 @@ function reservationIn(block: { address: string; prefix: number }, net: ParsedNe
 export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, vm: string, define: () => Promise<T>): Promise<T> {
   const held = staticAddresses(plan);
   if (held.length === 0) return define();
-  await withVolumeLock(host, ADDRESS_LOCK, async () => {
+  await withAddressLock(host, async () => {
     const doms = await scanDomains(host);
     const pending = await livePendingClaims(host, doms, vm);
     for (const c of pending) {
@@ -238,7 +252,7 @@ export async function releaseClaims(host: Host, plan: NetworkPlan, vm: string): 
   // A look without the lock first: a call that never recorded a claim (it failed before,
   // e.g. waiting for the lock) takes no lock to drop none.
   if (!(await readClaims(host)).some((c) => c.vm === vm)) return;
-  await withVolumeLock(host, ADDRESS_LOCK, async () => {
+  await withAddressLock(host, async () => {
     const claims = await readClaims(host);
     if (!claims.some((c) => c.vm === vm)) return;
     const rest = claims.filter((c) => c.vm !== vm);
@@ -302,7 +316,7 @@ export async function sweepClaims(host: Host, remove: boolean): Promise<{ live: 
     const live = await look();
     return { live: Math.max(0, live), removed: false };
   }
-  return withVolumeLock(host, ADDRESS_LOCK, async () => {
+  return withAddressLock(host, async () => {
     const live = await livePendingClaims(host, await scanDomains(host));
     if (live.length) {
       await writeClaims(host, live);

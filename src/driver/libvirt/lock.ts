@@ -45,14 +45,15 @@ export interface LockMarker extends CreatorMarker {
 
 /**
  * Runs `fn` holding the lock on `name`. `what` says what the holder does (shown to a
- * waiter that gives up, and logged with how long the lock was held).
+ * waiter that gives up, and logged with how long the lock was held); `waitMs` bounds the
+ * wait for it (a minute unless the lock's user says otherwise).
  */
-export async function withVolumeLock<T>(host: Host, name: string, fn: () => Promise<T>, what?: string): Promise<T> {
+export async function withVolumeLock<T>(host: Host, name: string, fn: () => Promise<T>, what?: string, waitMs = WAIT_MS): Promise<T> {
   const lock = lockVolumeName(name);
   const waitStart = Date.now();
   // A sparse raw volume of up to 1 GiB apparent size, the marker its only data.
   const token = BigInt(randomInt(MARKER_BYTES, 2 ** 30));
-  const deadline = Date.now() + WAIT_MS;
+  const deadline = Date.now() + waitMs;
   const seen = new Map<bigint, CreatorMarker>();
   let delay = 20;
   for (;;) {
