@@ -160,7 +160,9 @@ describe.skipIf(!tools.ok)('bosh create-env with the CPI release (manifests/crea
     const s = readState();
     expect(s.current_vm_cid).toMatch(new RegExp(`^${PREFIX}vm-`));
     expect(s.disks).toHaveLength(1);
-    expect(s.disks![0]!.cid).toMatch(new RegExp(`^${PREFIX}disk-`));
+    // a 20-character disk CID, its own virtio serial, so the agent finds the disk by ID
+    expect(s.disks![0]!.cid).toMatch(new RegExp(`^${PREFIX}d-[a-z0-9]+$`));
+    expect(s.disks![0]!.cid).toHaveLength(20);
     expect(s.stemcells?.[0]?.cid).toMatch(new RegExp(`^${PREFIX}sc-`));
     vmsSeen.push(s.current_vm_cid!);
     // The real agent mounted the disk, compiled the keeper package, applied the job and
