@@ -122,7 +122,7 @@ else {
       const hintA = await cpi(config, 'attach_disk', [vmA, disk]);
       await a.run('add_persistent_disk', [disk, hintA]);
       await a.run('mount_disk', [disk]);
-      expect(((await a.send('get_state', ['full'])) as { vitals: { disk: { persistent?: unknown } } }).vitals.disk.persistent).toBeDefined();
+      expect(((await a.getState(['full'])) as { vitals: { disk: { persistent?: unknown } } }).vitals.disk.persistent).toBeDefined();
       await a.run('unmount_disk', [disk]);
       await cpi(config, 'detach_disk', [vmA, disk]);
       await a.run('remove_persistent_disk', [disk]);
@@ -135,7 +135,7 @@ else {
       const before = readFileSync(logB, 'latin1').length;
       await b.run('mount_disk', [disk]);
       const mountLog = readFileSync(logB, 'latin1').slice(before);
-      expect(((await b.send('get_state', ['full'])) as { vitals: { disk: { persistent?: unknown } } }).vitals.disk.persistent).toBeDefined();
+      expect(((await b.getState(['full'])) as { vitals: { disk: { persistent?: unknown } } }).vitals.disk.persistent).toBeDefined();
       // partitioned and formatted on host-a: host-b's agent does neither again (its log
       // shows `parted -s <dev> mklabel gpt` and `mke2fs` when it does)
       // the moved disk keeps its CID and serial: found by ID on host-b too

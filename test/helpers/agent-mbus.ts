@@ -78,6 +78,24 @@ export class AgentClient {
     });
   }
 
+  /**
+   * get_state as the director asks it: patiently, and again after a timeout. The agent
+   * answers only after asking monit for the jobs' state, and its monit client retries a
+   * refused or failing request 20 times, 1 s apart (bosh-agent
+   * jobsupervisor/monit/provider.go): right after a boot, before runit has monit up, one
+   * get_state can take 20 s and more. The director retries get_state on a timeout
+   * (director/lib/director/agent_client.rb: retry_methods get_state => 2).
+   */
+  async getState(args: unknown[] = [], timeoutMs = 45_000, retries = 2): Promise<unknown> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.send('get_state', args, timeoutMs);
+      } catch (e) {
+        if (e instanceof AgentError || attempt >= retries) throw e;
+      }
+    }
+  }
+
   /** An action, waited for when the agent runs it as a task (get_task until done). */
   async run(method: string, args: unknown[] = [], timeoutMs = 120_000): Promise<unknown> {
     let value = await this.send(method, args);
