@@ -2,5 +2,5 @@
 // handlers, the driver, the libvirt client, XML, pino). Built as dist/cpi-core.mjs and
 // imported on demand by dist/cpi.mjs from the same directory, so `info` — called
 // before almost every CPI call — never has V8 scan it (bench/info-startup.mjs).
-export { handleRequest } from './rpc/dispatch.js';
+export { handleRequest } from './bosh-protocol/dispatch.js';
 export { createLogger } from './log/logger.js';

@@ -8,8 +8,8 @@
 import { readSync, writeSync } from 'node:fs';
 import { createLineLogger, type LineLogger } from './log/line.js';
 import { redact } from './log/redact.js';
-import { tryFastInfo } from './rpc/fast-info.js';
-import { failure, serialize, type CpiResponse } from './rpc/response.js';
+import { tryFastInfo } from './bosh-protocol/fast-info.js';
+import { failure, serialize, type CpiResponse } from './bosh-protocol/response.js';
 import { CpiError } from './errors.js';
 
 let responded = false;

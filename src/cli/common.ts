@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import { CONFIG_ENV, loadConfig } from '../config/load.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { connect, parseUri, isLibvirtError, ErrorCode, type Connection, type PoolRef } from '../libvirt/index.js';
-import { connectOptions, type Host } from '../driver/libvirt/host.js';
+import { connectOptions, type Host } from '../driver/shared/host.js';
 
 /** An error meant for the operator: printed as one line, exit status 1 (or `exitCode`). */
 export class CliError extends Error {

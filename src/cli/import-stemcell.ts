@@ -18,7 +18,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import { openDriver } from '../driver/open.js';
 import { BACKENDS } from '../driver/backends.js';
-import type { Host } from '../driver/libvirt/host.js';
+import type { Host } from '../driver/shared/host.js';
 import { CliError, toJson } from './common.js';
 import { Progress } from './progress.js';
 import { notRegularFile } from '../util/regular-file.js';

@@ -7,7 +7,7 @@
 // move's verified copy (move.ts) whose original still lives on another host.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import { listVolumeNames } from '../driver/libvirt/host.js';
+import { listVolumeNames } from '../driver/shared/host.js';
 import { parseOwnedName } from '../driver/cids.js';
 import { deleteRecord, readForward } from '../hosts/locate.js';
 import { copyState, lookup, partialMarkerName, type VolumeHome } from '../hosts/move.js';

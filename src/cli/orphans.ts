@@ -12,23 +12,23 @@
 // Persistent disks, stemcells and finished snapshots are the director's: never orphans here.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import type { Host } from '../driver/libvirt/host.js';
-import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/libvirt/host.js';
-import { readVmMetadata } from '../driver/libvirt/vm-metadata.js';
-import { lockHolder } from '../driver/libvirt/lock.js';
-import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, sweepClaims } from '../driver/libvirt/address-holders.js';
-import { deleteVM } from '../driver/libvirt/vms.js';
+import type { Host } from '../driver/shared/host.js';
+import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/shared/host.js';
+import { readVmMetadata } from '../driver/shared/vm-metadata.js';
+import { lockHolder } from '../driver/shared/lock.js';
+import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, sweepClaims } from '../driver/shared/address-holders.js';
+import { deleteVM } from '../driver/shared/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
 import type { BackendProfile } from '../driver/profile.js';
 import { loadProfile } from '../driver/profiles.js';
-import { volumePath, volumeUsers } from '../driver/libvirt/volume-users.js';
+import { volumePath, volumeUsers } from '../driver/shared/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
-import { creatorState, markerAgeSeconds } from '../driver/libvirt/creator.js';
+import { creatorState, markerAgeSeconds } from '../driver/shared/creator.js';
 import { parseFence, parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 import { copyState } from '../hosts/move.js';
-import { fenceDomainType, fenceName, mayBeFence, uuidString } from '../driver/libvirt/fence.js';
+import { fenceDomainType, fenceName, mayBeFence, uuidString } from '../driver/shared/fence.js';
 
 export interface Orphan {
   kind: 'volume' | 'domain';

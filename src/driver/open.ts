@@ -11,11 +11,11 @@ export async function openDriver(config: Config, log: Logger): Promise<Driver> {
   if (config.hosts !== undefined) {
     // several hosts: one driver per host under the routing driver (docs/multi-host.md)
     backendForConfig(config);
-    const [{ openMultiHostDriver }, { openLibvirtDriver }] = await Promise.all([import('../hosts/driver.js'), import('./libvirt/driver.js')]);
+    const [{ openMultiHostDriver }, { openLibvirtDriver }] = await Promise.all([import('../hosts/driver.js'), import('./shared/driver.js')]);
     return openMultiHostDriver(config, log, async (hostConfig, hostLog) =>
       openLibvirtDriver(await loadProfile(backendForUri(hostConfig.libvirt.uri), hostConfig.libvirt.uri), hostConfig, hostLog));
   }
   const profile = await loadProfile(backendForUri(config.libvirt.uri), config.libvirt.uri);
-  const { openLibvirtDriver } = await import('./libvirt/driver.js');
+  const { openLibvirtDriver } = await import('./shared/driver.js');
   return openLibvirtDriver(profile, config, log);
 }

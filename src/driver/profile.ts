@@ -1,4 +1,4 @@
-// What a backend adds to the libvirt code every backend shares (src/driver/libvirt/).
+// What a backend adds to the libvirt code every backend shares (src/driver/shared/).
 // The shared layer owns the CPI's nouns: the connection, CIDs and names, create_vm's
 // undo-on-failure sequence (define, address check, DHCP reservations, start, creation
 // mark), delete_vm, reboot, locks, VM metadata, disk volumes and their tags. A profile
@@ -9,10 +9,10 @@
 // naming the backend (docs/architecture.md).
 import type { CloudProperties, CreateVMRequest, DiskHint } from './driver.js';
 import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from './cids.js';
-import type { Host } from './libvirt/host.js';
-import type { UndoLog } from './libvirt/undo.js';
-import type { CheckedNetwork } from './libvirt/networking.js';
-import type { VmShape } from './libvirt/cloud-properties.js';
+import type { Host } from './shared/host.js';
+import type { UndoLog } from './shared/undo.js';
+import type { CheckedNetwork } from './shared/networking.js';
+import type { VmShape } from './shared/cloud-properties.js';
 import type { NetworkPlan } from '../network/index.js';
 import type { DomainSpec, LxcDomainSpec, VmMetadata, VolumeSpec } from '../xml/index.js';
 import type { Config } from '../config/schema.js';

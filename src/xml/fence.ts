@@ -5,7 +5,7 @@ import { forXmlbuilder, objectName, survivesAsAttribute, text } from './text.js'
 import type { FenceDomainSpec, FenceRecord } from './types.js';
 import { FENCE_NS } from './types.js';
 
-// A fence domain (src/driver/libvirt/fence.ts) holds a VM's name so that a define whose
+// A fence domain (src/driver/shared/fence.ts) holds a VM's name so that a define whose
 // answer was lost can never land. Its record lives in one element,
 // <fence xmlns="urn:bosh-libvirt-cpi:fence:1" of=… reason=… host=… pid=… start=… at=…/>.
 // libvirt keeps that element as it was given (default namespace, attributes in order);

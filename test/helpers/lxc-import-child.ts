@@ -3,7 +3,7 @@
 // with esbuild by the test (see bundleChild below), as bin/cpi is.
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log/logger.js';
-import { openHost } from '../../src/driver/libvirt/host.js';
+import { openHost } from '../../src/driver/shared/host.js';
 import { createStemcell } from '../../src/driver/lxc/stemcells.js';
 
 const [configPath, imagePath] = process.argv.slice(2);

@@ -15,7 +15,7 @@ import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, leftovers, removeN
 import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { processStart } from '../../src/driver/libvirt/creator.js';
+import { processStart } from '../../src/driver/shared/creator.js';
 
 const PREFIX = 't-addrlock-';
 const NET = { name: 't-al-n123', bridge: 't-al-br123', third: 123 };

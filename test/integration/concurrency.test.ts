@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { requireBundle, runCpi, type CpiRun } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, domainXml, leftovers, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
 import { parseDomain, parseVmMetadata } from '../../src/xml/index.js';
-import { processStart } from '../../src/driver/libvirt/creator.js';
+import { processStart } from '../../src/driver/shared/creator.js';
 import { orphansCli } from '../helpers/crash.js';
 import { scratchDir } from '../helpers/scratch.js';
 

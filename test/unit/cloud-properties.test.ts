@@ -14,7 +14,7 @@ import {
   ignoredCloudPropertyKeys,
   KNOWN_VM_KEYS,
   unknownKeys,
-} from '../../src/driver/libvirt/cloud-properties.js';
+} from '../../src/driver/shared/cloud-properties.js';
 import { ROOT } from '../helpers/cpi.js';
 
 // Defaults no example uses, so a size the decoder ignored cannot pass for the written one.

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { classify, unfinishedCreate } from '../../src/cli/orphans.js';
-import { creatorMarker, creatorState, processStart } from '../../src/driver/libvirt/creator.js';
+import { creatorMarker, creatorState, processStart } from '../../src/driver/shared/creator.js';
 import { parseVmMetadata, renderVmMetadata, type VmMetadata } from '../../src/xml/index.js';
 
 const P = 't-crash-u-';

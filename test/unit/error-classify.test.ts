@@ -7,7 +7,7 @@ import { readFile, rmdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { typedError } from '../../src/rpc/classify.js';
+import { typedError } from '../../src/bosh-protocol/classify.js';
 import { CallTimeoutError, ConnectionClosedError, errorFromRemote } from '../../src/libvirt/errors.js';
 import { CloudError, CpiError, VMNotFound } from '../../src/errors.js';
 import { scratchDir } from '../helpers/scratch.js';

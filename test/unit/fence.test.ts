@@ -1,8 +1,8 @@
 // The fence's XML (rendered and parsed in src/xml/fence.ts) and how a fence is told apart
-// (src/driver/libvirt/fence.ts); that libvirt accepts it and refuses the late define is
+// (src/driver/shared/fence.ts); that libvirt accepts it and refuses the late define is
 // shown against the real daemons in test/integration/crash-define.test.ts.
 import { describe, expect, it } from 'vitest';
-import { fenceDomainType, mayBeFence, vmUuid } from '../../src/driver/libvirt/fence.js';
+import { fenceDomainType, mayBeFence, vmUuid } from '../../src/driver/shared/fence.js';
 import { parseDomain, parseFence, parseVmMetadata, renderFenceDomain, XmlRenderError } from '../../src/xml/index.js';
 
 const uuid = 'fe0cefe0-1111-4222-8333-444455556666';

@@ -9,14 +9,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { decodeVmCloudProperties } from '../../src/driver/libvirt/cloud-properties.js';
-import { planVmNetworks } from '../../src/driver/libvirt/vms.js';
+import { decodeVmCloudProperties } from '../../src/driver/shared/cloud-properties.js';
+import { planVmNetworks } from '../../src/driver/shared/vms.js';
 import { containerInterfaces, preconfiguredNetworks } from '../../src/driver/lxc/networking.js';
 import { buildContainerSettings, openSettingsFile, rewriteSettings } from '../../src/driver/lxc/settings.js';
 import { checkLocal, lxcProfile } from '../../src/driver/lxc/profile.js';
 import { rootPaths } from '../../src/driver/lxc/layout.js';
 import { renderDomain, parseDomain } from '../../src/xml/index.js';
-import type { Host } from '../../src/driver/libvirt/host.js';
+import type { Host } from '../../src/driver/shared/host.js';
 import type { AgentSettings } from '../../src/agent/index.js';
 import { requireBundle, ROOT, runCpi, writeConfig } from '../helpers/cpi.js';
 

@@ -4,7 +4,7 @@
 // still writes exactly one JSON response.
 import { describe, expect, it } from 'vitest';
 import { runCpi } from '../helpers/cpi.js';
-import { MAX_REQUEST_DEPTH, tooDeep } from '../../src/rpc/depth.js';
+import { MAX_REQUEST_DEPTH, tooDeep } from '../../src/bosh-protocol/depth.js';
 
 const DEEP = 100_000;
 const arrays = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;

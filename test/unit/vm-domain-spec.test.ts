@@ -5,9 +5,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigSchema } from '../../src/config/schema.js';
-import { decodeVmCloudProperties } from '../../src/driver/libvirt/cloud-properties.js';
+import { decodeVmCloudProperties } from '../../src/driver/shared/cloud-properties.js';
 import { buildDomainSpec, ephemeralDiskHint } from '../../src/driver/qemu/vms.js';
-import { planVmNetworks } from '../../src/driver/libvirt/vms.js';
+import { planVmNetworks } from '../../src/driver/shared/vms.js';
 import { renderDomain, type DiskDevice } from '../../src/xml/index.js';
 import { ROOT } from '../helpers/cpi.js';
 

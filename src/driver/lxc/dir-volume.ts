@@ -5,8 +5,8 @@
 // which is why the LXC backend needs libvirt on the same machine.
 import { lstat, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Host } from '../libvirt/host.js';
-import { createVolume, findVolume } from '../libvirt/host.js';
+import type { Host } from '../shared/host.js';
+import { createVolume, findVolume } from '../shared/host.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
 import { CloudError } from '../../errors.js';
 import { clearImmutable, holdDir } from './container-fs.js';

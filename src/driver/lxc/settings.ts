@@ -8,7 +8,7 @@
 // in one write of the new content followed by a truncate to its length.
 import { mkdir, writeFile, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Host } from '../libvirt/host.js';
+import type { Host } from '../shared/host.js';
 import { CloudError } from '../../errors.js';
 import { buildAgentSettings, type AgentSettings } from '../../agent/index.js';
 import { ContainerTampered, holdDir, holdPathBelow, openRegularFile } from './container-fs.js';

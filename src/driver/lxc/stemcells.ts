@@ -5,12 +5,12 @@
 // unfinished create_stemcell (docs/crash-safety.md, docs/lxc.md).
 import { lstat, readFile, readdir, readlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Host } from '../libvirt/host.js';
-import { findVolume } from '../libvirt/host.js';
-import { withStemcellLock } from '../libvirt/lock.js';
-import { isConnectionLost, reconnect } from '../libvirt/reconnect.js';
-import { deleteSidecar, readSidecar, writeSidecar } from '../libvirt/sidecar.js';
-import { listVmMetadata } from '../libvirt/vm-metadata.js';
+import type { Host } from '../shared/host.js';
+import { findVolume } from '../shared/host.js';
+import { withStemcellLock } from '../shared/lock.js';
+import { isConnectionLost, reconnect } from '../shared/reconnect.js';
+import { deleteSidecar, readSidecar, writeSidecar } from '../shared/sidecar.js';
+import { listVmMetadata } from '../shared/vm-metadata.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
 import { CloudError } from '../../errors.js';

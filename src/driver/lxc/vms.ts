@@ -2,15 +2,15 @@
 // directory (nothing is copied: create_vm's time does not grow with the stemcell), with
 // its ephemeral and persistent-disk directories mounted in, the agent's settings in a
 // file inside it, and NICs libvirt configures itself. The sequence around these steps
-// (define, start, undo on failure) is shared: src/driver/libvirt/vms.ts.
+// (define, start, undo on failure) is shared: src/driver/shared/vms.ts.
 import { mkdir, rename, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Host } from '../libvirt/host.js';
-import { findDomain } from '../libvirt/host.js';
-import { withStemcellLock, withVolumeLock } from '../libvirt/lock.js';
-import { readVmMetadata } from '../libvirt/vm-metadata.js';
-import { plannedReservations, routedPrefixes } from '../libvirt/networking.js';
-import { vmMetadata } from '../libvirt/vms.js';
+import type { Host } from '../shared/host.js';
+import { findDomain } from '../shared/host.js';
+import { withStemcellLock, withVolumeLock } from '../shared/lock.js';
+import { readVmMetadata } from '../shared/vm-metadata.js';
+import { plannedReservations, routedPrefixes } from '../shared/networking.js';
+import { vmMetadata } from '../shared/vms.js';
 import type { VmBuild, VmPreviewInput } from '../profile.js';
 import type { VMCID } from '../cids.js';
 import type { NetworkPlan } from '../../network/index.js';

@@ -1,6 +1,6 @@
 // The config drive: the full agent settings on an ISO9660 image labelled config-2,
 // written by the project's own writer and uploaded as a raw volume.
-import type { Host } from '../libvirt/host.js';
+import type { Host } from '../shared/host.js';
 import { buildAgentSettings, buildConfigDrive, type AgentSettings, type DiskHint } from '../../agent/index.js';
 import type { DiskDevice } from '../../xml/index.js';
 

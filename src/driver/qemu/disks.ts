@@ -1,17 +1,17 @@
 // qemu's persistent disks: qcow2 volumes (created, deleted and tagged by the shared
-// layer, src/driver/libvirt/disks.ts) attached as virtio disks with the CID's serial.
+// layer, src/driver/shared/disks.ts) attached as virtio disks with the CID's serial.
 // Which VM holds a disk is read from the domains themselves (their XML), and
 // attach/detach keep the VM's metadata in step.
-import type { Host } from '../libvirt/host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
-import { requireDomain } from '../libvirt/vms.js';
-import { requireDisk } from '../libvirt/disks.js';
-import { readVmMetadata, writeVmMetadata, affectFlags } from '../libvirt/vm-metadata.js';
+import type { Host } from '../shared/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../shared/host.js';
+import { requireDomain } from '../shared/vms.js';
+import { requireDisk } from '../shared/disks.js';
+import { readVmMetadata, writeVmMetadata, affectFlags } from '../shared/vm-metadata.js';
 import { persistentDiskSerial } from './serials.js';
-import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from '../libvirt/sidecar.js';
-import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
+import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from '../shared/sidecar.js';
+import { domainsUsing, volumePath } from '../shared/volume-users.js';
 import { rewriteSettingsDisks } from './settings-volume.js';
-import { withVolumeLock } from '../libvirt/lock.js';
+import { withVolumeLock } from '../shared/lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
 import type { DiskHint } from '../driver.js';
 import { DOMAIN_DEFAULTS, parseDomain, renderDiskDevice, type DiskDevice } from '../../xml/index.js';

@@ -2,8 +2,8 @@
 // last wrote it (there is no registry here), so attach/detach rewrite it. The settings
 // document is kept in a raw volume `<vm>.settings` for those VMs only: an ISO is
 // simpler to write than to read back.
-import type { Host } from '../libvirt/host.js';
-import { findVolume, readBufferVolume, rewriteTextVolume, writeBufferVolume } from '../libvirt/host.js';
+import type { Host } from '../shared/host.js';
+import { findVolume, readBufferVolume, rewriteTextVolume, writeBufferVolume } from '../shared/host.js';
 import { configDriveName } from './config-drive.js';
 import { buildConfigDrive, parseAgentSettings, type AgentSettings, type DiskHint } from '../../agent/index.js';
 import { Readable } from 'node:stream';

@@ -11,12 +11,12 @@
 // The job belongs to the domain, not to this process: if the CPI dies during the copy,
 // the job still finishes (or fails) on its own and the VM is never left paused.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Host } from '../libvirt/host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
+import type { Host } from '../shared/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../shared/host.js';
 import { findAttachment } from './disks.js';
-import { requireDisk } from '../libvirt/disks.js';
-import { deleteSidecar, sidecarName, writeSidecar } from '../libvirt/sidecar.js';
-import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
+import { requireDisk } from '../shared/disks.js';
+import { deleteSidecar, sidecarName, writeSidecar } from '../shared/sidecar.js';
+import { domainsUsing, volumePath } from '../shared/volume-users.js';
 import { newCid, isCid, type DiskCID, type SnapshotCID } from '../cids.js';
 import { renderBackup, renderVolume } from '../../xml/index.js';
 import { CloudError } from '../../errors.js';

@@ -1,17 +1,17 @@
 // Stemcells are volumes named after their CID, holding root.img as uploaded (qcow2 or
 // raw, detected from the file's magic). VMs boot from qcow2 overlays backed by them.
-import type { Host } from '../libvirt/host.js';
-import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../libvirt/host.js';
-import { withStemcellLock } from '../libvirt/lock.js';
-import { isConnectionLost, reconnect } from '../libvirt/reconnect.js';
+import type { Host } from '../shared/host.js';
+import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../shared/host.js';
+import { withStemcellLock } from '../shared/lock.js';
+import { isConnectionLost, reconnect } from '../shared/reconnect.js';
 import { openRootImage, type ImageFormat } from './image.js';
-import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from '../libvirt/sidecar.js';
-import { domainsUsing, volumePath } from '../libvirt/volume-users.js';
+import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from '../shared/sidecar.js';
+import { domainsUsing, volumePath } from '../shared/volume-users.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
 import { CloudError, CpiError } from '../../errors.js';
 import { VolStreamFlags, isLibvirtError, ErrorCode } from '../../libvirt/index.js';
-import { listVmMetadata } from '../libvirt/vm-metadata.js';
+import { listVmMetadata } from '../shared/vm-metadata.js';
 
 const ROOT_SUFFIX = '.root';
 

@@ -1,14 +1,14 @@
 // The qemu/kvm VM: a qcow2 overlay on the stemcell as its root disk, an empty qcow2
 // ephemeral disk, the agent's settings on a config drive, virtio everywhere. The
 // sequence around these steps (define, start, undo on failure) is shared: see
-// src/driver/libvirt/vms.ts.
-import type { Host } from '../libvirt/host.js';
-import { createVolume, writeBufferVolume } from '../libvirt/host.js';
-import { withStemcellLock } from '../libvirt/lock.js';
-import { undoVolume } from '../libvirt/fence.js';
-import type { VmShape } from '../libvirt/cloud-properties.js';
-import { plannedReservations, interfaceDevices, routedPrefixes } from '../libvirt/networking.js';
-import { vmMetadata } from '../libvirt/vms.js';
+// src/driver/shared/vms.ts.
+import type { Host } from '../shared/host.js';
+import { createVolume, writeBufferVolume } from '../shared/host.js';
+import { withStemcellLock } from '../shared/lock.js';
+import { undoVolume } from '../shared/fence.js';
+import type { VmShape } from '../shared/cloud-properties.js';
+import { plannedReservations, interfaceDevices, routedPrefixes } from '../shared/networking.js';
+import { vmMetadata } from '../shared/vms.js';
 import { findStemcell } from './stemcells.js';
 import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';

@@ -2,7 +2,7 @@
 // method, broken config, bad arguments, a libvirt error, a bug — becomes a typed
 // error in the response; nothing escapes as a crash.
 import { parseRequest, type CpiRequest } from './request.js';
-import { setLockHolderCall } from '../driver/libvirt/lock.js';
+import { setLockHolderCall } from '../driver/shared/lock.js';
 import { success, failure, type CpiResponse } from './response.js';
 import { CpiError, NotImplemented } from '../errors.js';
 import { METHODS } from '../cpi/methods.js';
