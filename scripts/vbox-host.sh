@@ -12,8 +12,9 @@
 # start builds the simulation when needed (fixtures/vbox-sim/build.sh into $D/vbox-sim)
 # and starts the daemon with VBOX_APP_HOME=$D/vbox-sim, where libvirt's vbox driver
 # loads VBoxXPCOMC.so at daemon start. The simulated VirtualBox writes its state to
-# $D/vbox-sim/state.json (VBOX_SIM_STATE) after every change; it lives in the daemon's
-# memory, so stop/start begins anew (no machines, no media; vboxnet0 again).
+# $D/vbox-sim/state.json (VBOX_SIM_STATE) after every change and reads it back when the
+# daemon starts, so machines, media and networks survive a restart (as with VBoxSVC);
+# remove that file while the daemon is stopped to begin anew.
 # start and stop are idempotent. Reach it at `vbox:///session?socket=$D/run/libvirt-sock`.
 # The daemon logs the vbox driver (and the simulation's "not implemented" notes) to
 # $D/log/libvirtd.log.
@@ -104,7 +105,6 @@ start() {
   fi
   if ! running; then
     prepare_dirs
-    rm -f "$SIM/state.json"
     local launch=(unshare -m --propagation private sh -c "$(inner_script)" sh)
     if $reaps; then
       log "starting libvirtd over the simulated VirtualBox in a private mount namespace ($D)"

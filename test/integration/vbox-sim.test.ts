@@ -26,7 +26,7 @@ interface SimAttachment { port: number; device: number; type: string; medium: st
 interface SimMachine {
   name: string; uuid: string; state: string; memoryMB: number; cpus: number; firmware: string;
   frontend: string | null; requestedFrontend: string | null;
-  storageControllers: Array<{ name: string; bus: string; attachments: SimAttachment[] }>;
+  storageControllers: Array<{ name: string; bus: string; controllerType: string; attachments: SimAttachment[] }>;
   networkAdapters: Array<{ slot: number; attachment: string; hostOnlyInterface: string | null; mac: string }>;
 }
 interface SimMedium { location: string; uuid: string; format: string; deviceType: string; logicalSize: number; machines: string[] }
@@ -155,7 +155,7 @@ describe('libvirt vbox driver over the simulated VirtualBox', () => {
     const m = machine(names.dom);
     expect(m).toMatchObject({ uuid: dom.uuid.toString('hex').replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-'), state: 'PoweredOff', memoryMB: 512, cpus: 2 });
     expect(m?.storageControllers).toEqual([{
-      name: 'SATA Controller', bus: 'SATA', attachments: [
+      name: 'SATA Controller', bus: 'SATA', controllerType: 'IntelAhci', attachments: [
         expect.objectContaining({ port: 0, device: 0, type: 'HardDisk', medium: rootPath }),
         expect.objectContaining({ port: 1, device: 0, type: 'DVD', medium: isoPath }),
       ],
@@ -205,6 +205,37 @@ describe('libvirt vbox driver over the simulated VirtualBox', () => {
     await c.volumes.delete(reopened);
     expect(existsSync(rootPath)).toBe(false);
     expect(medium(rootPath)).toBeUndefined();
+  });
+});
+
+describe('a restart of the daemon', () => {
+  it('keeps machines and media, as VBoxSVC keeps its registry', async () => {
+    const name = `${PREFIX}restart-${process.pid}`;
+    const path = join(dir, `${name}.vdi`);
+    await c.volumes.createXML(pool, `<volume><name>${name}.vdi</name><capacity unit='MiB'>8</capacity>` +
+      `<target><path>${path}</path><format type='vdi'/></target></volume>`);
+    const dom = await c.domains.defineXML(`<domain type='vbox'><name>${name}</name><memory unit='MiB'>256</memory>` +
+      `<vcpu>1</vcpu><os><type>hvm</type></os><devices>` +
+      `<disk type='file' device='disk'><source file='${path}'/><target dev='sda' bus='sata'/></disk>` +
+      `<interface type='network'><source network='vboxnet0'/><mac address='08:00:27:5a:00:03'/></interface>` +
+      `<graphics type='rdp' autoport='yes'/></devices></domain>`);
+    const before = await c.domains.getXMLDesc(dom);
+    const held = machine(name);
+
+    await c.close();
+    execFileSync(SCRIPT, ['stop'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    execFileSync(SCRIPT, ['start'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    c = await connect(uri);
+    pool = await c.pools.lookupByName('default-pool');
+
+    const again = await c.domains.lookupByName(name);
+    expect(again.uuid.equals(dom.uuid)).toBe(true);
+    expect(await c.domains.getXMLDesc(again)).toBe(before);
+    expect(machine(name)).toEqual(held);
+    expect(medium(path)).toMatchObject({ format: 'VDI', machines: [held?.uuid] });
+    await c.domains.undefine(again);
+    await c.volumes.delete(await c.volumes.lookupByPath(path));
+    expect(existsSync(path)).toBe(false);
   });
 });
 
