@@ -271,6 +271,19 @@ describe('what libvirt 9.0 vbox driver refuses (its own errors)', () => {
     expect(machine(`${PREFIX}refusals-${process.pid}`)?.storageControllers).toEqual([]);
   });
 
+  it('wants an explicit model for an IDE controller', async () => {
+    const xml = (controller: string) => `<domain type='vbox'><name>${PREFIX}ide-${process.pid}</name><memory unit='MiB'>128</memory>` +
+      `<vcpu>1</vcpu><os><type>hvm</type></os><devices><disk type='file' device='cdrom'><source file='${isoPath}'/>` +
+      `<target dev='hdc' bus='ide'/></disk>${controller}<graphics type='rdp' autoport='yes'/></devices></domain>`;
+    expect((await refusal(c.domains.defineXML(xml('')))).message).toMatch(/Unexpected IDE controller model/);
+    expect(machine(`${PREFIX}ide-${process.pid}`)).toBeUndefined();
+    const dom = await c.domains.defineXML(xml(`<controller type='ide' index='0' model='piix4'/>`));
+    expect(machine(dom.name)?.storageControllers).toEqual([expect.objectContaining({
+      bus: 'IDE', controllerType: 'PIIX4', attachments: [expect.objectContaining({ port: 1, device: 0, type: 'DVD', medium: isoPath })],
+    })]);
+    await c.domains.undefine(dom);
+  });
+
   it('has no network update (no DHCP host entries)', async () => {
     const net = await c.networks.lookupByName('vboxnet0');
     const host = `<host mac='08:00:27:5a:00:09' ip='198.18.240.9'/>`;
