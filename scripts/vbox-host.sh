@@ -140,7 +140,9 @@ status() {
   if ! running; then echo "stopped"; exit 3; fi
   local v; v=$(driver_version)
   if [ -n "$v" ]; then
-    echo "running: $URI (vbox driver initialised over the simulated VirtualBox: ${v#*: })"
+    # (libvirt 9.0 reports no real VirtualBox version: fixtures/vbox-sim/README.md)
+    local simver; simver=$(sed -n 's/^ *"version": "\(.*\)",$/\1/p' "$SIM/state.json" 2>/dev/null | head -1)
+    echo "running: $URI (vbox driver initialised: virsh says \"${v#*: }\"; simulated VirtualBox ${simver:-?})"
   else
     echo "running: $URI, but the vbox driver did not initialise: $(virsh -q -c "$URI" version 2>&1 | tail -1)"
     exit 4
