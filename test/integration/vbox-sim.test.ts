@@ -259,6 +259,24 @@ describe('what libvirt 9.0 vbox driver refuses (its own errors)', () => {
     expect(statSync(volPath).size).toBe(1);
   });
 
+  it('has one pool without info, XML, refresh or volume listing, and no network listing or leases', async () => {
+    const net = await c.networks.lookupByName('vboxnet0');
+    const calls: Array<[string, () => Promise<unknown>]> = [
+      ['virConnectListAllStoragePools', () => c.pools.listAll()],
+      ['virStoragePoolGetInfo', () => c.pools.getInfo(pool)],
+      ['virStoragePoolGetXMLDesc', () => c.pools.getXMLDesc(pool)],
+      ['virStoragePoolRefresh', () => c.pools.refresh(pool)],
+      ['virStoragePoolListAllVolumes', () => c.pools.listAllVolumes(pool)],
+      ['virConnectListAllNetworks', () => c.networks.listAll()],
+      ['virNetworkIsActive', () => c.networks.isActive(net)],
+      ['virNetworkGetDHCPLeases', () => c.networks.getDHCPLeases(net, null)],
+    ];
+    for (const [api, call] of calls) {
+      expect(await refusal(call())).toMatchObject({ code: ErrorCode.NO_SUPPORT, message: expect.stringContaining(api) });
+    }
+    expect(await c.domains.listAll()).toEqual(expect.arrayContaining([expect.objectContaining({ name: dom.name })]));
+  });
+
   it('has no domain metadata', async () => {
     expect(await refusal(c.domains.setMetadata(dom, MetadataType.ELEMENT, '<x/>', 'x', 'urn:t-vbox-sim')))
       .toMatchObject({ code: ErrorCode.NO_SUPPORT, message: expect.stringMatching(/virDomainSetMetadata/) });
