@@ -131,6 +131,21 @@ describe('libvirt vbox driver over the simulated VirtualBox', () => {
     }
   });
 
+  it('registers images made elsewhere by their path, with the virtual size their header declares', async () => {
+    for (const [format, qemuFormat, opts] of [['vmdk', 'vmdk', 'subformat=streamOptimized'], ['vdi', 'vdi', ''], ['vhd', 'vpc', '']] as const) {
+      const path = join(dir, `${PREFIX}made-${process.pid}.${format}`);
+      execFileSync('qemu-img', ['create', '-q', '-f', qemuFormat, ...(opts ? ['-o', opts] : []), path, '1G']);
+      const vol = await c.volumes.lookupByPath(path); // VirtualBox's OpenMedium registers it
+      expect(medium(path)).toMatchObject({ format: format.toUpperCase(), deviceType: 'HardDisk' });
+      // (qemu-img rounds a VHD to its CHS geometry: the header's size, not 1 GiB, is what counts)
+      const info = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', path], { encoding: 'utf8' })) as { 'virtual-size': number };
+      expect(info['virtual-size']).toBeGreaterThanOrEqual(1024 * 1024 * 1024);
+      expect((await c.volumes.getInfo(vol)).capacity).toBe(BigInt(info['virtual-size']));
+      await c.volumes.delete(vol);
+      expect(existsSync(path)).toBe(false);
+    }
+  });
+
   it('defines a domain as a CPI writes it, starts, stops and undefines it', async () => {
     const root = await c.volumes.createXML(pool, `<volume><name>${names.root}</name>` +
       `<capacity unit='MiB'>64</capacity><target><path>${rootPath}</path><format type='vmdk'/></target></volume>`);
