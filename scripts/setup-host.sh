@@ -28,6 +28,9 @@ APT_PACKAGES=(
   # the stemcell around the real BOSH agent (fixtures/real-stemcell) and the Level 1
   # tier, which pings the guests' addresses from the host
   debootstrap e2fsprogs openssl iputils-ping
+  # the vbox backend's tests: libvirt's own vbox driver, in a libvirtd of its own over a
+  # simulated VirtualBox built from libvirt's Debian source tarball (scripts/vbox-host.sh)
+  libvirt-daemon-driver-vbox curl xz-utils
 )
 
 if [ "$(id -u)" != 0 ]; then echo "run as root (it installs Debian packages and starts libvirtd)" >&2; exit 1; fi
