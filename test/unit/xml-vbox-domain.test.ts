@@ -1,6 +1,10 @@
 // Domain XML for libvirt's VirtualBox driver: the attributes that driver acts on
 // (vbox_common.c, libvirt 9.0), and the parser of what its dumpxml gives back.
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from '../helpers/scratch.js';
 import { parseRoot } from '../../src/xml/dom.js';
 import { parseVboxDomain, renderVboxDomain, vboxDiskTarget, VBOX_SATA_PORTS, XmlRenderError } from '../../src/xml/index.js';
 import type { VboxDomainSpec } from '../../src/xml/index.js';
@@ -23,6 +27,19 @@ const spec: VboxDomainSpec = {
     { kind: 'bridge', bridge: 'eth0', mac: '08:00:27:aa:bb:02', model: 'virtio' },
   ],
 };
+
+/** libvirt's own domain schema (virt-xml-validate works offline, no daemon). */
+function schemaErrors(xml: string): string | null {
+  const file = join(scratchDir('xml-vbox-'), 'domain.xml');
+  writeFileSync(file, xml);
+  try {
+    execFileSync('virt-xml-validate', [file, 'domain'], { stdio: 'pipe' });
+    return null;
+  } catch (e) {
+    const err = e as { stderr?: Buffer; stdout?: Buffer };
+    return `${err.stderr?.toString() ?? ''}${err.stdout?.toString() ?? ''}`;
+  }
+}
 
 function devicesOf(xml: string) {
   return parseRoot(xml, 'domain').required('devices');
@@ -117,6 +134,11 @@ describe('renderVboxDomain', () => {
 
   it('has only RDP graphics, so the driver starts the VM headless', () => {
     expect(devices.children('graphics').map((g) => [g.attr('type'), g.attr('autoport')])).toEqual([['rdp', 'yes']]);
+  });
+
+  it("passes libvirt's domain schema, with the settings ISO on SATA and on IDE", () => {
+    expect(schemaErrors(xml)).toBeNull();
+    expect(schemaErrors(renderVboxDomain({ ...spec, settings: { file: spec.settings!.file, bus: 'ide' } }))).toBeNull();
   });
 });
 
@@ -247,6 +269,10 @@ describe('parseVboxDomain', () => {
       ['cdrom', spec.settings!.file, 2],
     ]);
     expect(parsed.interfaces.map((i) => i.mac)).toEqual(['08:00:27:aa:bb:01', '08:00:27:aa:bb:02']);
+  });
+
+  it("reads a document that passes libvirt's domain schema", () => {
+    expect(schemaErrors(DUMP)).toBeNull();
   });
 
   it('refuses a domain of another driver', () => {
