@@ -286,6 +286,14 @@ describe('parseOvf and parseManifest', () => {
     expect(parseOvf(ovfXml({ firmware: 'bios' })).firmware).toBe('bios');
   });
 
+  it("reads VirtualBox's own firmware element (EFI64 included) when there is no vmw:Config", () => {
+    const vbox = ovfXml({ firmware: null }).replace(
+      '  </VirtualSystem>',
+      '    <vbox:Machine xmlns:vbox="http://www.virtualbox.org/ovf/machine" ovf:required="false" name="sc"><Hardware><Firmware type="EFI64"/></Hardware></vbox:Machine>\n  </VirtualSystem>',
+    );
+    expect(parseOvf(vbox)).toMatchObject({ firmware: 'efi', firmwareHint: 'EFI64' });
+  });
+
   it('refuses units it does not understand and documents that are not OVF', () => {
     expect(() => parseOvf(ovfXml().replace('byte * 2^20', 'MegaBytes'))).toThrow(/capacityAllocationUnits "MegaBytes" is not understood/);
     expect(() => parseOvf('<domain/>')).toThrow(/not an OVF envelope/);

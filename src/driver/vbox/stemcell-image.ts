@@ -143,11 +143,12 @@ export function parseOvf(xml: string): OvfInfo {
       ...(format !== undefined ? { format } : {}),
     });
   }
-  // ovftool writes the VMX's firmware setting into the VirtualHardwareSection.
-  const hardware = envelope.child('VirtualSystem')?.child('VirtualHardwareSection');
-  const config = hardware?.children('Config').find((c) => (c.attr('vmw:key') ?? c.attr('key')) === 'firmware');
-  const hint = config?.attr('vmw:value') ?? config?.attr('value');
-  return { disks, firmware: hint?.toLowerCase() === 'efi' ? 'efi' : 'bios', ...(hint !== undefined ? { firmwareHint: hint } : {}) };
+  // ovftool writes the VMX's firmware setting into the VirtualHardwareSection; VirtualBox's
+  // own export carries <vbox:Machine><Hardware><Firmware type="EFI"/>.
+  const system = envelope.child('VirtualSystem');
+  const config = system?.child('VirtualHardwareSection')?.children('Config').find((c) => (c.attr('vmw:key') ?? c.attr('key')) === 'firmware');
+  const hint = config?.attr('vmw:value') ?? config?.attr('value') ?? system?.at('Machine', 'Hardware', 'Firmware')?.attr('type');
+  return { disks, firmware: hint !== undefined && /^efi/i.test(hint) ? 'efi' : 'bios', ...(hint !== undefined ? { firmwareHint: hint } : {}) };
 }
 
 /** Reads image.mf: `SHA1(name)= hex` / `SHA256(name)= hex` lines (ovftool, VirtualBox). */
