@@ -22,6 +22,18 @@ const INSTALLED = '/etc/libvirt/hooks/lxc';
 const NS = 'urn:bosh-libvirt-cpi:vm:1';
 const URI = 'lxc:///';
 
+/**
+ * The system libvirtd that serves lxc:/// (its pid file, as scripts/setup-host.sh reads
+ * it). Not "the oldest libvirtd": the second daemon (multi-host tests) and the vbox one
+ * run beside it, and which of them started first depends on the host's history.
+ */
+function primaryLibvirtdPid(): string {
+  const pid = readFileSync('/run/libvirtd.pid', 'utf8').trim();
+  const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  if (comm !== 'libvirtd') throw new Error(`/run/libvirtd.pid names ${pid}, which is ${comm}, not libvirtd: run scripts/setup-host.sh`);
+  return pid;
+}
+
 const virsh = (...args: string[]): string => execFileSync('virsh', ['-q', '-c', URI, ...args], { encoding: 'utf8', stdio: 'pipe' });
 const quietly = (...args: string[]): void => {
   try {
@@ -115,7 +127,7 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
   let domainFile = '';
 
   const libvirtdMounts = (): string[] => {
-    const pid = execFileSync('pgrep', ['-x', '-o', 'libvirtd'], { encoding: 'utf8' }).trim();
+    const pid = primaryLibvirtdPid();
     return readFileSync(`/proc/${pid}/mountinfo`, 'utf8')
       .split('\n')
       .filter((l) => l.split(' ')[4] === root.merged);
@@ -203,7 +215,7 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
   });
 
   test('prepare again while mounted (as after a libvirtd restart) leaves the mount as it is', () => {
-    const pid = execFileSync('pgrep', ['-x', '-o', 'libvirtd'], { encoding: 'utf8' }).trim();
+    const pid = primaryLibvirtdPid();
     const r = spawnSync('nsenter', ['-t', pid, '-m', 'sh', INSTALLED, NAME, 'prepare', 'begin', '-'], { input: virsh('dumpxml', NAME), encoding: 'utf8' });
     expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
     expect(libvirtdMounts()).toHaveLength(1);
