@@ -38,6 +38,12 @@ export function probeLxcHost(): LxcProbe {
 }
 
 function daemonMountinfo(read: (p: string) => string | null): string | null {
+  // The system daemon by its pid file first: other libvirtd processes may run beside it
+  // (a second daemon for another host, one for a vbox host), each in its own namespace.
+  for (const name of ['virtlxcd', 'libvirtd']) {
+    const pid = read(`/run/${name}.pid`)?.trim();
+    if (pid && /^\d+$/.test(pid) && read(`/proc/${pid}/comm`)?.trim() === name) return read(`/proc/${pid}/mountinfo`);
+  }
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     const comm = read(`/proc/${pid}/comm`)?.trim();
     if (comm === 'libvirtd' || comm === 'virtlxcd') return read(`/proc/${pid}/mountinfo`);
