@@ -1,4 +1,4 @@
-# Sourced by scripts/setup-host.sh and scripts/second-libvirtd.sh (bash).
+# Sourced by scripts/setup-host.sh, scripts/second-libvirtd.sh and scripts/vbox-host.sh (bash).
 #
 # libvirt runs QEMU daemonized, its capability probes as well as every guest: the QEMU
 # process is orphaned at once and adopted by the nearest child subreaper among its
@@ -34,4 +34,13 @@ under_subreaper() { # pid
   ppid=$(awk '{print $4}' "/proc/$1/stat" 2>/dev/null) || return 1
   case "$(cat "/proc/$ppid/comm" 2>/dev/null)" in tini | tini-static) return 0 ;; esac
   return 1
+}
+
+# Succeeds when the pid file names a live process of that name (the daemons' own pid
+# files outlive them; a stale one may name another process by now).
+pid_alive() { # pidfile name
+  local pid
+  [ -f "$1" ] || return 1
+  pid=$(cat "$1" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }

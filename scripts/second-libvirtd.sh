@@ -25,13 +25,6 @@ BRIDGE=mh1
 
 log() { printf '[second-libvirtd] %s\n' "$*" >&2; }
 
-pid_alive() { # pidfile name
-  local pid
-  [ -f "$1" ] || return 1
-  pid=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
-}
-
 running() { pid_alive "$D/libvirtd.pid" libvirtd && [ -S "$SOCK" ]; }
 
 # The private /etc/libvirt: the daemon settings, hooks and nwfilters of the first daemon,

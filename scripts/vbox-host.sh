@@ -34,13 +34,6 @@ VBOX_SIM_DHCP=${VBOX_SIM_DHCP:-none}
 
 log() { printf '[vbox-host] %s\n' "$*" >&2; }
 
-pid_alive() { # pidfile name
-  local pid
-  [ -f "$1" ] || return 1
-  pid=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
-}
-
 running() { pid_alive "$D/libvirtd.pid" libvirtd && [ -S "$SOCK" ]; }
 
 # The private /etc/libvirt: the system daemon's settings files, but none of its domains,
