@@ -16,11 +16,13 @@ import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.j
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { processStart } from '../../src/driver/shared/creator.js';
+import { ADDRESS_LOCK_VOLUME } from '../../src/driver/shared/address-holders.js';
+import { Proc } from '../../src/libvirt/procedures.js';
 
 const PREFIX = 't-addrlock-';
 const NET = { name: 't-al-n123', bridge: 't-al-br123', third: 123 };
-const DOMAIN_DEFINE_XML_FLAGS = 350; // src/libvirt/procedures.ts
-const LOCK = 'bosh-libvirt-cpi-addresses.lock';
+const DOMAIN_DEFINE_XML_FLAGS = Proc.DOMAIN_DEFINE_XML_FLAGS.proc;
+const LOCK = ADDRESS_LOCK_VOLUME;
 
 let proxy: CuttingProxy;
 let direct: string;

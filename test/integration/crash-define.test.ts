@@ -15,11 +15,12 @@ import { cleanupPrefix, cpi, cpiError, defineIsolatedNetwork, leftovers, removeN
 import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.js';
 import { dhcpHosts, orphansCli } from '../helpers/crash.js';
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
+import { Proc } from '../../src/libvirt/procedures.js';
+import { FENCE_NS } from '../../src/xml/index.js';
 
 const PREFIX = 't-crash-d-';
 const NET = { name: 't-crash-n122', bridge: 't-crash-br122', third: 122 };
-const DOMAIN_DEFINE_XML_FLAGS = 350; // src/libvirt/procedures.ts
-const FENCE_NS = 'urn:bosh-libvirt-cpi:fence:1';
+const DOMAIN_DEFINE_XML_FLAGS = Proc.DOMAIN_DEFINE_XML_FLAGS.proc;
 const HOLD_MS = 6000;
 
 let proxy: CuttingProxy;
