@@ -56,8 +56,8 @@ function domainXml(merged: string, extra = '', metadata = `<bosh:vm xmlns:bosh="
   <devices><filesystem type='mount'><source dir='${merged}'/><target dir='/'/></filesystem>${extra}</devices></domain>`;
 }
 
-function dryRun(xml: string, op: string, env: Record<string, string> = {}) {
-  const r = spawnSync('sh', [HOOK, 'lxcr-hook-x', op, 'begin', '-'], {
+function dryRun(xml: string, op: string, env: Record<string, string> = {}, domain = 'lxcr-hook-x') {
+  const r = spawnSync('sh', [HOOK, domain, op, 'begin', '-'], {
     input: xml,
     encoding: 'utf8',
     env: { ...process.env, BOSH_LIBVIRT_HOOK_DRY_RUN: '1', BOSH_LIBVIRT_HOOK_ROUTER: QEMU_HOOK, BOSH_LIBVIRT_HOOK_NETWORK_DIRS: '/nonexistent', ...env },
@@ -75,10 +75,17 @@ describe('libvirt-hook-lxc (dry run)', () => {
     const r = dryRun(domainXml(merged), 'prepare');
     expect(r).toEqual({
       status: 0,
-      stdout: `mount -t overlay overlay -o lowerdir=${lower},upperdir=${base}/upper,workdir=${base}/work ${merged}\n`,
+      stdout: `mount -t overlay overlay -o lowerdir=${lower},upperdir=${base}/upper,workdir=${base}/work ${merged}\nname lxcr-hook-x in ${merged}/etc/hosts\n`,
       stderr: '',
     });
     expect(existsSync(merged)).toBe(true); // the mount point is made when missing
+  });
+
+  test('the name added to /etc/hosts is the host name libvirt derives from the domain name', () => {
+    // lxcContainerSetHostname keeps [A-Za-z0-9-] and drops one leading '-'
+    const r = dryRun(domainXml(merged), 'prepare', {}, '-Lxcr_vm.1');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')[1]).toBe(`name Lxcrvm1 in ${merged}/etc/hosts`);
   });
 
   test('a root layer that is gone fails the start with the reason instead of starting an empty root', () => {
@@ -214,6 +221,13 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
     expect(existsSync(join(dir, 'lxcr-sc', CONTAINER_REPORT_FILE))).toBe(false);
   });
 
+  test('the host name libvirt gives the container (its domain name) resolves inside it: prepare named it in /etc/hosts', () => {
+    const hosts = readFileSync(join(root.base, 'upper/etc/hosts'), 'utf8');
+    expect(hosts.split('\n').filter((l) => /^127\.0\.0\.1\s+lxcr-hook-vm(\s|$)/.test(l))).toHaveLength(1);
+    // written through the overlay: the stemcell's directory (which has no /etc/hosts) is unchanged
+    expect(existsSync(join(dir, 'lxcr-sc/etc/hosts'))).toBe(false);
+  });
+
   test('prepare again while mounted (as after a libvirtd restart) leaves the mount as it is', () => {
     const pid = primaryLibvirtdPid();
     const r = spawnSync('nsenter', ['-t', pid, '-m', 'sh', INSTALLED, NAME, 'prepare', 'begin', '-'], { input: virsh('dumpxml', NAME), encoding: 'utf8' });
@@ -248,10 +262,32 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
     expect(r.agent_id).toBe('agent-lxcr-hook');
     // the settings rewritten while it ran are what it boots with now
     expect(Object.keys(r.disks.persistent)).toEqual(['lxcr-disk-1']);
+    // a second start does not name the host twice
+    const hosts = readFileSync(join(root.base, 'upper/etc/hosts'), 'utf8');
+    expect(hosts.split('\n').filter((l) => /\slxcr-hook-vm(\s|$)/.test(l))).toHaveLength(1);
+  });
+
+  test('an /etc/hosts the container replaced by a link to a host path is not followed: the host file stays, the container starts', async () => {
+    virsh('destroy', NAME);
+    const hostFile = join(dir, 'lxcr-host-file');
+    writeFileSync(hostFile, 'host data\n');
+    const hosts = join(root.base, 'upper/etc/hosts');
+    rmSync(hosts);
+    symlinkSync(hostFile, hosts);
+    rmSync(reportPath());
+    try {
+      virsh('start', NAME);
+      const r = await readContainerReport(reportPath(), 30_000);
+      expect(r.agent_id).toBe('agent-lxcr-hook');
+      expect(readFileSync(hostFile, 'utf8')).toBe('host data\n');
+    } finally {
+      quietly('destroy', NAME);
+      rmSync(hosts);
+    }
   });
 
   test('a start whose stemcell layer is gone fails and says why', () => {
-    virsh('destroy', NAME);
+    quietly('destroy', NAME);
     renameSync(join(dir, 'lxcr-sc'), join(dir, 'lxcr-sc-away'));
     try {
       expect(() => virsh('start', NAME)).toThrow(/root filesystem layer .* is missing/);
