@@ -19,7 +19,7 @@ import { lockHolder } from '../driver/shared/lock.js';
 import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, sweepClaims } from '../driver/shared/address-holders.js';
 import { deleteVM } from '../driver/shared/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
-import type { BackendProfile } from '../driver/profile.js';
+import type { BackendProfile } from '../driver/shared/profile.js';
 import { loadProfile } from '../driver/profiles.js';
 import { volumePath, volumeUsers } from '../driver/shared/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
@@ -29,6 +29,7 @@ import { parseFence, parseVmMetadata, type VmMetadata, XmlParseError } from '../
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 import { copyState } from '../hosts/move.js';
 import { fenceDomainType, fenceName, mayBeFence, uuidString } from '../driver/shared/fence.js';
+import { Suffix, hasSuffix, sidecarName } from '../driver/shared/names.js';
 
 export interface Orphan {
   kind: 'volume' | 'domain';
@@ -79,24 +80,24 @@ export function classify(prefix: string, domains: DomainFacts[], volumes: string
       // snapshot without its sidecar: snapshot_disk writes the sidecar before it returns
       // the CID, so the director never received this one (the CPI died or lost its
       // connection during the copy).
-      if (owned.kind === 'snap' && !volumeNames.has(`${v}.meta`)) {
+      if (owned.kind === 'snap' && !volumeNames.has(sidecarName(v))) {
         out.push({ kind: 'volume', name: v, reason: 'snapshot whose snapshot_disk never finished (no metadata sidecar), so the director never received its CID' });
       }
       // Likewise create_stemcell writes the sidecar as its last step.
-      if (owned.kind === 'sc' && !volumeNames.has(`${v}.meta`)) {
+      if (owned.kind === 'sc' && !volumeNames.has(sidecarName(v))) {
         out.push({ kind: 'volume', name: v, reason: 'stemcell whose create_stemcell never finished (no metadata sidecar), so the director never received its CID' });
       }
       continue;
     }
-    if (owned.suffix === 'lock') {
+    if (owned.suffix === Suffix.lock) {
       // Calls hold a lock for seconds and release it before they answer; one whose
       // holder died stays until the next call on the same name breaks it as stale.
       out.push({ kind: 'volume', name: v, reason: `lock on ${kindWord[owned.kind]} ${owned.cid} left by a CPI call that died (calls hold locks for seconds; the CPI breaks one older than 120 s itself)` });
     } else if (owned.kind === 'vm') {
       if (!domainNames.has(owned.cid)) out.push({ kind: 'volume', name: v, reason: `belongs to VM ${owned.cid}, which no longer exists` });
-    } else if (owned.suffix === 'meta' && !volumeNames.has(owned.cid)) {
+    } else if (owned.suffix === Suffix.meta && !volumeNames.has(owned.cid)) {
       out.push({ kind: 'volume', name: v, reason: `metadata of ${kindWord[owned.kind]} ${owned.cid}, which no longer exists` });
-    } else if (owned.suffix === 'born' && !volumeNames.has(owned.cid)) {
+    } else if (owned.suffix === Suffix.born && !volumeNames.has(owned.cid)) {
       // Several hosts: written next to a disk away from its birth host, before it arrives
       // (young then) and removed after it leaves or is deleted.
       out.push({ kind: 'volume', name: v, reason: `birth record of disk ${owned.cid}, which is not on this host (a move or delete_disk was cut short)` });
@@ -187,7 +188,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
         const details = await volumeFacts(host, o.name);
         if (!details) continue; // gone meanwhile
         Object.assign(o, { bytes: details.bytes }, details.changed !== undefined ? { ageSeconds: Math.max(0, Math.round(now - details.changed)) } : {});
-        if (o.name.endsWith('.lock')) {
+        if (hasSuffix(o.name, Suffix.lock)) {
           // A lock names its holder: never take one whose holder runs; one whose holder is
           // gone is an orphan whatever its age; an unmarked one is judged by age below.
           const holder = await lockHolder(host, o.name).catch(() => undefined);
@@ -247,7 +248,7 @@ async function findAbandonedCopies(host: Host, prefix: string, volumes: string[]
   const now = Date.now() / 1000;
   for (const marker of volumes) {
     const owned = parseOwnedName(prefix, marker);
-    if (owned?.kind !== 'disk' || owned.suffix !== 'partial') continue;
+    if (owned?.kind !== 'disk' || owned.suffix !== Suffix.partial) continue;
     const [mark, copy] = await Promise.all([volumeFacts(host, marker), volumeFacts(host, owned.cid)]);
     if (!mark) continue; // the move finished (or was retried) meanwhile
     // A verified copy may be the only one left (its original deleted): judged across
@@ -314,14 +315,14 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
         const users = inUse.get(volumePath(host, o.name));
         if (users) throw new Error(`in use by domain(s) ${users.join(', ')}; kept`);
         const owned = parseOwnedName(host.config.name_prefix, o.name);
-        if (owned?.kind === 'vm' && owned.suffix && owned.suffix !== 'lock') {
+        if (owned?.kind === 'vm' && owned.suffix && owned.suffix !== Suffix.lock) {
           // The VM's define may still be queued in libvirtd (its create_vm was killed or
           // lost its connection while defining): fence the name first, so that no domain
           // pointing at these volumes and holding the VM's addresses appears afterwards.
           if (!fenced.has(owned.cid)) fenced.set(owned.cid, fenceBeforeSweep(host, owned.cid, report));
           await fenced.get(owned.cid);
         }
-        if (owned?.suffix === 'partial' && (await findVolume(host, owned.cid))) {
+        if (owned?.suffix === Suffix.partial && (await findVolume(host, owned.cid))) {
           throw new Error(`its half copy ${owned.cid} is still there; kept, so that the copy is never taken for the disk`);
         }
         // A backend's directory volumes (lxc) are not empty: libvirt alone cannot delete them.

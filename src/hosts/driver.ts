@@ -21,6 +21,7 @@ import { candidateHosts, place, type HostState } from './placement.js';
 import { hostCapacity } from './capacity.js';
 import { bornName, deleteRecord, forwardName, HostUnreachable, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle, type Located } from './locate.js';
 import { moveVolume, type VolumeHome } from './move.js';
+import { partialMarkerName } from './move.js';
 
 const MiB = 1024 * 1024;
 
@@ -391,7 +392,7 @@ function homeOf(name: string, d: LibvirtDriver): VolumeHome {
 
 async function hasCompleteStemcell(d: LibvirtDriver, cid: string): Promise<boolean> {
   const names = new Set((await d.host.conn.pools.listAllVolumes(d.host.pool)).map((v) => v.name));
-  return names.has(cid) && names.has(sidecarName(cid)) && !names.has(`${cid}.partial`);
+  return names.has(cid) && names.has(sidecarName(cid)) && !names.has(partialMarkerName(cid));
 }
 
 export async function openMultiHostDriver(config: Config, log: Logger, openOne: OpenHostDriver): Promise<MultiHostDriver> {

@@ -4,7 +4,7 @@
 // by libvirt, and persistent disks are directories moved into and out of a directory
 // mounted in every container. No snapshots and no resize: a directory has neither a
 // point-in-time copy nor a size (docs/lxc.md).
-import type { BackendProfile } from '../profile.js';
+import type { BackendProfile } from '../shared/profile.js';
 import type { Config } from '../../config/schema.js';
 import { CloudError } from '../../errors.js';
 import { DomainShutdownFlags } from '../../libvirt/index.js';

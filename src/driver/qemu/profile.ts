@@ -2,7 +2,7 @@
 // qcow2/raw images in a volume, a VM boots from a qcow2 overlay with its settings on a
 // config drive, persistent disks are qcow2 volumes hot-plugged as virtio disks, and
 // disks can be snapshotted (a backup job) and grown.
-import type { BackendProfile } from '../profile.js';
+import type { BackendProfile } from '../shared/profile.js';
 import * as stemcells from './stemcells.js';
 import * as vms from './vms.js';
 import * as disks from './disks.js';

@@ -16,7 +16,8 @@
 // afterwards. The define itself runs outside the lock: a slow daemon may take long over
 // it, and every other create_vm with a static address would wait for it.
 import type { Host } from './host.js';
-import { lockVolumeName, withVolumeLock } from './lock.js';
+import { withVolumeLock } from './lock.js';
+import { ADDRESS_LOCK, ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME } from './names.js';
 import { parseDomain, parseFence, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
 import { formatCidr, inSubnet, overlaps, sameIp, tryParseIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
@@ -77,8 +78,7 @@ function claimSource(c: Claim): string {
  * lives in the CPI's storage pool and is named alike for every director (no name prefix),
  * so all CPIs that share the pool take the same one; `orphans` lists it when its holder died.
  */
-const ADDRESS_LOCK = 'bosh-libvirt-cpi-addresses';
-export const ADDRESS_LOCK_VOLUME = lockVolumeName(ADDRESS_LOCK);
+export { ADDRESS_LOCK_VOLUME };
 
 /**
  * How long a call waits for ADDRESS_LOCK. Every create_vm with a static address or a
@@ -201,7 +201,7 @@ export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, n
  * (named alike for every director, as the lock). A JSON list followed by a NUL byte, read
  * and written only under ADDRESS_LOCK.
  */
-export const CLAIMS_VOLUME = 'bosh-libvirt-cpi-addresses.claims';
+export { CLAIMS_VOLUME };
 const CLAIMS_BYTES = 1 << 20;
 /** A claim whose creator cannot be seen (another host) counts this long at most. */
 const CLAIM_MAX_AGE_S = 600;

@@ -8,7 +8,7 @@ import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from './sidecar
 import { domainsUsing, volumePath } from './volume-users.js';
 import { withVolumeLock } from './lock.js';
 import { newCid, isCid, type DiskCID, type VMCID } from '../cids.js';
-import type { BackendProfile } from '../profile.js';
+import type { BackendProfile } from './profile.js';
 import { ErrorCode, isLibvirtError, type VolRef } from '../../libvirt/index.js';
 import { CloudError, DiskNotFound, NoDiskSpace } from '../../errors.js';
 import { faultValue } from '../../util/faults.js';

@@ -5,7 +5,7 @@ import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../log/logger.js';
 import type { Driver, CreateVMRequest, CloudProperties, DiskHint, Networks } from '../driver.js';
 import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../cids.js';
-import type { BackendProfile } from '../profile.js';
+import type { BackendProfile } from './profile.js';
 import { openHost, type Host } from './host.js';
 import * as vms from './vms.js';
 import * as disks from './disks.js';

@@ -21,16 +21,14 @@ import { parseVolume } from '../../xml/index.js';
 import { isConnectionLost, reconnect } from './reconnect.js';
 import { creatorMarker, creatorState, type CreatorMarker, type CreatorState } from './creator.js';
 import { isCid } from '../cids.js';
+import { lockVolumeName } from './names.js';
 
 export const STALE_MS = 120_000;
 /** The holder's marker fits in the lock volume's first block. */
 const MARKER_BYTES = 4096;
 const WAIT_MS = 60_000;
 
-/** The volume that is the lock on `name`. */
-export function lockVolumeName(name: string): string {
-  return `${name}.lock`;
-}
+export { lockVolumeName };
 
 /** The CPI call this process serves (method, first argument, request id), set by the dispatcher. */
 let holderCall: string | undefined;

@@ -3,10 +3,9 @@
 // stay the only state store. It survives CPI restarts and is readable by any director.
 import type { Host } from './host.js';
 import { deleteVolumeIfExists, findVolume, readBufferVolume, rewriteTextVolume } from './host.js';
+import { sidecarName } from './names.js';
 
-export function sidecarName(cid: string): string {
-  return `${cid}.meta`;
-}
+export { sidecarName };
 
 export async function writeSidecar(host: Host, cid: string, data: Record<string, unknown>): Promise<void> {
   await rewriteTextVolume(host, sidecarName(cid), `${JSON.stringify(data)}\n`);

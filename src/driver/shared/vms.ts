@@ -23,7 +23,7 @@ import { UndoLog, type UndoContext } from './undo.js';
 import { fenceName, isFence, uuidString, vmUuid } from './fence.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
-import type { BackendProfile } from '../profile.js';
+import type { BackendProfile } from './profile.js';
 import { planNetworks, type NetworkPlan } from '../../network/index.js';
 import { renderDomain, type VmMetadata } from '../../xml/index.js';
 import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';

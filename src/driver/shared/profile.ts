@@ -7,16 +7,16 @@
 // a persistent disk is stored, attached and found, and which optional abilities it has.
 // An ability a backend lacks is simply absent: the shared driver answers NotSupported
 // naming the backend (docs/architecture.md).
-import type { CloudProperties, CreateVMRequest, DiskHint } from './driver.js';
-import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from './cids.js';
-import type { Host } from './shared/host.js';
-import type { UndoLog } from './shared/undo.js';
-import type { CheckedNetwork } from './shared/networking.js';
-import type { VmShape } from './shared/cloud-properties.js';
-import type { NetworkPlan } from '../network/index.js';
-import type { DomainSpec, LxcDomainSpec, VmMetadata, VolumeSpec } from '../xml/index.js';
-import type { Config } from '../config/schema.js';
-import type { VolRef } from '../libvirt/index.js';
+import type { CloudProperties, CreateVMRequest, DiskHint } from '../driver.js';
+import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../cids.js';
+import type { Host } from './host.js';
+import type { UndoLog } from './undo.js';
+import type { CheckedNetwork } from './networking.js';
+import type { VmShape } from './cloud-properties.js';
+import type { NetworkPlan } from '../../network/index.js';
+import type { DomainSpec, LxcDomainSpec, VmMetadata, VolumeSpec } from '../../xml/index.js';
+import type { Config } from '../../config/schema.js';
+import type { VolRef } from '../../libvirt/index.js';
 
 /** Everything create_vm has decided before the backend makes the VM's own storage. */
 export interface VmBuild {
