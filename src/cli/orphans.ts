@@ -14,22 +14,22 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { Host } from '../driver/shared/host.js';
 import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/shared/host.js';
-import { readVmMetadata } from '../driver/shared/vm-metadata.js';
-import { lockHolder } from '../driver/shared/lock.js';
-import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, sweepClaims } from '../driver/shared/address-holders.js';
-import { deleteVM } from '../driver/shared/vms.js';
+import { sweepClaims } from '../driver/shared/address-holders.js';
+import { deleteVM, type DeleteVmSteps } from '../driver/shared/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
-import type { BackendProfile } from '../driver/shared/profile.js';
+import type { StateStores } from '../driver/shared/profile.js';
+import { nativeStores } from '../driver/shared/native.js';
 import { loadProfile } from '../driver/profiles.js';
 import { volumePath, volumeUsers } from '../driver/shared/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
 import { creatorState, markerAgeSeconds } from '../driver/shared/creator.js';
-import { parseFence, parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
+import { parseFence, type VmMetadata, XmlParseError } from '../xml/index.js';
+import { hasVmMetadata, parseVolumeFacts, vmMetadataOf } from '../xml/records.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 import { copyState } from '../hosts/move.js';
 import { fenceDomainType, fenceName, mayBeFence, uuidString } from '../driver/shared/fence.js';
-import { Suffix, hasSuffix, sidecarName } from '../driver/shared/names.js';
+import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, Suffix, hasSuffix, sidecarName, withoutSuffix } from '../driver/shared/names.js';
 
 export interface Orphan {
   kind: 'volume' | 'domain';
@@ -148,6 +148,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
   let youngFences = 0;
   try {
     const host = await existingPoolHost(conn, config, log);
+    const steps = await stepsOf(backendForUri(config.libvirt.uri));
     const prefix = config.name_prefix;
     const domains: DomainFacts[] = [];
     for (const dom of await conn.domains.listAll(0)) {
@@ -166,7 +167,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
           }
           continue;
         }
-        const metadata = host ? await readVmMetadata(host, dom) : await metadataFromXml(conn, dom);
+        const metadata = host ? await steps.records.read(host, dom) : await metadataFromXml(conn, dom);
         const facts: DomainFacts = { name: dom.name, hasMetadata: metadata !== null };
         if (metadata?.creating) {
           const judged = unfinishedCreate(metadata.creating, opts.minAgeSeconds);
@@ -191,7 +192,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
         if (hasSuffix(o.name, Suffix.lock)) {
           // A lock names its holder: never take one whose holder runs; one whose holder is
           // gone is an orphan whatever its age; an unmarked one is judged by age below.
-          const holder = await lockHolder(host, o.name).catch(() => undefined);
+          const holder = await steps.locks.holder(host, withoutSuffix(o.name, Suffix.lock)).catch(() => undefined);
           if (holder?.state === 'running') {
             report.skippedYoung.push(o.name);
             continue;
@@ -216,11 +217,11 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
     if (host && volumes.includes(CLAIMS_VOLUME)) {
       // Address claims of create_vm calls between their check and their define: the volume
       // goes once none of them counts any more (their VMs defined, their creators gone).
-      const { live } = await sweepClaims(host, false);
+      const { live } = await sweepClaims(host, steps, false);
       if (live) report.skippedYoung.push(CLAIMS_VOLUME);
       else report.orphans.push({ kind: 'volume', name: CLAIMS_VOLUME, reason: 'address claims of create_vm calls that are all over (their domains exist, or their processes are gone)' });
     }
-    if (opts.delete && host) await deleteOrphans(host, report, await profileOf(backendForUri(config.libvirt.uri)));
+    if (opts.delete && host) await deleteOrphans(host, report, steps);
     else if (opts.delete) {
       for (const o of report.orphans) await deleteOrphanDomainWithoutPool(conn, o, report);
     }
@@ -269,9 +270,9 @@ async function findAbandonedCopies(host: Host, prefix: string, volumes: string[]
 /** Without the pool there is no Host: the metadata is read from the domain's XML. */
 async function metadataFromXml(conn: Host['conn'], dom: Parameters<Host['conn']['domains']['getXMLDesc']>[0]): Promise<VmMetadata | null> {
   const xml = await conn.domains.getXMLDesc(dom, 0);
-  if (!/urn:bosh-libvirt-cpi:vm:1/.test(xml)) return null;
+  if (!hasVmMetadata(xml)) return null;
   try {
-    return parseVmMetadata(xml);
+    return vmMetadataOf(xml);
   } catch {
     return { agentId: '', stemcellCid: '', volumes: [], disks: [], macs: [], prefixes: [], reservations: [], tags: {} }; // present but unreadable: not ours to judge
   }
@@ -285,18 +286,23 @@ async function volumeFacts(host: Host, name: string): Promise<{ bytes: number; c
     if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return null;
     throw e;
   }
-  const bytes = Number(/<allocation[^>]*>(\d+)<\/allocation>/.exec(xml)?.[1] ?? 0);
+  const facts = parseVolumeFacts(xml);
+  const bytes = facts.allocationBytes;
   // Directory pools report the file's times; the newest of mtime and ctime is the last change.
-  const times = ['mtime', 'ctime'].map((t) => Number(new RegExp(`<${t}>([\\d.]+)</${t}>`).exec(xml)?.[1] ?? NaN)).filter((t) => Number.isFinite(t));
+  const times = [facts.mtime, facts.ctime].filter((t): t is number => t !== undefined);
   return times.length ? { bytes, changed: Math.max(...times) } : { bytes };
 }
 
-/** The backend's own steps of delete_vm, where the backend is implemented. */
-async function profileOf(backend: Backend): Promise<BackendProfile | undefined> {
-  return backend.implemented ? loadProfile(backend, '') : undefined;
+/**
+ * Where the backend keeps the VM records, locks and claims orphans reads, and its own
+ * steps of delete_vm. A backend without a profile in this release has no steps of its
+ * own; what an earlier CPI left is where qemu and lxc keep it.
+ */
+async function stepsOf(backend: Backend): Promise<StateStores & DeleteVmSteps> {
+  return backend.implemented ? loadProfile(backend, '') : { ...nativeStores, vms: {} };
 }
 
-async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendProfile | undefined): Promise<void> {
+async function deleteOrphans(host: Host, report: OrphanReport, profile: StateStores & DeleteVmSteps): Promise<void> {
   // A volume named like an orphan may still be a disk of some domain (one made by hand,
   // another director's): that one is kept.
   const inUse = await volumeUsers(host, report.orphans.filter((o) => o.kind === 'volume').map((o) => volumePath(host, o.name)));
@@ -308,7 +314,7 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
         continue;
       }
       if (o.name === CLAIMS_VOLUME) {
-        if ((await sweepClaims(host, true)).removed) report.deleted.push(o.name);
+        if ((await sweepClaims(host, profile, true)).removed) report.deleted.push(o.name);
         continue;
       }
       if (o.kind === 'volume') {
@@ -326,7 +332,7 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
           throw new Error(`its half copy ${owned.cid} is still there; kept, so that the copy is never taken for the disk`);
         }
         // A backend's directory volumes (lxc) are not empty: libvirt alone cannot delete them.
-        if (profile?.vms.removeVolume) {
+        if (profile.vms.removeVolume) {
           if (await findVolume(host, o.name)) {
             await profile.vms.removeVolume(host, o.name);
             report.deleted.push(o.name);

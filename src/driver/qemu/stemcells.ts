@@ -5,14 +5,14 @@ import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '.
 import { withStemcellLock } from '../shared/lock.js';
 import { isConnectionLost, reconnect } from '../shared/reconnect.js';
 import { openRootImage, type ImageFormat } from './image.js';
-import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from '../shared/sidecar.js';
+import { readSidecar, writeSidecar, deleteSidecar } from '../shared/sidecar.js';
 import { domainsUsing, volumePath } from '../shared/volume-users.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
 import { CloudError, CpiError } from '../../errors.js';
 import { VolStreamFlags, isLibvirtError, ErrorCode } from '../../libvirt/index.js';
 import { listVmMetadata } from '../shared/vm-metadata.js';
-import { Suffix, hasSuffix, withoutSuffix } from '../shared/names.js';
+import { Suffix, hasSuffix, sidecarName, withoutSuffix } from '../shared/names.js';
 
 
 export interface StemcellInfo {
