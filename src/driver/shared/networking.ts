@@ -11,7 +11,7 @@ import { inSubnet, formatCidr, netmaskMismatch, networkBase, prefixAgainstSubnet
 import type { NetworkPlan, NicAddress, NicPlan, TakenByNetwork } from '../../network/index.js';
 import { CloudError, NetworkNotFound } from '../../errors.js';
 import { refuseTakenAddresses, type AddressStores } from './address-holders.js';
-import type { ReservationStore } from './profile.js';
+import type { CheckedNetwork, ReservationStore } from './profile.js';
 
 export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
   return plan.nics.map((nic) =>
@@ -19,13 +19,6 @@ export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
       ? { kind: 'network', network: nic.source.network, mac: nic.mac, model: nic.model }
       : { kind: 'bridge', bridge: nic.source.bridge, mac: nic.mac, model: nic.model },
   );
-}
-
-export interface CheckedNetwork {
-  ref: NetworkRef;
-  parsed: ParsedNetwork;
-  /** its DHCP ranges: no on-link delegated prefix may meet them */
-  ranges: ReturnType<typeof parseDhcpRanges>;
 }
 
 /** Looks up and checks every libvirt network the plan uses; returns them by name. */

@@ -20,13 +20,20 @@ import type { CloudProperties, CreateVMRequest, DiskHint } from '../driver.js';
 import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../cids.js';
 import type { Host } from './host.js';
 import type { UndoLog } from './undo.js';
-import type { CheckedNetwork } from './networking.js';
 import type { VmShape } from './cloud-properties.js';
 import type { NetworkPlan } from '../../network/index.js';
-import type { DomainSpec, LxcDomainSpec, VmMetadata, VolumeSpec } from '../../xml/index.js';
+import type { DomainSpec, LxcDomainSpec, ParsedNetwork, VmMetadata, VolumeSpec, parseDhcpRanges } from '../../xml/index.js';
 import type { Config } from '../../config/schema.js';
-import type { DomainRef, VolRef } from '../../libvirt/index.js';
+import type { DomainRef, NetworkRef, VolRef } from '../../libvirt/index.js';
 import type { CreatorMarker, CreatorState } from './creator.js';
+
+/** A libvirt network create_vm's plan uses, looked up and checked (networking.ts: checkNetworks). */
+export interface CheckedNetwork {
+  ref: NetworkRef;
+  parsed: ParsedNetwork;
+  /** its DHCP ranges: no on-link delegated prefix may meet them */
+  ranges: ReturnType<typeof parseDhcpRanges>;
+}
 
 /** Everything create_vm has decided before the backend makes the VM's own storage. */
 export interface VmBuild {
