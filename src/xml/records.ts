@@ -1,6 +1,7 @@
 // Reading what a domain's or volume's XML says without a full parse into the typed
 // shapes: whether a domain carries this CPI's <bosh:vm> record, and a volume's size and
-// file times (orphans judges a volume's age by them, a lock's age by its ctime).
+// file times (orphans judges a volume's age by them, a lock's age by its ctime), and a
+// domain's memory (placement counts what the VMs on a host were given).
 import { parseRoot, type El } from './dom.js';
 import { BOSH_METADATA_NS, type VmMetadata } from './types.js';
 import { parseVmMetadata } from './metadata.js';
@@ -20,6 +21,13 @@ export function vmMetadataOf(domainXml: string): VmMetadata | null {
     if (e instanceof XmlParseError && !hasVmMetadata(domainXml)) return null;
     throw e;
   }
+}
+
+/** The domain's <memory> in KiB (libvirt reports it so); undefined when it is given in another unit or not at all. */
+export function domainMemoryKiB(domainXml: string): number | undefined {
+  const memory = parseRoot(domainXml, 'domain').child('memory');
+  if (!memory || memory.attr('unit') !== 'KiB' || !/^\d+$/.test(memory.text.trim())) return undefined;
+  return Number(memory.text.trim());
 }
 
 export interface VolumeFacts {

@@ -1,6 +1,6 @@
 // src/xml/records.ts: what orphans and the lock read of a volume's XML (size, file times) and whether a domain carries this CPI's record, through the XML parser rather than regexes.
 import { expect, test } from 'vitest';
-import { hasVmMetadata, parseVolumeFacts, vmMetadataOf } from '../../src/xml/records.js';
+import { domainMemoryKiB, hasVmMetadata, parseVolumeFacts, vmMetadataOf } from '../../src/xml/records.js';
 const vol = `<volume type='file'>
   <name>x.lock</name><key>/p/x.lock</key>
   <capacity unit='bytes'>123456</capacity>
@@ -21,4 +21,9 @@ test('a domain: a record in the bosh namespace is present (and unreadable here),
   expect(() => vmMetadataOf(dom)).toThrow();
   expect(hasVmMetadata(`<domain type='kvm'><name>a</name></domain>`)).toBe(false);
   expect(vmMetadataOf(`<domain type='kvm'><name>a</name><metadata><other xmlns="urn:x"/></metadata></domain>`)).toBe(null);
+});
+test("a domain's memory in KiB, as libvirt reports it; none in another unit", () => {
+  expect(domainMemoryKiB(`<domain type='kvm'><name>a</name><memory unit='KiB'>524288</memory><currentMemory unit='KiB'>1</currentMemory></domain>`)).toBe(524288);
+  expect(domainMemoryKiB(`<domain type='kvm'><name>a</name><memory unit='MiB'>512</memory></domain>`)).toBeUndefined();
+  expect(domainMemoryKiB(`<domain type='kvm'><name>a</name></domain>`)).toBeUndefined();
 });
