@@ -16,8 +16,7 @@ import { CloudError, CpiError, DiskNotFound, VMCreationFailed, VMNotFound } from
 import { candidateHosts, place, type HostState } from './placement.js';
 import { hostCapacity } from './capacity.js';
 import { bornName, deleteRecord, forwardName, HostUnreachable, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle, type Located } from './locate.js';
-import { moveVolume, type VolumeHome } from './move.js';
-import { partialMarkerName } from './move.js';
+import { moveVolume, partialMarkerName, type VolumeHome } from './move.js';
 
 const MiB = 1024 * 1024;
 
@@ -335,7 +334,7 @@ export class MultiHostDriver implements Driver {
   }
   async updateDisk(cid: DiskCID, newSizeMiB: number, props: CloudProperties): Promise<DiskCID | null> {
     const r = await this.requireDisk(cid);
-    const next = await (r.d.updateDisk as Driver["updateDisk"])(r.cid, newSizeMiB, props);
+    const next = await r.d.updateDisk(r.cid, newSizeMiB, props);
     return next === null ? null : directorDiskCid(next, r.at.host);
   }
   async setDiskMetadata(cid: DiskCID, metadata: Record<string, string>): Promise<void> {

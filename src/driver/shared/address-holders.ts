@@ -77,12 +77,11 @@ function claimSource(c: Claim): string {
 }
 
 /**
- * The lock create_vm holds while it checks its addresses and records its claim. It
- * lives in the CPI's storage pool and is named alike for every director (no name prefix),
- * so all CPIs that share the pool take the same one; `orphans` lists it when its holder died.
- */
-
-/**
+ * ADDRESS_LOCK (names.ts) is the lock create_vm holds while it checks its addresses and
+ * records its claim, taken from the profile's LockStore. It is named alike for every
+ * director (no name prefix), so all CPIs that share the storage take the same one;
+ * `orphans` lists it when its holder died.
+ *
  * How long a call waits for ADDRESS_LOCK. Every create_vm with a static address or a
  * delegated prefix on the pool takes it twice (claim, then drop the claim), each hold a few
  * libvirt calls and never the define, so waits come from many calls at once on a loaded
@@ -206,8 +205,6 @@ export async function defineHoldingAddresses<T>(host: Host, stores: AddressStore
 const CLAIMS_BYTES = 1 << 20;
 /** A claim whose creator cannot be seen (another host) counts this long at most. */
 const CLAIM_MAX_AGE_S = 600;
-
-export type { PendingClaim };
 
 /** The claims as the volume CLAIMS_VOLUME, written by upload: what qemu and lxc keep. */
 export const volumeClaims: ClaimStore = {

@@ -253,17 +253,17 @@ export async function requireDomain(host: Host, cid: string): Promise<DomainRef>
   return dom;
 }
 
-/**
- * The domain is undefined last: it holds the metadata that says what to remove, so a
- * delete_vm that fails halfway (a dropped connection, a busy volume) can be retried by
- * the director and finish the job, instead of answering VMNotFound with volumes and
- * DHCP reservations left behind.
- */
 /** What delete_vm uses of a backend's profile (`orphans --delete` passes the same). */
 export interface DeleteVmSteps extends Pick<StateStores, 'records' | 'reservations'> {
   vms: Pick<VmStorage, 'beforeDelete' | 'removeVolume'>;
 }
 
+/**
+ * The domain is undefined last (a record kept apart after it): the record says what to remove, so a
+ * delete_vm that fails halfway (a dropped connection, a busy volume) can be retried by
+ * the director and finish the job, instead of answering VMNotFound with volumes and
+ * DHCP reservations left behind.
+ */
 export async function deleteVM(host: Host, cid: VMCID, profile: DeleteVmSteps): Promise<void> {
   const dom = await findVmDomain(host, cid);
   if (!dom) {
