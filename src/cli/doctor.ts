@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { isLibvirtError, ErrorCode, StoragePoolState, parseUri, type Connection } from '../libvirt/index.js';
-import { parseNetwork } from '../xml/index.js';
+import { parseNetwork, parsePool } from '../xml/index.js';
 import { formatCidr, networkBase } from '../network/index.js';
 import { formatBytes, isExecutableFile, isLocalUri, openConnection } from './common.js';
 import { backendForUri } from '../driver/backends.js';
@@ -189,8 +189,9 @@ async function pool(conn: Connection, config: Config, add: Add): Promise<void> {
   }
   const info = await conn.pools.getInfo(ref);
   const xml = await conn.pools.getXMLDesc(ref, 0);
-  const poolPath = /<target>\s*<path>([^<]+)<\/path>/.exec(xml)?.[1]?.trim() ?? '(no path)';
-  const type = /<pool\s+type=['"]([^'"]+)['"]/.exec(xml)?.[1] ?? 'unknown';
+  const parsed = parsePool(xml);
+  const poolPath = parsed.path.trim() || '(no path)';
+  const type = parsed.type;
   const pathNote = type === 'dir' && poolPath !== path ? ` (storage.path says ${path}; it is used only when the CPI creates the pool)` : '';
   if (info.state === StoragePoolState.RUNNING) {
     const space = `${formatBytes(info.available)} free of ${formatBytes(info.capacity)}`;

@@ -2,7 +2,7 @@
 // imports (and of the loaders of backend code, which live in profiles.ts): `info` runs
 // before almost every call, from the small bin/cpi entry, and needs only this table.
 import { CloudError, NotImplemented, NotSupported } from '../errors.js';
-import type { BackendName } from './profile.js';
+import type { BackendName } from './shared/profile.js';
 
 export type { BackendName };
 

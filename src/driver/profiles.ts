@@ -2,7 +2,7 @@
 // table is kept out of backends.ts so the small bin/cpi entry (which answers `info`)
 // does not bundle any backend.
 import { notImplemented, type Backend } from './backends.js';
-import type { BackendProfile } from './profile.js';
+import type { BackendProfile } from './shared/profile.js';
 
 /** The backend's profile, or NotImplemented naming what works instead. */
 export async function loadProfile(backend: Backend, uri: string): Promise<BackendProfile> {

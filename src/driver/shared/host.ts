@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../log/logger.js';
 import { connect, isLibvirtError, ErrorCode, type Connection, type ConnectOptions, type PoolRef, type VolRef, type DomainRef } from '../../libvirt/index.js';
-import { renderDirPool, renderVolume, parseVolume, type VolumeSpec } from '../../xml/index.js';
+import { renderDirPool, renderVolume, parsePool, parseVolume, type VolumeSpec } from '../../xml/index.js';
 import { CloudError } from '../../errors.js';
 
 export interface Host {
@@ -52,8 +52,7 @@ export async function openHost(config: Config, log: Logger): Promise<Host> {
 }
 
 function parsePoolPath(xml: string): string {
-  const m = /<target>\s*<path>([^<]+)<\/path>/.exec(xml);
-  return m ? m[1]!.trim() : '';
+  return parsePool(xml).path.trim();
 }
 
 /** Looks the pool up; defines, builds and starts a directory pool when it is missing and allowed. */
