@@ -29,6 +29,15 @@ export async function createDisk(host: Host, profile: DiskStores, sizeMiB: numbe
     host.log.warn({ vm: vmCid }, 'create_disk: the VM given as locality hint does not exist');
   }
   const bytes = BigInt(sizeMiB) * MiB;
+  const own = profile.disks.create;
+  if (own) {
+    // The backend's own files (no pool volume): a taken name is drawn again, as below.
+    for (let attempt = 1; ; attempt++) {
+      const cid = (newCid(host.config.name_prefix, 'disk')) as DiskCID;
+      if ((await own(host, cid, bytes)) === 'made') return cid;
+      if (attempt >= CREATE_ATTEMPTS) throw new CloudError(`create_disk: ${CREATE_ATTEMPTS} drawn disk names were all taken`);
+    }
+  }
   const info = await host.conn.pools.getInfo(host.pool);
   // Disks are sparse, so the pool may be overcommitted; a disk larger than the
   // whole pool, though, could never be filled and is refused.
@@ -90,6 +99,12 @@ async function requireDiskAnywhere(host: Host, profile: Pick<BackendProfile, 'di
 }
 
 export async function deleteDisk(host: Host, profile: DiskStores, cid: DiskCID): Promise<void> {
+  if (profile.disks.delete) {
+    if (!isCid(cid, 'disk', host.config.name_prefix)) throw new DiskNotFound(`Disk ${cid} does not exist on ${host.config.libvirt.uri}`);
+    await profile.disks.delete(host, cid);
+    await profile.tags.remove(host, cid);
+    return;
+  }
   const where = isCid(cid, 'disk', host.config.name_prefix) ? await profile.disks.locate?.(host, cid) : undefined;
   if (where && where !== 'pool') throw new CloudError(`Disk ${cid} is attached to VM ${where.vm}; detach it before deleting it`);
   // Moved back into the pool since libvirt last listed it: make libvirt see it again.

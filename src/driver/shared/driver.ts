@@ -39,11 +39,12 @@ export function calculateVMCloudProperties(req: { cpu: number; ram: number; ephe
 
 export async function openLibvirtDriver(profile: BackendProfile, config: Config, log: Logger): Promise<LibvirtDriver> {
   profile.checkConfig?.(config);
-  const host = await openHost(config, log);
+  const host = await openHost(config, log, profile.openStorage?.bind(profile));
   try {
     profile.checkHost?.(host);
   } catch (e) {
     await host.conn.close().catch(() => undefined);
+    await host.release?.().catch(() => undefined);
     throw e;
   }
   return new LibvirtDriver(host, profile);
@@ -67,8 +68,12 @@ export class LibvirtDriver implements Driver {
     return ability as NonNullable<BackendProfile[(typeof OPTIONAL_METHODS)[M]['needs']]>;
   }
 
-  close(): Promise<void> {
-    return this.host.conn.close();
+  async close(): Promise<void> {
+    try {
+      await this.host.conn.close();
+    } finally {
+      await this.host.release?.();
+    }
   }
 
   createStemcell(imagePath: string, props: CloudProperties, tags: Record<string, string>): Promise<StemcellCID> {

@@ -22,9 +22,10 @@ import type { Host } from './host.js';
 import type { UndoLog } from './undo.js';
 import type { VmShape } from './cloud-properties.js';
 import type { NetworkPlan } from '../../network/index.js';
-import type { DomainSpec, LxcDomainSpec, ParsedNetwork, VmMetadata, VolumeSpec, parseDhcpRanges } from '../../xml/index.js';
+import type { DomainSpec, LxcDomainSpec, ParsedNetwork, VboxVmDomain, VmMetadata, VolumeSpec, parseDhcpRanges } from '../../xml/index.js';
 import type { Config } from '../../config/schema.js';
-import type { DomainRef, NetworkRef, VolRef } from '../../libvirt/index.js';
+import type { Connection, DomainRef, NetworkRef, VolRef } from '../../libvirt/index.js';
+import type { Logger } from '../../log/logger.js';
 import type { CreatorMarker, CreatorState } from './creator.js';
 
 /** A libvirt network create_vm's plan uses, looked up and checked (networking.ts: checkNetworks). */
@@ -75,15 +76,17 @@ export interface VmStorage {
    * for each, and returns the domain to define. Its metadata (the VM's record) comes
    * from vmMetadata() in vms.ts and lists every volume that belongs to the VM.
    */
-  prepare(b: VmBuild): Promise<DomainSpec | LxcDomainSpec>;
+  prepare(b: VmBuild): Promise<DomainSpec | LxcDomainSpec | VboxVmDomain>;
   /** delete_vm, after the domain stopped and before the VM's volumes go (e.g. to save persistent data inside them) */
   beforeDelete?(host: Host, vm: VMCID, metadata: VmMetadata | null): Promise<void>;
   /** deletes one of the VM's volumes where libvirt's own delete is not enough (a directory with files in it); idempotent */
   removeVolume?(host: Host, name: string): Promise<void>;
+  /** the names delete_vm sweeps for `<vm>.…` where the VM's files are no pool volumes (vbox: files in a directory); default: the pool's listing */
+  listVolumes?(host: Host): Promise<string[]>;
   /** DOMAIN_SHUTDOWN_FLAGS for reboot_vm's graceful stop; default 0 (the hypervisor's choice: ACPI for QEMU) */
   shutdownFlags?: number;
   /** `render vm`: the domain from placeholders, and what differs from a real create_vm */
-  preview(i: VmPreviewInput): { spec: DomainSpec | LxcDomainSpec; notes: string[] };
+  preview(i: VmPreviewInput): { spec: DomainSpec | LxcDomainSpec | VboxVmDomain; notes: string[] };
 }
 
 export interface DiskStore {
@@ -100,6 +103,17 @@ export interface DiskStore {
   locate?(host: Host, disk: DiskCID): Promise<{ vm: VMCID } | 'pool' | null>;
   /** removes a disk's volume where libvirt's own delete is not enough (e.g. a directory with data in it) */
   remove?(host: Host, vol: VolRef): Promise<void>;
+  /**
+   * Makes the disk where it is no pool volume (vbox: a file, since the driver's volume
+   * create gets sizes wrong); replaces the pool's capacity check and volume create.
+   * Throws libvirt's STORAGE_VOL_EXIST-alike CloudError never: a taken name answers 'exists'.
+   */
+  create?(host: Host, cid: DiskCID, bytes: bigint): Promise<'made' | 'exists'>;
+  /**
+   * Deletes a disk that is no pool volume: DiskNotFound when there is none, refused while
+   * a domain uses it. The shared delete_disk then removes its tags.
+   */
+  delete?(host: Host, cid: DiskCID): Promise<void>;
 }
 
 /** Optional abilities: present only when the backend can do them. */
@@ -247,6 +261,12 @@ export interface BackendProfile {
   checkHost?(host: Host): void;
   /** Refuses a configuration before connecting (e.g. a remote URI for a backend that writes the host's files itself). */
   checkConfig?(config: Config): void;
+  /**
+   * Where the backend keeps its files when they are no libvirt pool's (vbox: its driver
+   * has no pool listing, info or XML): replaces openHost's pool set-up. `release` runs at
+   * the driver's close (e.g. a host-wide lock held for the whole call).
+   */
+  openStorage?(conn: Connection, config: Config, log: Logger): Promise<Pick<Host, 'pool' | 'poolPath' | 'release' | 'lookupDomain'>>;
   stemcells: StemcellStore;
   vms: VmStorage;
   disks: DiskStore;

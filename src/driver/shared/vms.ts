@@ -255,7 +255,7 @@ export async function requireDomain(host: Host, cid: string): Promise<DomainRef>
 
 /** What delete_vm uses of a backend's profile (`orphans --delete` passes the same). */
 export interface DeleteVmSteps extends Pick<StateStores, 'records' | 'reservations'> {
-  vms: Pick<VmStorage, 'beforeDelete' | 'removeVolume'>;
+  vms: Pick<VmStorage, 'beforeDelete' | 'removeVolume' | 'listVolumes'>;
 }
 
 /**
@@ -288,7 +288,7 @@ export async function deleteVM(host: Host, cid: VMCID, profile: DeleteVmSteps): 
 /** What the metadata lists plus anything named `<vm>.…`; never persistent disks (disk-…). */
 async function deleteOwnedVolumes(host: Host, vm: string, listed: string[], profile: Pick<DeleteVmSteps, 'vms'>): Promise<void> {
   const owned = new Set(listed);
-  for (const name of await listVolumeNames(host)) if (name.startsWith(`${vm}.`)) owned.add(name);
+  for (const name of await (profile.vms.listVolumes?.(host) ?? listVolumeNames(host))) if (name.startsWith(`${vm}.`)) owned.add(name);
   // The VM's own domain does not count; another domain using one of them keeps it (the
   // VM still goes: its director asked for that, and the volume is no longer its).
   const inUse = await volumeUsers(host, [...owned].map((name) => volumePath(host, name)), { except: vm });
