@@ -11,6 +11,8 @@ export async function loadProfile(backend: Backend, uri: string): Promise<Backen
       return (await import('./qemu/profile.js')).qemuProfile;
     case 'lxc':
       return (await import('./lxc/profile.js')).lxcProfile;
+    case 'vbox':
+      return (await import('./vbox/profile.js')).vboxProfile;
     default:
       throw notImplemented(backend, uri);
   }
