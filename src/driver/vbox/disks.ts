@@ -18,7 +18,8 @@ import type { DeviceChanges } from '../shared/profile.js';
 import { requireDomain } from '../shared/vms.js';
 import { domainsUsing } from '../shared/volume-users.js';
 import { isCid, type DiskCID, type VMCID } from '../cids.js';
-import { CloudError, DiskNotAttached, DiskNotFound } from '../../errors.js';
+import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace } from '../../errors.js';
+import { statfs } from 'node:fs/promises';
 import { DomainState, ErrorCode, isLibvirtError, type DomainRef } from '../../libvirt/index.js';
 import { parseVboxDomain, renderVboxDomain, VBOX_LIMITS, VBOX_SATA_PORTS, type ParsedVboxDomain, type VboxDomainSpec, type VboxInterface, type VboxNicModel, VBOX_NIC_MODELS } from '../../xml/index.js';
 import { vdiUuid } from './stemcell-image.js';
@@ -29,7 +30,15 @@ import { makeVdi } from './vms.js';
 import { tellCaller } from '../../log/logger.js';
 
 export async function createDisk(host: Host, cid: DiskCID, bytes: bigint): Promise<'made' | 'exists'> {
-  const path = diskPath(hostLayout(host), cid);
+  const l = hostLayout(host);
+  const path = diskPath(l, cid);
+  // VDIs are sparse, so the directory may be overcommitted; a disk larger than its whole
+  // filesystem, though, could never be filled and is refused (as qemu's pool check does).
+  const fs = await statfs(l.disks, { bigint: true });
+  const total = fs.blocks * fs.bsize;
+  if (bytes > total) {
+    throw new NoDiskSpace(`Cannot create a ${bytes / (1024n * 1024n)} MiB disk: the filesystem of ${l.disks} (storage.path) holds ${total / (1024n * 1024n)} MiB in all`, { okToRetry: false });
+  }
   try {
     await makeVdi(path, { bytes }, `create_disk of ${cid}`);
     return 'made';

@@ -11,7 +11,6 @@
 //   <storage.path>/state/tags/<cid>.json        tags of stemcells and disks
 //   <storage.path>/state/locks/<name>.lock      per-name locks (O_EXCL files with the holder)
 //   <storage.path>/state/claims.json            address claims between check and define
-//   <storage.path>/state/host.lock              the host-wide lock (flock) of every CPI call
 //
 // Documents are replaced atomically (a temporary file in the same directory, then
 // rename), so a reader sees the old or the new one, never half of either.
@@ -30,7 +29,6 @@ export interface VboxLayout {
   tags: string;
   locks: string;
   claims: string;
-  hostLock: string;
 }
 
 export function layout(config: Pick<Config, 'storage'>): VboxLayout {
@@ -45,7 +43,6 @@ export function layout(config: Pick<Config, 'storage'>): VboxLayout {
     tags: join(state, 'tags'),
     locks: join(state, 'locks'),
     claims: join(state, 'claims.json'),
-    hostLock: join(state, 'host.lock'),
   };
 }
 

@@ -11,6 +11,9 @@
 //   - no snapshots, resize or update: NotSupported naming the backend (shared table);
 //   - one CPI call at a time per VirtualBox host: the driver shares one VirtualBox
 //     session across threads, and parallel machine changes collide (state.ts: takeHostLock).
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { BackendProfile } from '../shared/profile.js';
 import type { Config } from '../../config/schema.js';
 import { NotSupported } from '../../errors.js';
@@ -46,13 +49,23 @@ export function checkVboxConfig(config: Config): void {
   if (!config.storage.path.startsWith('/')) throw new NotSupported(`storage.path ${JSON.stringify(config.storage.path)} must be an absolute directory on the VirtualBox host`);
 }
 
+/**
+ * The host-wide lock's file: one per VirtualBox daemon (its URI, which names its socket,
+ * and the user, whose VirtualBox a vbox:///session daemon drives), whatever storage.path
+ * each CPI uses, in the system's temporary directory.
+ */
+export function hostLockPath(uri: string): string {
+  const digest = createHash('sha256').update(uri).digest('hex').slice(0, 16);
+  return join(tmpdir(), `bosh-libvirt-cpi-vbox-${process.getuid?.() ?? 'user'}-${digest}.lock`);
+}
+
 export const vboxProfile: BackendProfile = {
   name: 'vbox',
   checkConfig: checkVboxConfig,
   async openStorage(conn, config, log) {
     const l = layout(config);
     await ensureLayout(l);
-    const release = await takeHostLock(l.hostLock, HOST_LOCK_WAIT_SECONDS, log);
+    const release = await takeHostLock(hostLockPath(config.libvirt.uri), HOST_LOCK_WAIT_SECONDS, log);
     try {
       // The driver's one pool, found by name only; nothing here uses it (the files are
       // the profile's), but its answer shows the vbox driver is up.

@@ -196,8 +196,8 @@ export const fileClaims: ClaimStore = {
  * libvirt 9.0's vbox driver shares one VirtualBox session across all its threads and
  * connections, and two calls that lock machines at once collide (fixtures/vbox-sim
  * README: of six parallel defines, four failed). So every CPI call holds this lock from
- * connect to close. It is a kernel lock (flock(1) on state/host.lock, held by a small
- * child process that reads our end of a pipe): when the CPI process dies, the pipe
+ * connect to close. It is a kernel lock (flock(1) on a file per vbox daemon, held by a small
+ * child process that reads our end of a pipe; profile.ts: hostLockPath): when the CPI process dies, the pipe
  * closes and the lock is gone with it, so no stale lock can outlive its holder.
  * Returns the release function.
  */
