@@ -212,7 +212,14 @@ async function undoDefine(host: Host, vm: string, uuid: string, type: string, ct
 export async function removeDomainByUuid(host: Host, name: string, uuid: string): Promise<boolean> {
   const dom = await findDomain(host, name);
   if (!dom || uuidString(dom) !== uuid) return false;
-  await undefineDomain(host, dom);
+  await undefineDomain(host, dom).catch(async (e: unknown) => {
+    // A driver that cannot undefine a running domain (vbox: VirtualBox unregisters no
+    // running machine) gets it stopped first.
+    const running = await host.conn.domains.getState(dom, 0).then((s) => s.state !== DomainState.SHUTOFF, () => false);
+    if (!running) throw e;
+    await stopDomain(host, dom);
+    await undefineDomain(host, dom);
+  });
   await stopDomain(host, dom);
   return true;
 }
