@@ -17,6 +17,7 @@ import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/sha
 import { sweepClaims } from '../driver/shared/address-holders.js';
 import { deleteVM, type DeleteVmSteps } from '../driver/shared/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
+import { CliError } from './common.js';
 import type { StateStores } from '../driver/shared/profile.js';
 import { nativeStores } from '../driver/shared/native.js';
 import { loadProfile } from '../driver/profiles.js';
@@ -142,6 +143,9 @@ export interface OrphanReport {
 }
 
 export async function findOrphans(config: Config, log: Logger, opts: { delete: boolean; minAgeSeconds: number }): Promise<OrphanReport> {
+  if (backendForUri(config.libvirt.uri).name === 'vbox') {
+    throw new CliError(`orphans does not serve vbox hosts yet (libvirt.uri ${config.libvirt.uri}): the vbox backend keeps its VM files, disks and state as files in storage.path (${config.storage.path}), not as volumes of a libvirt pool, which is what orphans lists; see docs/vbox.md`);
+  }
   const conn = await openConnection(config);
   const report: OrphanReport = { pool: config.storage.pool, poolExists: false, orphans: [], skippedYoung: [], deleted: [], failed: [], fenced: [], complete: false, incomplete: [] };
   const fences: Orphan[] = [];
