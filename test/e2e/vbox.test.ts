@@ -116,8 +116,10 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
       a: { type: 'manual', ip: '198.18.240.20', netmask: '255.255.255.0', gateway: '198.18.240.1', default: ['dns', 'gateway'], mac: macs[0], cloud_properties: { name: 'vboxnet0' } },
       b: { type: 'manual', ip: '198.18.240.21', netmask: '255.255.255.0', gateway: '198.18.240.1', mac: macs[1], cloud_properties: { name: 'vboxnet0' } },
     };
-    const { result } = await ok('create_vm', ['agent-e2e', stemcell, { cpu: 2, ram: 256 }, networks, null, {}]);
+    const { result, log } = await ok('create_vm', ['agent-e2e', stemcell, { cpu: 2, ram: 256 }, networks, null, {}]);
     vm = (result as [string])[0];
+    expect(log).toMatch(/the root disk is a full copy of the stemcell \(\d+ MiB written in \d+ ms\)/);
+    expect(log).toMatch(/static addresses reach a vbox VM through the agent's settings only/);
     const m = machine(vm)!;
     expect(m).toBeDefined();
     expect(m).toMatchObject({ state: 'Running', frontend: 'headless', memoryMB: 256, cpus: 2, firmware: 'BIOS' });
@@ -131,6 +133,17 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     // The root disk is its own full copy (its own VDI UUID), not the stemcell's file.
     expect(await vdiUuid(join(vms, `${vm}.root.vdi`))).not.toBe(await vdiUuid(join(STORE, 'stemcells', `${stemcell}.vdi`)));
     expect(m.networkAdapters.map((n) => [n.attachment, n.hostOnlyInterface, n.mac])).toEqual(macs.map((mac) => ['HostOnly', 'vboxnet0', mac.replace(/:/g, '').toUpperCase()]));
+    // The settings ISO (label config-2) carries the agent's settings: the static addresses
+    // with their MACs, the system disk and the ephemeral disk by VirtualBox's by-id name.
+    const iso = join(vms, `${vm}.settings.iso`);
+    expect(execFileSync('isoinfo', ['-d', '-i', iso], { encoding: 'utf8' })).toMatch(/Volume id: config-2/);
+    const settings = JSON.parse(execFileSync('isoinfo', ['-R', '-i', iso, '-x', '/openstack/latest/user_data'], { encoding: 'utf8' })) as {
+      agent_id: string; disks: { system: string; ephemeral: { path: string } }; networks: Record<string, { ip: string; mac: string }>;
+    };
+    expect(settings.agent_id).toBe('agent-e2e');
+    expect(settings.disks.system).toBe('/dev/sda');
+    expect(settings.disks.ephemeral).toEqual({ path: vboxDiskByIdPath(await vdiUuid(join(vms, `${vm}.ephemeral.vdi`))) });
+    expect(Object.fromEntries(Object.entries(settings.networks).map(([k, n]) => [k, [n.ip, n.mac]]))).toEqual({ a: ['198.18.240.20', macs[0]], b: ['198.18.240.21', macs[1]] });
     // The VM's record is a file (the driver stores no metadata).
     const record = JSON.parse(readFileSync(join(STORE, 'state', 'records', `${vm}.json`), 'utf8')) as { agentId: string; macs: string[]; creating?: unknown };
     expect(record).toMatchObject({ agentId: 'agent-e2e', macs });

@@ -25,6 +25,7 @@ import { VBOX_SATA_PORTS, type VboxInterface, type VboxVmDomain, type VmMetadata
 import { CloudError, NotSupported } from '../../errors.js';
 import { maybeFail } from '../../util/faults.js';
 import { isCid } from '../cids.js';
+import { tellCaller } from '../../log/logger.js';
 import { vdiUuid } from './stemcell-image.js';
 import { vboxDiskByIdPath } from './disk-hints.js';
 import { findStemcellFile } from './stemcells.js';
@@ -90,7 +91,9 @@ export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
   if (shape.firmware === 'efi') throw new NotSupported(`Invalid cloud_properties of create_vm: firmware "efi" is not supported by the vbox backend: libvirt's VirtualBox driver cannot select EFI firmware (machines boot BIOS)`);
   if (!staticNoteLogged && plan.nics.some((n) => n.ipv4 || n.ipv6)) {
     staticNoteLogged = true;
-    host.log.info({ vm }, 'static addresses reach a vbox VM through the agent settings only: libvirt cannot add DHCP host entries to VirtualBox host-only networks');
+    const line = 'static addresses reach a vbox VM through the agent\'s settings only: libvirt cannot add DHCP host entries to VirtualBox host-only networks';
+    host.log.info({ vm }, line);
+    tellCaller(`create_vm: ${line}`);
   }
 
   step('copying the stemcell into the root disk');
@@ -105,10 +108,12 @@ export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
     await makeVdi(paths.root, { copyOf: stemcell }, 'create_vm: copying the stemcell into the root disk');
     made();
     const size = (await stat(paths.root)).size;
+    const ms = Math.round(performance.now() - t0);
     host.log.info(
-      { vm, root: paths.root, bytes: size, ms: Math.round(performance.now() - t0) },
+      { vm, root: paths.root, bytes: size, ms },
       'the root disk is a full copy of the stemcell (libvirt\'s vbox driver cannot make differencing images): it costs the stemcell\'s used size in storage and copy time per VM',
     );
+    tellCaller(`create_vm: the root disk is a full copy of the stemcell (${Math.ceil(size / 1048576)} MiB written in ${ms} ms): libvirt's vbox driver cannot make differencing images`);
   }, `create_vm of ${vm}: copying the stemcell`);
   if (shape.rootMiB !== undefined) host.log.warn({ vm, root_disk_mib: shape.rootMiB }, 'create_vm: root_disk.size is not applied by the vbox backend; the root disk has the stemcell\'s size');
   maybeFail('create_vm:after-root');
