@@ -352,6 +352,10 @@ describe('8. snapshot_disk → delete_snapshot', () => {
   // naming itself, for a detached and an attached disk alike. libvirt's vbox driver has
   // no disk snapshot the CPI could use: the vbox backend answers the same way.
   const noSnapshots = backendIs('lxc') ? 'lxc' : backendIs('vbox') ? 'vbox' : undefined;
+  const noSnapshotsWhy =
+    noSnapshots === 'vbox'
+      ? "the vbox backend has no disk snapshots (libvirt's vbox driver snapshots whole machines only); the check above covers it"
+      : 'a directory disk (lxc) has no snapshots; the check above covers it';
   onlyWhen(noSnapshots !== undefined, 'only the lxc and vbox backends lack snapshots')(`is NotSupported by the ${noSnapshots ?? 'lxc'} backend, which says so`, async () => {
     const disk = (await ok('create_disk', [64, {}, null])) as string;
     const before = libvirtState();
@@ -363,7 +367,7 @@ describe('8. snapshot_disk → delete_snapshot', () => {
     await ok('delete_disk', [disk]);
   }, LONG.timeout);
 
-  onlyWhen(noSnapshots === undefined, `the ${noSnapshots} backend has no snapshots (a directory disk has no point-in-time copy; libvirt's vbox driver snapshots only whole machines); the check above covers it`)('snapshots a detached disk and deletes the snapshot (twice)', async () => {
+  onlyWhen(noSnapshots === undefined, noSnapshotsWhy)('snapshots a detached disk and deletes the snapshot (twice)', async () => {
     const disk = (await ok('create_disk', [64, {}, null])) as string;
     const before = libvirtState();
     const snap = await ok('snapshot_disk', [disk, { director: 'conformance', deployment: 'd', instance_id: 'i', agent_id: 'a', instance_index: '0', instance_group: 'g' }]);
@@ -375,7 +379,7 @@ describe('8. snapshot_disk → delete_snapshot', () => {
     await ok('delete_disk', [disk]);
   }, LONG.timeout);
 
-  onlyWhen(noSnapshots === undefined, `the ${noSnapshots} backend has no snapshots (a directory disk has no point-in-time copy; libvirt's vbox driver snapshots only whole machines); the check above covers it`)('snapshots a disk attached to a running VM', async () => {
+  onlyWhen(noSnapshots === undefined, noSnapshotsWhy)('snapshots a disk attached to a running VM', async () => {
     const vm = await workhorse();
     const disk = (await ok('create_disk', [64, {}, vm])) as string;
     await ok('attach_disk', [vm, disk]);
