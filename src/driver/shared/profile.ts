@@ -106,7 +106,7 @@ export interface DiskStore {
   /**
    * Makes the disk where it is no pool volume (vbox: a file, since the driver's volume
    * create gets sizes wrong); replaces the pool's capacity check and volume create.
-   * Throws libvirt's STORAGE_VOL_EXIST-alike CloudError never: a taken name answers 'exists'.
+   * A name already taken answers 'exists' (create_disk then draws another).
    */
   create?(host: Host, cid: DiskCID, bytes: bigint): Promise<'made' | 'exists'>;
   /**
@@ -264,7 +264,8 @@ export interface BackendProfile {
   /**
    * Where the backend keeps its files when they are no libvirt pool's (vbox: its driver
    * has no pool listing, info or XML): replaces openHost's pool set-up. `release` runs at
-   * the driver's close (e.g. a host-wide lock held for the whole call).
+   * the driver's close (e.g. a host-wide lock held for the whole call); `lookupDomain`
+   * replaces the lookup by name where the driver's cannot tell a missing domain.
    */
   openStorage?(conn: Connection, config: Config, log: Logger): Promise<Pick<Host, 'pool' | 'poolPath' | 'release' | 'lookupDomain'>>;
   stemcells: StemcellStore;
