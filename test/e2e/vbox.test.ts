@@ -64,8 +64,8 @@ function cleanup(): void {
   rmSync(STORE, { recursive: true, force: true });
 }
 
-/** A general-ovf image whose OVF asks for EFI, as vSphere stemcells do. */
-function efiOvfImage(): string {
+/** A general-ovf image whose OVF asks for EFI (as vSphere stemcells do) or for BIOS. */
+function ovfImage(firmware: 'efi' | 'bios'): string {
   const dir = scratchDir(`${PREFIX}ovf-`);
   execFileSync('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=streamOptimized', join(dir, 'image-disk1.vmdk'), '16M']);
   writeFileSync(join(dir, 'image.ovf'), `<?xml version="1.0" encoding="UTF-8"?>
@@ -74,7 +74,7 @@ function efiOvfImage(): string {
   <DiskSection><Info>disks</Info><Disk ovf:capacity="16" ovf:capacityAllocationUnits="byte * 2^20" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/></DiskSection>
   <VirtualSystem ovf:id="vm"><Info>vm</Info><VirtualHardwareSection><Info>hw</Info>
     <Item><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>6</rasd:InstanceID><rasd:ResourceType>17</rasd:ResourceType></Item>
-    <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>
+    <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="${firmware}"/>
   </VirtualHardwareSection></VirtualSystem>
 </Envelope>
 `);
@@ -230,8 +230,12 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     expect(ours(sim())).toEqual({ machines: [], hardDisks: [] });
   }, 300_000);
 
-  it('refuses an EFI OVF stemcell at create_stemcell, saying the driver cannot select EFI, and leaves no file', async () => {
-    const r = await call('create_stemcell', [efiOvfImage(), { name: 'vsphere', version: '1' }]);
+  it('imports a BIOS OVF, and refuses an EFI OVF stemcell at create_stemcell, saying the driver cannot select EFI, leaving no file', async () => {
+    // A BIOS OVF imports (general-ovf), and goes again.
+    const bios = String((await ok('create_stemcell', [ovfImage('bios'), { name: 'general', version: '1', disk_format: 'ovf' }])).result);
+    expect(existsSync(join(STORE, 'stemcells', `${bios}.vdi`))).toBe(true);
+    await ok('delete_stemcell', [bios]);
+    const r = await call('create_stemcell', [ovfImage('efi'), { name: 'vsphere', version: '1' }]);
     expect(r.error).toMatchObject({ type: 'Bosh::Clouds::CloudError', message: expect.stringMatching(/EFI firmware.*libvirt's VirtualBox driver cannot select EFI/) });
     expect(filesUnder(join(STORE, 'stemcells'))).toEqual([]);
     expect(filesUnder(join(STORE, 'state', 'tags'))).toEqual([]);
