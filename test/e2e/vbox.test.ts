@@ -44,8 +44,8 @@ let uri = '';
 let config = '';
 const scratch = scratchDir(PREFIX);
 
-async function call(method: string, args: unknown[], cfg = config) {
-  const run = await runCpi(request(method, args), { config: cfg });
+async function call(method: string, args: unknown[], cfg = config, env: NodeJS.ProcessEnv = {}) {
+  const run = await runCpi(request(method, args), { config: cfg, env });
   return run.response;
 }
 async function ok(method: string, args: unknown[]): Promise<{ result: unknown; log: string }> {
@@ -184,6 +184,23 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     expect(attachments(m).map((a) => a.port)).toEqual([0, 1, 2]);
     expect((await ok('get_disks', [vm])).result).toEqual([]);
     expect((await call('detach_disk', [vm, disk])).error?.type).toBe('Bosh::Clouds::DiskNotAttached');
+  }, 120_000);
+
+  it('a cold attach interrupted between the undefine and the define is finished by the next call on the VM', async () => {
+    // The fault stops attach_disk right after the undefine, as a kill there would: the
+    // machine exists nowhere but in state/redefining/<vm>.json.
+    const failed = await call('attach_disk', [vm, disk], config, { BOSH_LIBVIRT_CPI_FAULTS: 'vbox-redefine:after-undefine' });
+    expect(failed.error?.message).toMatch(/injected fault at vbox-redefine:after-undefine/);
+    expect(machine(vm)).toBeUndefined();
+    expect(existsSync(join(STORE, 'state', 'redefining', `${vm}.json`))).toBe(true);
+    // Any call that looks the VM up defines it again as it was, and starts it (it ran).
+    expect((await ok('has_vm', [vm])).result).toBe(true);
+    const m = machine(vm)!;
+    expect(m.state).toBe('Running');
+    expect(attachments(m).map((a) => a.port)).toEqual([0, 1, 2]);
+    expect(m.networkAdapters.map((n) => n.mac)).toEqual(macs.map((mac) => mac.replace(/:/g, '').toUpperCase()));
+    expect(existsSync(join(STORE, 'state', 'redefining', `${vm}.json`))).toBe(false);
+    expect((await ok('get_disks', [vm])).result).toEqual([]);
   }, 120_000);
 
   it('snapshot_disk and resize_disk are NotSupported naming the backend', async () => {

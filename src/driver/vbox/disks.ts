@@ -10,7 +10,7 @@
 //
 // The hint is the path the agent of an OpenStack stemcell opens:
 // /dev/disk/by-id/ata-VBOX_HARDDISK_<serial of the VDI's UUID> (disk-hints.ts).
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Host } from '../shared/host.js';
 import type { DiskHint } from '../driver.js';
@@ -25,7 +25,8 @@ import { parseVboxDomain, renderVboxDomain, VBOX_LIMITS, VBOX_SATA_PORTS, type P
 import { vdiUuid } from './stemcell-image.js';
 import { vboxAtaSerial, vboxDiskByIdPath } from './disk-hints.js';
 import { fileRecords, withFileLock } from './state.js';
-import { diskPath, fileExists, hostLayout, removeFile } from './files.js';
+import { diskPath, fileExists, hostLayout, readJson, removeFile, writeAtomic } from './files.js';
+import { maybeFail } from '../../util/faults.js';
 import { makeVdi } from './vms.js';
 import { tellCaller } from '../../log/logger.js';
 
@@ -121,17 +122,33 @@ async function stopVm(host: Host, dom: DomainRef): Promise<void> {
   }
 }
 
+interface PendingRedefine {
+  /** the definition before the change: what the director knows until the call answers */
+  xml: string;
+  running: boolean;
+  at: string;
+}
+
+function pendingPath(host: Host, vm: string): string {
+  return join(hostLayout(host).redefining, `${vm}.json`);
+}
+
 /**
  * The cold change: stop (if running), undefine, define `next`, start again if it ran.
- * A failed define puts the old definition back (and starts it if it ran). Returns
- * whether the VM was restarted.
+ * A failed define puts the old definition back (and starts it if it ran). Between the
+ * undefine and the define the machine exists nowhere but in state/redefining/<vm>.json,
+ * written first: a call killed there leaves that file, and the next lookup of the VM
+ * defines the old definition again (recoverRedefine). Returns whether the VM was restarted.
  */
 async function redefine(host: Host, dom: DomainRef, before: VboxDomainSpec, next: VboxDomainSpec): Promise<boolean> {
   const nextXml = renderVboxDomain(next); // refused here, before anything changes
   const beforeXml = renderVboxDomain(before);
   const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
+  const pending = pendingPath(host, dom.name);
+  await writeAtomic(pending, JSON.stringify({ xml: beforeXml, running, at: new Date().toISOString() } satisfies PendingRedefine));
   if (running) await stopVm(host, dom);
   await host.conn.domains.undefine(dom, 0);
+  maybeFail('vbox-redefine:after-undefine');
   let ref: DomainRef;
   try {
     ref = await host.conn.domains.defineXML(nextXml, 0);
@@ -139,10 +156,32 @@ async function redefine(host: Host, dom: DomainRef, before: VboxDomainSpec, next
     host.log.error({ vm: dom.name, err: String(e) }, 'the new definition was refused; defining the old one again');
     const back = await host.conn.domains.defineXML(beforeXml, 0);
     if (running) await host.conn.domains.create(back, 0);
+    await removeFile(pending);
     throw e;
   }
   if (running) await host.conn.domains.create(ref, 0);
+  await removeFile(pending);
   return running;
+}
+
+/**
+ * Finishes a cold change a killed call left (redefine): the VM `name` is defined again
+ * from its old definition when it is missing, and started when it ran before. Returns
+ * the domain, or null when nothing was pending. Runs under the host lock (every call holds it).
+ */
+export async function recoverRedefine(host: Host, name: string, found: DomainRef | null): Promise<DomainRef | null> {
+  if (!isCid(name, 'vm', host.config.name_prefix)) return found;
+  const path = pendingPath(host, name);
+  const pending = await readJson<PendingRedefine>(path).catch(() => null);
+  if (!pending) return found;
+  let dom = found;
+  if (!dom) {
+    dom = await host.conn.domains.defineXML(pending.xml, 0);
+    host.log.warn({ vm: name, since: pending.at }, 'a cold disk change was interrupted after the undefine: the VM was defined again from its previous definition');
+  }
+  if (pending.running && (await host.conn.domains.getState(dom, 0)).state === DomainState.SHUTOFF) await host.conn.domains.create(dom, 0);
+  await removeFile(path);
+  return dom;
 }
 
 /** A SATA hard disk as libvirt device XML (what DeviceChanges take). */

@@ -11,6 +11,7 @@
 //   <storage.path>/state/tags/<cid>.json        tags of stemcells and disks
 //   <storage.path>/state/locks/<name>.lock      per-name locks (O_EXCL files with the holder)
 //   <storage.path>/state/claims.json            address claims between check and define
+//   <storage.path>/state/redefining/<vm>.json   a cold attach/detach under way (disks.ts)
 //
 // Documents are replaced atomically (a temporary file in the same directory, then
 // rename), so a reader sees the old or the new one, never half of either.
@@ -29,6 +30,7 @@ export interface VboxLayout {
   tags: string;
   locks: string;
   claims: string;
+  redefining: string;
 }
 
 export function layout(config: Pick<Config, 'storage'>): VboxLayout {
@@ -43,6 +45,7 @@ export function layout(config: Pick<Config, 'storage'>): VboxLayout {
     tags: join(state, 'tags'),
     locks: join(state, 'locks'),
     claims: join(state, 'claims.json'),
+    redefining: join(state, 'redefining'),
   };
 }
 
@@ -52,7 +55,7 @@ export function hostLayout(host: Host): VboxLayout {
 
 /** Makes the directory tree, 0700 (the CPI's own state; VirtualBox runs as the same user). */
 export async function ensureLayout(l: VboxLayout): Promise<void> {
-  for (const dir of [l.root, l.stemcells, l.vms, l.disks, l.records, l.tags, l.locks]) await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const dir of [l.root, l.stemcells, l.vms, l.disks, l.records, l.tags, l.locks, l.redefining]) await mkdir(dir, { recursive: true, mode: 0o700 });
 }
 
 export function stemcellPath(l: VboxLayout, cid: string): string {

@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BackendProfile } from '../shared/profile.js';
+import type { Host } from '../shared/host.js';
 import type { Config } from '../../config/schema.js';
 import { NotSupported } from '../../errors.js';
 import { ensureLayout, layout } from './files.js';
@@ -72,7 +73,8 @@ export const vboxProfile: BackendProfile = {
       const pool = await conn.pools.lookupByName('default-pool');
       // A missing name gives no NO_DOMAIN from the vbox driver (an error without a
       // cause): domains are found in the listing instead.
-      const lookupDomain = async (host: { conn: typeof conn }, name: string) => (await host.conn.domains.listAll(0)).find((d) => d.name === name) ?? null;
+      // A cold disk change a killed call left half-done is finished on the VM's next lookup.
+      const lookupDomain = async (host: Host, name: string) => disks.recoverRedefine(host, name, (await host.conn.domains.listAll(0)).find((d) => d.name === name) ?? null);
       return { pool, poolPath: l.vms, release, lookupDomain };
     } catch (e) {
       await release();
