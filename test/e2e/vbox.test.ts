@@ -25,7 +25,7 @@ interface SimAttachment { port: number; device: number; type: string; medium: st
 interface SimMachine {
   name: string; uuid: string; state: string; memoryMB: number; cpus: number; firmware: string; frontend: string | null;
   storageControllers: Array<{ name: string; bus: string; attachments: SimAttachment[] }>;
-  networkAdapters: Array<{ slot: number; attachment: string; hostOnlyInterface: string | null; mac: string }>;
+  networkAdapters: Array<{ slot: number; attachment: string; hostOnlyInterface: string | null; bridgedInterface: string | null; mac: string }>;
 }
 interface SimMedium { location: string; uuid: string; deviceType: string; machines: string[] }
 interface SimState { simulation: boolean; machines: SimMachine[]; media: SimMedium[] }
@@ -101,7 +101,9 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
   let stemcell = '';
   let vm = '';
   let disk = '';
-  const macs = ['52:54:00:e2:00:01', '52:54:00:e2:00:02'];
+  const macs = ['52:54:00:e2:00:01', '52:54:00:e2:00:02', '52:54:00:e2:00:03'];
+  const adapters = [['HostOnly', 'vboxnet0', null], ['HostOnly', 'vboxnet0', null], ['Bridged', null, 'eth0']].map(([a, h, b], i) => [a, h, b, macs[i]!.replace(/:/g, '').toUpperCase()]);
+  const adaptersOf = (m: SimMachine) => m.networkAdapters.map((n) => [n.attachment, n.hostOnlyInterface, n.bridgedInterface, n.mac]);
 
   it('create_stemcell writes the stemcell as a VDI into the storage directory (VirtualBox does not see it yet)', async () => {
     stemcell = String((await ok('create_stemcell', [tinyStemcell(), { name: 'e2e', version: '1', disk_format: 'qcow2' }])).result);
@@ -111,14 +113,15 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     expect(ours(sim())).toEqual({ machines: [], hardDisks: [] });
   }, 120_000);
 
-  it('create_vm defines a headless machine: root and ephemeral VDIs on SATA 0/1, the settings ISO on port 2, NICs on vboxnet0 with the planned MACs', async () => {
+  it('create_vm defines a headless machine: root and ephemeral VDIs on SATA 0/1, the settings ISO on port 2, NICs on vboxnet0 (and one bridged) with the planned MACs', async () => {
     const networks = {
       a: { type: 'manual', ip: '198.18.240.20', netmask: '255.255.255.0', gateway: '198.18.240.1', default: ['dns', 'gateway'], mac: macs[0], cloud_properties: { name: 'vboxnet0' } },
       b: { type: 'manual', ip: '198.18.240.21', netmask: '255.255.255.0', gateway: '198.18.240.1', mac: macs[1], cloud_properties: { name: 'vboxnet0' } },
+      c: { type: 'dynamic', mac: macs[2], cloud_properties: { bridge: 'eth0' } },
     };
     const { result, log } = await ok('create_vm', ['agent-e2e', stemcell, { cpu: 2, ram: 256 }, networks, null, {}]);
     vm = (result as [string])[0];
-    expect(log).toMatch(/the root disk is a full copy of the stemcell \(\d+ MiB written in \d+ ms\)/);
+    expect(log).toMatch(/the root disk is a full copy of the stemcell \([\d.]+ [KM]iB written in \d+ ms\)/);
     expect(log).toMatch(/static addresses reach a vbox VM through the agent's settings only/);
     const m = machine(vm)!;
     expect(m).toBeDefined();
@@ -132,7 +135,7 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     expect(att.filter((a) => a.type === 'DVD').map((a) => [a.bus, a.port, a.medium])).toEqual([['SATA', 2, join(vms, `${vm}.settings.iso`)]]);
     // The root disk is its own full copy (its own VDI UUID), not the stemcell's file.
     expect(await vdiUuid(join(vms, `${vm}.root.vdi`))).not.toBe(await vdiUuid(join(STORE, 'stemcells', `${stemcell}.vdi`)));
-    expect(m.networkAdapters.map((n) => [n.attachment, n.hostOnlyInterface, n.mac])).toEqual(macs.map((mac) => ['HostOnly', 'vboxnet0', mac.replace(/:/g, '').toUpperCase()]));
+    expect(adaptersOf(m)).toEqual(adapters);
     // The settings ISO (label config-2) carries the agent's settings: the static addresses
     // with their MACs, the system disk and the ephemeral disk by VirtualBox's by-id name.
     const iso = join(vms, `${vm}.settings.iso`);
@@ -143,7 +146,7 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     expect(settings.agent_id).toBe('agent-e2e');
     expect(settings.disks.system).toBe('/dev/sda');
     expect(settings.disks.ephemeral).toEqual({ path: vboxDiskByIdPath(await vdiUuid(join(vms, `${vm}.ephemeral.vdi`))) });
-    expect(Object.fromEntries(Object.entries(settings.networks).map(([k, n]) => [k, [n.ip, n.mac]]))).toEqual({ a: ['198.18.240.20', macs[0]], b: ['198.18.240.21', macs[1]] });
+    expect(Object.fromEntries(Object.entries(settings.networks).map(([k, n]) => [k, [n.ip, n.mac]]))).toEqual({ a: ['198.18.240.20', macs[0]], b: ['198.18.240.21', macs[1]], c: [undefined, macs[2]] });
     // The VM's record is a file (the driver stores no metadata).
     const record = JSON.parse(readFileSync(join(STORE, 'state', 'records', `${vm}.json`), 'utf8')) as { agentId: string; macs: string[]; creating?: unknown };
     expect(record).toMatchObject({ agentId: 'agent-e2e', macs });
@@ -168,7 +171,7 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
       [2, 'DVD', join(STORE, 'vms', `${vm}.settings.iso`)],
       [3, 'HardDisk', path],
     ]);
-    expect(m.networkAdapters.map((n) => n.mac)).toEqual(macs.map((mac) => mac.replace(/:/g, '').toUpperCase()));
+    expect(adaptersOf(m)).toEqual(adapters);
     expect((await ok('get_disks', [vm])).result).toEqual([disk]);
     // delete_disk is refused while the machine has it.
     const refused = await call('delete_disk', [disk]);
@@ -198,7 +201,7 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     const m = machine(vm)!;
     expect(m.state).toBe('Running');
     expect(attachments(m).map((a) => a.port)).toEqual([0, 1, 2]);
-    expect(m.networkAdapters.map((n) => n.mac)).toEqual(macs.map((mac) => mac.replace(/:/g, '').toUpperCase()));
+    expect(adaptersOf(m)).toEqual(adapters);
     expect(existsSync(join(STORE, 'state', 'redefining', `${vm}.json`))).toBe(false);
     expect((await ok('get_disks', [vm])).result).toEqual([]);
   }, 120_000);

@@ -113,7 +113,8 @@ export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
       { vm, root: paths.root, bytes: size, ms },
       'the root disk is a full copy of the stemcell (libvirt\'s vbox driver cannot make differencing images): it costs the stemcell\'s used size in storage and copy time per VM',
     );
-    tellCaller(`create_vm: the root disk is a full copy of the stemcell (${Math.ceil(size / 1048576)} MiB written in ${ms} ms): libvirt's vbox driver cannot make differencing images`);
+    const written = size >= 1048576 ? `${(size / 1048576).toFixed(1)} MiB` : `${Math.ceil(size / 1024)} KiB`;
+    tellCaller(`create_vm: the root disk is a full copy of the stemcell (${written} written in ${ms} ms): libvirt's vbox driver cannot make differencing images`);
   }, `create_vm of ${vm}: copying the stemcell`);
   if (shape.rootMiB !== undefined) host.log.warn({ vm, root_disk_mib: shape.rootMiB }, 'create_vm: root_disk.size is not applied by the vbox backend; the root disk has the stemcell\'s size');
   maybeFail('create_vm:after-root');
