@@ -25,7 +25,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireBundle, ROOT, writeConfig } from '../helpers/cpi.js';
 import { cleanupPrefix, cpi, defineIsolatedNetwork, removeNetwork, testConfig } from '../helpers/driver-fixtures.js';
-import { AgentClient, makeMbusCert, type MbusCert } from '../helpers/agent-mbus.js';
+import { AgentClient, AgentError, makeMbusCert, type MbusCert } from '../helpers/agent-mbus.js';
 import { buildRealStemcell, resolveRealTools, unpackStemcellImage, type RealAgent } from '../helpers/real-tools.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { consoleLog, serialLog } from '../helpers/stemcell.js';
@@ -108,12 +108,46 @@ function agentLog(g: Guest): string {
   }
 }
 
+/** A container's monit log and name-service files, as its root holds them (a failing step shows them). */
+function containerFiles(g: Guest): string {
+  const upper = join(LXC_POOL_PATH, `${g.vm}.root/upper`);
+  return ['var/vcap/monit/monit.log', 'var/vcap/monit/svlog/current', 'etc/resolv.conf', 'etc/hosts', 'etc/hostname']
+    .map((f) => {
+      try {
+        return `\n--- /${f} ---\n${readFileSync(join(upper, f), 'utf8').slice(-3000)}`;
+      } catch (e) {
+        return `\n--- /${f}: ${(e as Error).message}`;
+      }
+    })
+    .join('');
+}
+
+/**
+ * get_state after a container's reboot, asked again while the agent answers that monit
+ * does not listen yet (bounded). A known gap of the lxc backend, seen with the 2025 agent
+ * (docs/lxc.md, "What is not supported"): libvirt names a container's host after its
+ * domain at every start, the 2025 agent sets the hostname only once (at the first boot),
+ * and monit 5.2.5 does not listen until its lookup of that unknown name has given up
+ * (8 s on an idle host, over 20 s under load: the agent's own retries run out).
+ */
+async function getStateOnceMonitListens(g: Guest): Promise<unknown> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    try {
+      return await g.client.getState();
+    } catch (e) {
+      if (!(e instanceof AgentError) || !/Sending status request to monit: .*connection refused/.test(e.message) || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 2_000));
+    }
+  }
+}
+
 /** Runs a check; on failure the guest's log tail goes into the error. */
 async function inGuest<T>(g: Guest, check: () => Promise<T> | T): Promise<T> {
   try {
     return await check();
   } catch (e) {
-    const tail = g.vm ? (g.kind === 'qemu' ? consoleLog(g.vm) : agentLog(g).slice(-6000)) : '(no VM)';
+    const tail = g.vm ? (g.kind === 'qemu' ? consoleLog(g.vm) : agentLog(g).slice(-6000) + containerFiles(g)) : '(no VM)';
     (e as Error).message += `\n--- ${g.label} (${g.vm ?? 'not created'}) log tail ---\n${tail}`;
     throw e;
   }
@@ -232,7 +266,7 @@ function story(g: Guest): Record<Step, Promise<void>> {
       await g.client.waitForPing(BOOT_TIMEOUT_MS);
       expect(boots(agentLog(g)), 'no new boot in the log').toBeGreaterThan(bootsBefore);
       const tState = Date.now();
-      const state = (await g.client.getState()) as { agent_id?: string };
+      const state = (await (g.kind === 'lxc' ? getStateOnceMonitListens(g) : g.client.getState())) as { agent_id?: string };
       mark(`${g.label}: get_state right after the reboot's first pong`, tState);
       expect(state.agent_id).toBe(g.agentId);
       // A VM's agent mounts its last mounted disk at boot, from the settings the CPI
