@@ -7,6 +7,7 @@ import { CONFIG_ENV, loadConfig } from '../config/load.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { connect, parseUri, isLibvirtError, ErrorCode, type Connection, type PoolRef } from '../libvirt/index.js';
 import { connectOptions, type Host } from '../driver/shared/host.js';
+import { parsePool } from '../xml/index.js';
 
 /** An error meant for the operator: printed as one line, exit status 1 (or `exitCode`). */
 export class CliError extends Error {
@@ -64,7 +65,7 @@ export async function existingPoolHost(conn: Connection, config: Config, log: Lo
     throw e;
   }
   const xml = await conn.pools.getXMLDesc(pool, 0);
-  const poolPath = /<target>\s*<path>([^<]+)<\/path>/.exec(xml)?.[1]?.trim() ?? '';
+  const poolPath = parsePool(xml).path.trim();
   return { conn, config, log, pool, poolPath };
 }
 

@@ -5,13 +5,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.js';
 import { isLibvirtError, ErrorCode, StoragePoolState, parseUri, type Connection } from '../libvirt/index.js';
-import { parseNetwork } from '../xml/index.js';
+import { parseNetwork, parsePool } from '../xml/index.js';
 import { formatCidr, networkBase } from '../network/index.js';
 import { formatBytes, isExecutableFile, isLocalUri, openConnection } from './common.js';
 import { backendForUri } from '../driver/backends.js';
 import { DISK_CID_LENGTH, SHORT_DISK_MARK, SHORT_DISK_PREFIX_MAX, shortDiskCids } from '../driver/cids.js';
 import { lxcChecks, probeLxcHost } from './doctor-lxc.js';
 import { probeReaper, reaperChecks } from './doctor-reaper.js';
+import { vboxChecks } from './doctor-vbox.js';
 
 export type Status = 'OK' | 'WARN' | 'FAIL';
 
@@ -67,6 +68,12 @@ export async function runDoctor(config: Config, configFile: string, local: Local
   const add = (name: string, status: Status, message: string) => checks.push({ name, status, message });
   add('config', 'OK', `${configFile}: uri ${config.libvirt.uri}, pool ${config.storage.pool}, domain_type ${config.domain_type}, name_prefix ${JSON.stringify(config.name_prefix)}`);
 
+  if (backendForUri(config.libvirt.uri).name === 'vbox') {
+    // The vbox profile keeps its objects as files in storage.path, not in a libvirt pool,
+    // and libvirt's vbox driver lacks most of what the checks below read.
+    await vboxChecks(config, add);
+    return checks;
+  }
   let conn: Connection;
   try {
     conn = await openConnection(config);
@@ -189,8 +196,9 @@ async function pool(conn: Connection, config: Config, add: Add): Promise<void> {
   }
   const info = await conn.pools.getInfo(ref);
   const xml = await conn.pools.getXMLDesc(ref, 0);
-  const poolPath = /<target>\s*<path>([^<]+)<\/path>/.exec(xml)?.[1]?.trim() ?? '(no path)';
-  const type = /<pool\s+type=['"]([^'"]+)['"]/.exec(xml)?.[1] ?? 'unknown';
+  const parsed = parsePool(xml);
+  const poolPath = parsed.path.trim() || '(no path)';
+  const type = parsed.type;
   const pathNote = type === 'dir' && poolPath !== path ? ` (storage.path says ${path}; it is used only when the CPI creates the pool)` : '';
   if (info.state === StoragePoolState.RUNNING) {
     const space = `${formatBytes(info.available)} free of ${formatBytes(info.capacity)}`;

@@ -13,6 +13,7 @@ import { deleteRecord, readForward } from '../hosts/locate.js';
 import { copyState, lookup, partialMarkerName, type VolumeHome } from '../hosts/move.js';
 import type { OrphanReport } from './orphans.js';
 import { existingPoolHost, openConnection } from './common.js';
+import { Suffix } from '../driver/shared/names.js';
 
 export interface ScopedHost {
   name: string;
@@ -42,7 +43,7 @@ export async function addCrossHostOrphans(hosts: readonly ScopedHost[], reports:
       const prefix = h.config.name_prefix;
       for (const name of here.names) {
         const owned = parseOwnedName(prefix, name);
-        if (owned?.kind !== 'disk' || owned.suffix !== 'moved') continue;
+        if (owned?.kind !== 'disk' || owned.suffix !== Suffix.moved) continue;
         const target = await readForward(home, owned.cid);
         if (target === null) continue; // removed meanwhile
         const there = homes.get(target);
@@ -69,7 +70,7 @@ export async function addCrossHostOrphans(hosts: readonly ScopedHost[], reports:
       if (!here || !report || 'error' in report) continue;
       for (const marker of here.names) {
         const owned = parseOwnedName(h.config.name_prefix, marker);
-        if (owned?.kind !== 'disk' || owned.suffix !== 'partial') continue;
+        if (owned?.kind !== 'disk' || owned.suffix !== Suffix.partial) continue;
         if ((await copyState(here.home, owned.cid)) !== 'verified') continue;
         let original: string | undefined;
         for (const [name, other] of homes) {

@@ -14,21 +14,23 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { Host } from '../driver/shared/host.js';
 import { deleteVolumeIfExists, findVolume, listVolumeNames } from '../driver/shared/host.js';
-import { readVmMetadata } from '../driver/shared/vm-metadata.js';
-import { lockHolder } from '../driver/shared/lock.js';
-import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, sweepClaims } from '../driver/shared/address-holders.js';
-import { deleteVM } from '../driver/shared/vms.js';
+import { sweepClaims } from '../driver/shared/address-holders.js';
+import { deleteVM, type DeleteVmSteps } from '../driver/shared/vms.js';
 import { backendForUri, type Backend } from '../driver/backends.js';
-import type { BackendProfile } from '../driver/profile.js';
+import { CliError } from './common.js';
+import type { StateStores } from '../driver/shared/profile.js';
+import { nativeStores } from '../driver/shared/native.js';
 import { loadProfile } from '../driver/profiles.js';
 import { volumePath, volumeUsers } from '../driver/shared/volume-users.js';
 import { parseOwnedName, type VMCID } from '../driver/cids.js';
 import { isLibvirtError, ErrorCode, DomainState, UndefineFlags } from '../libvirt/index.js';
 import { creatorState, markerAgeSeconds } from '../driver/shared/creator.js';
-import { parseFence, parseVmMetadata, type VmMetadata, XmlParseError } from '../xml/index.js';
+import { parseFence, type VmMetadata, XmlParseError } from '../xml/index.js';
+import { hasVmMetadata, parseVolumeFacts, vmMetadataOf } from '../xml/records.js';
 import { existingPoolHost, formatBytes, openConnection } from './common.js';
 import { copyState } from '../hosts/move.js';
 import { fenceDomainType, fenceName, mayBeFence, uuidString } from '../driver/shared/fence.js';
+import { ADDRESS_LOCK_VOLUME, CLAIMS_VOLUME, Suffix, hasSuffix, sidecarName, withoutSuffix } from '../driver/shared/names.js';
 
 export interface Orphan {
   kind: 'volume' | 'domain';
@@ -79,24 +81,24 @@ export function classify(prefix: string, domains: DomainFacts[], volumes: string
       // snapshot without its sidecar: snapshot_disk writes the sidecar before it returns
       // the CID, so the director never received this one (the CPI died or lost its
       // connection during the copy).
-      if (owned.kind === 'snap' && !volumeNames.has(`${v}.meta`)) {
+      if (owned.kind === 'snap' && !volumeNames.has(sidecarName(v))) {
         out.push({ kind: 'volume', name: v, reason: 'snapshot whose snapshot_disk never finished (no metadata sidecar), so the director never received its CID' });
       }
       // Likewise create_stemcell writes the sidecar as its last step.
-      if (owned.kind === 'sc' && !volumeNames.has(`${v}.meta`)) {
+      if (owned.kind === 'sc' && !volumeNames.has(sidecarName(v))) {
         out.push({ kind: 'volume', name: v, reason: 'stemcell whose create_stemcell never finished (no metadata sidecar), so the director never received its CID' });
       }
       continue;
     }
-    if (owned.suffix === 'lock') {
+    if (owned.suffix === Suffix.lock) {
       // Calls hold a lock for seconds and release it before they answer; one whose
       // holder died stays until the next call on the same name breaks it as stale.
       out.push({ kind: 'volume', name: v, reason: `lock on ${kindWord[owned.kind]} ${owned.cid} left by a CPI call that died (calls hold locks for seconds; the CPI breaks one older than 120 s itself)` });
     } else if (owned.kind === 'vm') {
       if (!domainNames.has(owned.cid)) out.push({ kind: 'volume', name: v, reason: `belongs to VM ${owned.cid}, which no longer exists` });
-    } else if (owned.suffix === 'meta' && !volumeNames.has(owned.cid)) {
+    } else if (owned.suffix === Suffix.meta && !volumeNames.has(owned.cid)) {
       out.push({ kind: 'volume', name: v, reason: `metadata of ${kindWord[owned.kind]} ${owned.cid}, which no longer exists` });
-    } else if (owned.suffix === 'born' && !volumeNames.has(owned.cid)) {
+    } else if (owned.suffix === Suffix.born && !volumeNames.has(owned.cid)) {
       // Several hosts: written next to a disk away from its birth host, before it arrives
       // (young then) and removed after it leaves or is deleted.
       out.push({ kind: 'volume', name: v, reason: `birth record of disk ${owned.cid}, which is not on this host (a move or delete_disk was cut short)` });
@@ -141,12 +143,16 @@ export interface OrphanReport {
 }
 
 export async function findOrphans(config: Config, log: Logger, opts: { delete: boolean; minAgeSeconds: number }): Promise<OrphanReport> {
+  if (backendForUri(config.libvirt.uri).name === 'vbox') {
+    throw new CliError(`orphans does not serve vbox hosts yet (libvirt.uri ${config.libvirt.uri}): the vbox backend keeps its VM files, disks and state as files in storage.path (${config.storage.path}), not as volumes of a libvirt pool, which is what orphans lists; see docs/vbox.md`);
+  }
   const conn = await openConnection(config);
   const report: OrphanReport = { pool: config.storage.pool, poolExists: false, orphans: [], skippedYoung: [], deleted: [], failed: [], fenced: [], complete: false, incomplete: [] };
   const fences: Orphan[] = [];
   let youngFences = 0;
   try {
     const host = await existingPoolHost(conn, config, log);
+    const steps = await stepsOf(backendForUri(config.libvirt.uri));
     const prefix = config.name_prefix;
     const domains: DomainFacts[] = [];
     for (const dom of await conn.domains.listAll(0)) {
@@ -165,7 +171,7 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
           }
           continue;
         }
-        const metadata = host ? await readVmMetadata(host, dom) : await metadataFromXml(conn, dom);
+        const metadata = host ? await steps.records.read(host, dom) : await metadataFromXml(conn, dom);
         const facts: DomainFacts = { name: dom.name, hasMetadata: metadata !== null };
         if (metadata?.creating) {
           const judged = unfinishedCreate(metadata.creating, opts.minAgeSeconds);
@@ -187,10 +193,10 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
         const details = await volumeFacts(host, o.name);
         if (!details) continue; // gone meanwhile
         Object.assign(o, { bytes: details.bytes }, details.changed !== undefined ? { ageSeconds: Math.max(0, Math.round(now - details.changed)) } : {});
-        if (o.name.endsWith('.lock')) {
+        if (hasSuffix(o.name, Suffix.lock)) {
           // A lock names its holder: never take one whose holder runs; one whose holder is
           // gone is an orphan whatever its age; an unmarked one is judged by age below.
-          const holder = await lockHolder(host, o.name).catch(() => undefined);
+          const holder = await steps.locks.holder(host, withoutSuffix(o.name, Suffix.lock)).catch(() => undefined);
           if (holder?.state === 'running') {
             report.skippedYoung.push(o.name);
             continue;
@@ -215,11 +221,11 @@ export async function findOrphans(config: Config, log: Logger, opts: { delete: b
     if (host && volumes.includes(CLAIMS_VOLUME)) {
       // Address claims of create_vm calls between their check and their define: the volume
       // goes once none of them counts any more (their VMs defined, their creators gone).
-      const { live } = await sweepClaims(host, false);
+      const { live } = await sweepClaims(host, steps, false);
       if (live) report.skippedYoung.push(CLAIMS_VOLUME);
       else report.orphans.push({ kind: 'volume', name: CLAIMS_VOLUME, reason: 'address claims of create_vm calls that are all over (their domains exist, or their processes are gone)' });
     }
-    if (opts.delete && host) await deleteOrphans(host, report, await profileOf(backendForUri(config.libvirt.uri)));
+    if (opts.delete && host) await deleteOrphans(host, report, steps);
     else if (opts.delete) {
       for (const o of report.orphans) await deleteOrphanDomainWithoutPool(conn, o, report);
     }
@@ -247,7 +253,7 @@ async function findAbandonedCopies(host: Host, prefix: string, volumes: string[]
   const now = Date.now() / 1000;
   for (const marker of volumes) {
     const owned = parseOwnedName(prefix, marker);
-    if (owned?.kind !== 'disk' || owned.suffix !== 'partial') continue;
+    if (owned?.kind !== 'disk' || owned.suffix !== Suffix.partial) continue;
     const [mark, copy] = await Promise.all([volumeFacts(host, marker), volumeFacts(host, owned.cid)]);
     if (!mark) continue; // the move finished (or was retried) meanwhile
     // A verified copy may be the only one left (its original deleted): judged across
@@ -268,9 +274,9 @@ async function findAbandonedCopies(host: Host, prefix: string, volumes: string[]
 /** Without the pool there is no Host: the metadata is read from the domain's XML. */
 async function metadataFromXml(conn: Host['conn'], dom: Parameters<Host['conn']['domains']['getXMLDesc']>[0]): Promise<VmMetadata | null> {
   const xml = await conn.domains.getXMLDesc(dom, 0);
-  if (!/urn:bosh-libvirt-cpi:vm:1/.test(xml)) return null;
+  if (!hasVmMetadata(xml)) return null;
   try {
-    return parseVmMetadata(xml);
+    return vmMetadataOf(xml);
   } catch {
     return { agentId: '', stemcellCid: '', volumes: [], disks: [], macs: [], prefixes: [], reservations: [], tags: {} }; // present but unreadable: not ours to judge
   }
@@ -284,18 +290,23 @@ async function volumeFacts(host: Host, name: string): Promise<{ bytes: number; c
     if (isLibvirtError(e, ErrorCode.NO_STORAGE_VOL)) return null;
     throw e;
   }
-  const bytes = Number(/<allocation[^>]*>(\d+)<\/allocation>/.exec(xml)?.[1] ?? 0);
+  const facts = parseVolumeFacts(xml);
+  const bytes = facts.allocationBytes;
   // Directory pools report the file's times; the newest of mtime and ctime is the last change.
-  const times = ['mtime', 'ctime'].map((t) => Number(new RegExp(`<${t}>([\\d.]+)</${t}>`).exec(xml)?.[1] ?? NaN)).filter((t) => Number.isFinite(t));
+  const times = [facts.mtime, facts.ctime].filter((t): t is number => t !== undefined);
   return times.length ? { bytes, changed: Math.max(...times) } : { bytes };
 }
 
-/** The backend's own steps of delete_vm, where the backend is implemented. */
-async function profileOf(backend: Backend): Promise<BackendProfile | undefined> {
-  return backend.implemented ? loadProfile(backend, '') : undefined;
+/**
+ * Where the backend keeps the VM records, locks and claims orphans reads, and its own
+ * steps of delete_vm. A backend without a profile in this release has no steps of its
+ * own; what an earlier CPI left is where qemu and lxc keep it.
+ */
+async function stepsOf(backend: Backend): Promise<StateStores & DeleteVmSteps> {
+  return backend.implemented ? loadProfile(backend, '') : { ...nativeStores, vms: {} };
 }
 
-async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendProfile | undefined): Promise<void> {
+async function deleteOrphans(host: Host, report: OrphanReport, profile: StateStores & DeleteVmSteps): Promise<void> {
   // A volume named like an orphan may still be a disk of some domain (one made by hand,
   // another director's): that one is kept.
   const inUse = await volumeUsers(host, report.orphans.filter((o) => o.kind === 'volume').map((o) => volumePath(host, o.name)));
@@ -307,25 +318,25 @@ async function deleteOrphans(host: Host, report: OrphanReport, profile: BackendP
         continue;
       }
       if (o.name === CLAIMS_VOLUME) {
-        if ((await sweepClaims(host, true)).removed) report.deleted.push(o.name);
+        if ((await sweepClaims(host, profile, true)).removed) report.deleted.push(o.name);
         continue;
       }
       if (o.kind === 'volume') {
         const users = inUse.get(volumePath(host, o.name));
         if (users) throw new Error(`in use by domain(s) ${users.join(', ')}; kept`);
         const owned = parseOwnedName(host.config.name_prefix, o.name);
-        if (owned?.kind === 'vm' && owned.suffix && owned.suffix !== 'lock') {
+        if (owned?.kind === 'vm' && owned.suffix && owned.suffix !== Suffix.lock) {
           // The VM's define may still be queued in libvirtd (its create_vm was killed or
           // lost its connection while defining): fence the name first, so that no domain
           // pointing at these volumes and holding the VM's addresses appears afterwards.
           if (!fenced.has(owned.cid)) fenced.set(owned.cid, fenceBeforeSweep(host, owned.cid, report));
           await fenced.get(owned.cid);
         }
-        if (owned?.suffix === 'partial' && (await findVolume(host, owned.cid))) {
+        if (owned?.suffix === Suffix.partial && (await findVolume(host, owned.cid))) {
           throw new Error(`its half copy ${owned.cid} is still there; kept, so that the copy is never taken for the disk`);
         }
         // A backend's directory volumes (lxc) are not empty: libvirt alone cannot delete them.
-        if (profile?.vms.removeVolume) {
+        if (profile.vms.removeVolume) {
           if (await findVolume(host, o.name)) {
             await profile.vms.removeVolume(host, o.name);
             report.deleted.push(o.name);

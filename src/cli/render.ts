@@ -11,14 +11,14 @@ import { decodeVmCloudProperties } from '../driver/shared/cloud-properties.js';
 import { planVmNetworks } from '../driver/shared/vms.js';
 import { backendForUri } from '../driver/backends.js';
 import { loadProfile } from '../driver/profiles.js';
-import { renderDomain, type DomainSpec, type LxcDomainSpec } from '../xml/index.js';
+import { renderDomain, type DomainSpec, type LxcDomainSpec, type VboxVmDomain } from '../xml/index.js';
 import { CliError } from './common.js';
 
 /** A VM CID that cannot collide with a real one (uuid all zeros). */
 export const PLACEHOLDER_UUID = '00000000-0000-0000-0000-000000000000';
 
 export interface RenderedVm {
-  spec: DomainSpec | LxcDomainSpec;
+  spec: DomainSpec | LxcDomainSpec | VboxVmDomain;
   xml: string;
   /** what differs from a real create_vm, for the operator */
   notes: string[];

@@ -2,7 +2,7 @@
 // imports (and of the loaders of backend code, which live in profiles.ts): `info` runs
 // before almost every call, from the small bin/cpi entry, and needs only this table.
 import { CloudError, NotImplemented, NotSupported } from '../errors.js';
-import type { BackendName } from './profile.js';
+import type { BackendName } from './shared/profile.js';
 
 export type { BackendName };
 
@@ -21,7 +21,9 @@ export const BACKENDS: Record<BackendName, Backend> = {
     implemented: true,
   },
   lxc: { name: 'lxc', stemcellFormats: ['warden-tar', 'general-tar', 'oci-tar'], implemented: true },
-  vbox: { name: 'vbox', stemcellFormats: ['vsphere-ovf', 'general-ovf'], implemented: false },
+  // OVF images import only when their firmware is BIOS (libvirt's vbox driver cannot
+  // select EFI); vSphere stemcells are EFI and are refused at create_stemcell, saying so.
+  vbox: { name: 'vbox', stemcellFormats: ['openstack-qcow2', 'openstack-raw', 'general-ovf', 'vsphere-ovf'], implemented: true },
 };
 
 export function notImplemented(backend: Backend, uri: string): NotImplemented {

@@ -2,7 +2,7 @@
 // table is kept out of backends.ts so the small bin/cpi entry (which answers `info`)
 // does not bundle any backend.
 import { notImplemented, type Backend } from './backends.js';
-import type { BackendProfile } from './profile.js';
+import type { BackendProfile } from './shared/profile.js';
 
 /** The backend's profile, or NotImplemented naming what works instead. */
 export async function loadProfile(backend: Backend, uri: string): Promise<BackendProfile> {
@@ -11,6 +11,8 @@ export async function loadProfile(backend: Backend, uri: string): Promise<Backen
       return (await import('./qemu/profile.js')).qemuProfile;
     case 'lxc':
       return (await import('./lxc/profile.js')).lxcProfile;
+    case 'vbox':
+      return (await import('./vbox/profile.js')).vboxProfile;
     default:
       throw notImplemented(backend, uri);
   }

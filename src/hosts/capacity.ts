@@ -4,6 +4,7 @@
 import type { Connection } from '../libvirt/api.js';
 import type { HostState } from './placement.js';
 import { parseOwnedName } from '../driver/cids.js';
+import { domainMemoryKiB } from '../xml/records.js';
 
 const MiB = 1024 * 1024;
 
@@ -19,9 +20,9 @@ export async function hostCapacity(conn: Connection, prefix: string): Promise<Om
     if (owned?.kind !== 'vm' || owned.suffix !== undefined) continue;
     // (a VM deleted meanwhile simply does not count)
     const xml = await conn.domains.getXMLDesc(dom, 0).catch(() => '');
-    const m = /<memory unit='KiB'>(\d+)<\/memory>/.exec(xml);
-    if (!m) continue;
-    placed += Math.floor(Number(m[1]) / 1024);
+    const kib = xml ? domainMemoryKiB(xml) : undefined;
+    if (kib === undefined) continue;
+    placed += Math.floor(kib / 1024);
     vms++;
   }
   return { totalMemoryMiB: total, freeMemoryMiB: free, placedMemoryMiB: placed, placedVms: vms };

@@ -9,18 +9,14 @@ import { resolveHosts, type HostConfig } from '../config/hosts.js';
 import type { Logger } from '../log/logger.js';
 import type { CloudProperties, CreateVMRequest, DiskHint, Driver, Networks } from '../driver/driver.js';
 import { isShortDiskCid, type DiskCID, type SnapshotCID, type StemcellCID, type VMCID } from '../driver/cids.js';
-import type { LibvirtDriver } from '../driver/shared/driver.js';
-import { calculateVMCloudProperties, planVmNetworks, requireDomain } from '../driver/shared/vms.js';
-import { checkNetworks } from '../driver/shared/networking.js';
-import { domainsUsing, volumePath } from '../driver/shared/volume-users.js';
-import { withStemcellLock, withVolumeLock } from '../driver/shared/lock.js';
-import { readVmMetadata, writeVmMetadata } from '../driver/shared/vm-metadata.js';
-import { sidecarName } from '../driver/shared/sidecar.js';
+// Each host's driver is reached through LibvirtDriver's own methods (its last section):
+// nothing here reads a host's records, tags or locks except through them.
+import { calculateVMCloudProperties, type LibvirtDriver } from '../driver/shared/driver.js';
 import { CloudError, CpiError, DiskNotFound, VMCreationFailed, VMNotFound } from '../errors.js';
 import { candidateHosts, place, type HostState } from './placement.js';
 import { hostCapacity } from './capacity.js';
 import { bornName, deleteRecord, forwardName, HostUnreachable, locateVolume, moveDisk, readBirth, splitHost, withHost, type HostHandle, type Located } from './locate.js';
-import { moveVolume, type VolumeHome } from './move.js';
+import { moveVolume, partialMarkerName, type VolumeHome } from './move.js';
 
 const MiB = 1024 * 1024;
 
@@ -117,13 +113,13 @@ export class MultiHostDriver implements Driver {
 
   /** Volume first, its metadata last: a stemcell without metadata is not complete (and orphans lists it). */
   private async copyStemcell(cid: string, fromName: string, from: LibvirtDriver, toName: string, to: LibvirtDriver): Promise<void> {
-    await withStemcellLock(from.host, cid, async () => {
+    await from.withStemcellLock(cid, async () => {
       // another create_vm may have copied it while this one waited for the lock (and VMs may already use it)
       if (await hasCompleteStemcell(to, cid)) return;
       const fromHome = homeOf(fromName, from);
       const toHome = homeOf(toName, to);
       await moveVolume(cid, fromHome, toHome, { keepOriginal: true, log: (l) => this.log.info(l) });
-      await moveVolume(sidecarName(cid), fromHome, toHome, { keepOriginal: true, verify: 'full' });
+      for (const tags of from.tagVolumes(cid)) await moveVolume(tags, fromHome, toHome, { keepOriginal: true, verify: 'full' });
     });
   }
 
@@ -300,10 +296,10 @@ export class MultiHostDriver implements Driver {
     const v = await this.requireVM(vmCid, 'VM');
     const r = await this.requireDisk(diskCid);
     if (r.at.host !== v.host) {
-      const users = await domainsUsing(r.d.host, [volumePath(r.d.host, r.cid)]);
+      const users = await r.d.diskUsers(r.cid);
       if (users.length) throw new CloudError(`attach_disk: disk ${diskCid} is in use by ${users.join(', ')} on host ${r.at.host}; detach it first`);
       this.log.info({ disk: diskCid, from: r.at.host, to: v.host }, 'moving the disk to the VM\'s host');
-      await moveDisk(r.cid, this.handle(await this.birthHost(diskCid, r.at)), r.at.home, homeOf(v.host, v.d), [sidecarName(r.cid)], { log: (l) => this.log.info(l) });
+      await moveDisk(r.cid, this.handle(await this.birthHost(diskCid, r.at)), r.at.home, homeOf(v.host, v.d), r.d.tagVolumes(r.cid), { log: (l) => this.log.info(l) });
     }
     const hint = await v.d.attachDisk(v.cid, r.cid);
     await recordDirectorCid(v.d, v.cid, r.cid, diskCid);
@@ -321,8 +317,7 @@ export class MultiHostDriver implements Driver {
     // The CID attach_disk was given is in the VM's metadata (recordDirectorCid); a disk
     // attached without it (before this CPI recorded it) is named from its records.
     const legacy = splitHost(vmCid).host === null;
-    const dom = await requireDomain(v.d.host, v.cid);
-    const given = new Map(((await readVmMetadata(v.d.host, dom))?.disks ?? []).flatMap((d) => (d.as ? [[d.cid, d.as] as const] : [])));
+    const given = new Map(((await v.d.vmRecord(v.cid))?.disks ?? []).flatMap((d) => (d.as ? [[d.cid, d.as] as const] : [])));
     return Promise.all(
       here.map(async (c) => {
         const as = given.get(c);
@@ -339,7 +334,7 @@ export class MultiHostDriver implements Driver {
   }
   async updateDisk(cid: DiskCID, newSizeMiB: number, props: CloudProperties): Promise<DiskCID | null> {
     const r = await this.requireDisk(cid);
-    const next = await (r.d.updateDisk as Driver["updateDisk"])(r.cid, newSizeMiB, props);
+    const next = await r.d.updateDisk(r.cid, newSizeMiB, props);
     return next === null ? null : directorDiskCid(next, r.at.host);
   }
   async setDiskMetadata(cid: DiskCID, metadata: Record<string, string>): Promise<void> {
@@ -364,13 +359,11 @@ export class MultiHostDriver implements Driver {
  * hosts is bare to the director wherever it lives, one made since carries its birth host.
  */
 async function recordDirectorCid(d: LibvirtDriver, vmCid: VMCID, volume: DiskCID, given: DiskCID): Promise<void> {
-  await withVolumeLock(d.host, vmCid, async () => {
-    const dom = await requireDomain(d.host, vmCid);
-    const metadata = await readVmMetadata(d.host, dom);
-    const entry = metadata?.disks.find((x) => x.cid === volume);
-    if (!metadata || !entry || entry.as === given) return;
+  await d.updateVmRecord(vmCid, (record) => {
+    const entry = record.disks.find((x) => x.cid === volume);
+    if (!entry || entry.as === given) return false;
     entry.as = given;
-    await writeVmMetadata(d.host, dom, metadata);
+    return true;
   });
 }
 
@@ -391,7 +384,7 @@ function homeOf(name: string, d: LibvirtDriver): VolumeHome {
 
 async function hasCompleteStemcell(d: LibvirtDriver, cid: string): Promise<boolean> {
   const names = new Set((await d.host.conn.pools.listAllVolumes(d.host.pool)).map((v) => v.name));
-  return names.has(cid) && names.has(sidecarName(cid)) && !names.has(`${cid}.partial`);
+  return names.has(cid) && d.tagVolumes(cid).every((tags) => names.has(tags)) && !names.has(partialMarkerName(cid));
 }
 
 export async function openMultiHostDriver(config: Config, log: Logger, openOne: OpenHostDriver): Promise<MultiHostDriver> {
@@ -401,7 +394,7 @@ export async function openMultiHostDriver(config: Config, log: Logger, openOne: 
 /** Why the VM's networks cannot be had on this host (undefined: they can). */
 async function networksUnfit(d: LibvirtDriver, networks: Networks): Promise<string | undefined> {
   try {
-    await checkNetworks(d.host, planVmNetworks(networks, d.host.config));
+    await d.checkNetworks(networks);
     return undefined;
   } catch (e) {
     // The request's own faults (and a network missing there) are the host's unfitness;

@@ -22,6 +22,7 @@ import { isLibvirtError } from '../libvirt/errors.js';
 import { CloudError } from '../errors.js';
 import { renderVolume } from '../xml/storage.js';
 import { copyState, finishCopy, lookup, moveVolume, type MoveOptions, type MoveResult, type VolumeHome } from './move.js';
+import { Suffix, suffixed } from '../driver/shared/names.js';
 
 export const HOST_SEPARATOR = '@';
 
@@ -37,12 +38,12 @@ export function splitHost(cid: string): { cid: string; host: string | null } {
 }
 
 export function forwardName(cid: string): string {
-  return `${cid}.moved`;
+  return suffixed(cid, Suffix.moved);
 }
 
 /** Next to a disk away from its birth host: the birth host's name (its CID's host part), read by get_disks. */
 export function bornName(cid: string): string {
-  return `${cid}.born`;
+  return suffixed(cid, Suffix.born);
 }
 
 export interface HostHandle {

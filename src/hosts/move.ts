@@ -35,6 +35,7 @@ import { parseVolume, renderVolume } from '../xml/storage.js';
 import type { DiskFormat } from '../xml/types.js';
 import { ContentDigest } from './digest.js';
 import { StreamRecord } from './verify.js';
+import { Suffix, suffixed } from '../driver/shared/names.js';
 
 export interface VolumeHome {
   /** host name, for messages */
@@ -62,7 +63,6 @@ export interface MoveOptions {
 }
 
 
-export const PARTIAL_SUFFIX = '.partial';
 /** A marker's size: room for its word; zeros (a new marker) say 'copying'. */
 const MARKER_BYTES = 512;
 const VERIFIED = 'verified';
@@ -70,7 +70,7 @@ const SAMPLE_READS_AT_ONCE = 8;
 const MOVABLE_FORMATS: readonly string[] = ['raw', 'qcow2'];
 
 export function partialMarkerName(name: string): string {
-  return `${name}${PARTIAL_SUFFIX}`;
+  return suffixed(name, Suffix.partial);
 }
 
 /**

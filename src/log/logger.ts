@@ -29,9 +29,23 @@ export function createLogger(level: string = process.env.BOSH_LIBVIRT_CPI_LOG_LE
   );
 }
 
+let latest: CallSummary | undefined;
+
+/**
+ * A line for the response's `log` from code below the handlers (a backend saying the VM
+ * was restarted to attach a disk). It goes to the call this process serves: bin/cpi
+ * serves one call per process.
+ */
+export function tellCaller(line: string): void {
+  latest?.add(line);
+}
+
 /** What a call tells the caller in the response's `log`: a few readable lines. */
 export class CallSummary {
   private readonly lines: string[] = [];
+  constructor() {
+    latest = this;
+  }
   add(line: string): void {
     this.lines.push(redactString(line));
   }

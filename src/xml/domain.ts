@@ -6,11 +6,13 @@ import { XmlRenderError } from './errors.js';
 import { appendVmMetadata } from './metadata.js';
 import { prefix } from './network.js';
 import { attr, macAddress, objectName, text } from './text.js';
+import { renderVboxDomain, type VboxVmDomain } from './vbox-domain.js';
 import type { DiskDevice, DomainSpec, FilesystemMount, InterfaceDevice, LxcDomainSpec, ParsedDisk, ParsedDomain } from './types.js';
 
 /** The full <domain> definition for DOMAIN_DEFINE_XML. */
-export function renderDomain(spec: DomainSpec | LxcDomainSpec): string {
+export function renderDomain(spec: DomainSpec | LxcDomainSpec | VboxVmDomain): string {
   if (spec.type === 'lxc') return renderLxcDomain(spec);
+  if (spec.type === 'vbox') return renderVboxDomain(spec);
   const doc = document();
   const domain = domainHead(doc, spec);
 

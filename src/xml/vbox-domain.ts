@@ -31,6 +31,7 @@ import { document, serialize } from './builder.js';
 import { El, parseRoot } from './dom.js';
 import { XmlParseError, XmlRenderError } from './errors.js';
 import { attr, macAddress, objectName } from './text.js';
+import type { VmMetadata } from './types.js';
 
 /** VirtualBox's network adapter types as libvirt's vbox driver names them (vboxAttachNetwork). */
 export const VBOX_NIC_MODELS = ['Am79C970A', 'Am79C973', '82540EM', '82545EM', '82543GC', 'virtio'] as const;
@@ -99,6 +100,17 @@ export interface VboxDomainSpec {
   disks: VboxHardDisk[];
   settings?: VboxSettingsMedium;
   interfaces: VboxInterface[];
+}
+
+/**
+ * The domain a vbox profile's create_vm defines: the spec with the discriminant the
+ * shared create_vm renders by (renderDomain) and the VM's record, which the vbox driver
+ * cannot store (no <metadata>): the profile keeps it in a file, and renderVboxDomain
+ * leaves it out.
+ */
+export interface VboxVmDomain extends VboxDomainSpec {
+  type: 'vbox';
+  metadata?: VmMetadata;
 }
 
 export interface ParsedVboxDisk {

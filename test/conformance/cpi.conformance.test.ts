@@ -242,11 +242,15 @@ describe('6. create_disk → has_disk → attach_disk → get_disks → set_disk
 
     const hint = await ok('attach_disk', [vm, disk]);
     // API v2: a non-empty hint; this CPI gives {id: the 20-character virtio serial, path}
-    // for a block device (qemu), {path: the directory in the container} for lxc.
+    // for a block device (qemu), {path: the directory in the container} for lxc, and
+    // {path: /dev/disk/by-id/ata-VBOX_HARDDISK_<VirtualBox's serial>} for vbox.
     expect(hint).toBeTruthy();
     expect(typeof hint).toBe('object');
     const h = hint as Record<string, unknown>;
-    if (!backendIs('lxc') || h.id !== undefined) {
+    if (backendIs('vbox')) {
+      expect(h.id).toBeUndefined();
+      expect(h.path).toMatch(/^\/dev\/disk\/by-id\/ata-VBOX_HARDDISK_VB[0-9a-f]{8}-[0-9a-f]{8}$/);
+    } else if (!backendIs('lxc') || h.id !== undefined) {
       expect(typeof h.id).toBe('string');
       expect((h.id as string).length).toBe(20);
     }
@@ -345,19 +349,25 @@ describe('7. create_vm with disk_cids locality hints', () => {
 
 describe('8. snapshot_disk → delete_snapshot', () => {
   // A directory disk has no point-in-time copy: the lxc backend answers NotSupported
-  // naming itself, for a detached and an attached disk alike.
-  onlyWhen(backendIs('lxc'), 'only the lxc backend lacks snapshots')('is NotSupported by the lxc backend, which says so', async () => {
+  // naming itself, for a detached and an attached disk alike. libvirt's vbox driver has
+  // no disk snapshot the CPI could use: the vbox backend answers the same way.
+  const noSnapshots = backendIs('lxc') ? 'lxc' : backendIs('vbox') ? 'vbox' : undefined;
+  const noSnapshotsWhy =
+    noSnapshots === 'vbox'
+      ? "the vbox backend has no disk snapshots (libvirt's vbox driver snapshots whole machines only); the check above covers it"
+      : 'a directory disk (lxc) has no snapshots; the check above covers it';
+  onlyWhen(noSnapshots !== undefined, 'only the lxc and vbox backends lack snapshots')(`is NotSupported by the ${noSnapshots ?? 'lxc'} backend, which says so`, async () => {
     const disk = (await ok('create_disk', [64, {}, null])) as string;
     const before = libvirtState();
     const err = await fails('snapshot_disk', [disk, {}]);
     expect(err.type).toBe('Bosh::Clouds::NotSupported');
-    expect(err.message).toContain('lxc backend');
+    expect(err.message).toContain(`${noSnapshots} backend`);
     expect(libvirtState()).toEqual(before);
     expect(await ok('delete_snapshot', [neverCid('snap')])).toBeNull();
     await ok('delete_disk', [disk]);
   }, LONG.timeout);
 
-  onlyWhen(!backendIs('lxc'), 'a directory disk (lxc) has no snapshots; the check above covers it')('snapshots a detached disk and deletes the snapshot (twice)', async () => {
+  onlyWhen(noSnapshots === undefined, noSnapshotsWhy)('snapshots a detached disk and deletes the snapshot (twice)', async () => {
     const disk = (await ok('create_disk', [64, {}, null])) as string;
     const before = libvirtState();
     const snap = await ok('snapshot_disk', [disk, { director: 'conformance', deployment: 'd', instance_id: 'i', agent_id: 'a', instance_index: '0', instance_group: 'g' }]);
@@ -369,7 +379,7 @@ describe('8. snapshot_disk → delete_snapshot', () => {
     await ok('delete_disk', [disk]);
   }, LONG.timeout);
 
-  onlyWhen(!backendIs('lxc'), 'a directory disk (lxc) has no snapshots; the check above covers it')('snapshots a disk attached to a running VM', async () => {
+  onlyWhen(noSnapshots === undefined, noSnapshotsWhy)('snapshots a disk attached to a running VM', async () => {
     const vm = await workhorse();
     const disk = (await ok('create_disk', [64, {}, vm])) as string;
     await ok('attach_disk', [vm, disk]);
@@ -476,8 +486,11 @@ describe('10. calculate_vm_cloud_properties', () => {
     expect(Array.isArray(props)).toBe(false);
     const vm = await workhorse(); // created from these cloud_properties
     expect(await ok('has_vm', [vm])).toBe(true);
-    const maxMemory = /Max memory:\s+(\d+) KiB/.exec(virsh('dominfo', vm).stdout)?.[1];
-    expect(Number(maxMemory)).toBe(SIZE.ram * 1024);
+    // libvirt's vbox driver reports the host's largest guest RAM as "Max memory" and the
+    // machine's RAM as "Used memory" (vboxDomainGetInfo).
+    const field = backendIs('vbox') ? 'Used memory' : 'Max memory';
+    const memory = new RegExp(`${field}:\\s+(\\d+) KiB`).exec(virsh('dominfo', vm).stdout)?.[1];
+    expect(Number(memory)).toBe(SIZE.ram * 1024);
     expect(/CPU\(s\):\s+(\d+)/.exec(virsh('dominfo', vm).stdout)?.[1]).toBe(String(SIZE.cpu));
   }, LONG.timeout);
 

@@ -14,12 +14,19 @@
 //   `t-conf2-net` on each with its own subnet (198.18.83.0/24 on host-a, .84 on host-b),
 //   so static addresses land on host-a and everything else wherever placement puts it;
 //   virsh checks follow a CID's `@host` to its daemon, and snapshots cover both;
+// - the SIMULATED VirtualBox (CONFORMANCE_TARGET=vbox): libvirt's real vbox driver in a
+//   libvirtd of its own over the simulated VirtualBox 6.1 (scripts/vbox-host.sh, started
+//   if needed; never a real VirtualBox), through fixtures/config/vbox.json with prefix
+//   `t-confvb-` and a storage directory of its own, the simulation's host-only network
+//   vboxnet0 (198.18.240.0/24, no DHCP: static addresses .10–.12) and the tiny qcow2
+//   stemcell; snapshots also list the storage directory's files (the vbox profile keeps
+//   stemcells, disks and its state there, not in libvirt);
 // - external (CONFORMANCE_CONFIG=/path/cpi.json): any libvirt host or backend the config
 //   names; CONFORMANCE_STEMCELL (image tarball), CONFORMANCE_NETWORK (libvirt network) and
 //   CONFORMANCE_IPV4 (first of three consecutive free static IPv4 addresses in that
 //   network) are required. Only what the suite created through the CPI is deleted again.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { cleanupPrefix, defineIsolatedNetwork, removeNetwork, testConfig, tinyStemcell } from '../helpers/driver-fixtures.js';
@@ -231,10 +238,12 @@ export interface ConformanceEnv {
   stemcell: string;
   /** with several libvirt hosts behind the CPI: each host's URI, by the name CIDs carry after `@` */
   hosts?: Record<string, string>;
+  /** a directory whose files the backend keeps its objects in (vbox: storage.path), listed in snapshots */
+  files?: string;
 }
 
 let current: ConformanceEnv | undefined;
-let selfPrepared: { prefix: string; pool: string; network: string; tmp: string[]; second?: { uri: string; poolPath: string } } | undefined;
+let selfPrepared: { prefix: string; pool: string; network: string; tmp: string[]; second?: { uri: string; poolPath: string }; vbox?: boolean } | undefined;
 
 export function env(): ConformanceEnv {
   if (!current) throw new Error('conformance environment not prepared: call prepare() in beforeAll');
@@ -242,6 +251,13 @@ export function env(): ConformanceEnv {
 }
 
 export const SELF = { prefix: 't-conf-', network: 't-conf-net', bridge: 't-conf-br0', third: 81 };
+export const VBOX = {
+  prefix: 't-confvb-',
+  network: 'vboxnet0',
+  third: 240,
+  uri: 'vbox:///session?socket=/var/lib/bosh-cpi-vbox-libvirtd/run/libvirt-sock',
+  store: '/var/lib/bosh-cpi-vbox-libvirtd/t-confvb-store',
+};
 export const TWO = { prefix: 't-conf2-', network: 't-conf2-net', bridges: ['t-cf2-br0', 't-cf2-br1'], thirds: [83, 84] as const };
 
 function requireEnv(name: string): string {
@@ -305,6 +321,8 @@ export async function prepare(): Promise<ConformanceEnv> {
     };
   } else if (process.env.CONFORMANCE_TARGET === 'two-hosts') {
     current = prepareTwoHosts();
+  } else if (process.env.CONFORMANCE_TARGET === 'vbox') {
+    current = prepareVbox();
   } else {
     // A previous run killed halfway may have left things: start clean.
     cleanupPrefix(SELF.prefix);
@@ -372,6 +390,67 @@ function prepareTwoHosts(): ConformanceEnv {
   };
 }
 
+/** The simulated VirtualBox's daemon (started if needed), its vboxnet0 and a storage directory of the suite's own. */
+function prepareVbox(): ConformanceEnv {
+  const started = spawnSync(join(ROOT, 'scripts/vbox-host.sh'), ['start'], { encoding: 'utf8' });
+  if (started.status !== 0) throw new Error(`scripts/vbox-host.sh start failed: ${started.stderr}`);
+  cleanupVbox();
+  const base = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/vbox.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+  if (base.libvirt?.uri !== VBOX.uri) throw new Error(`fixtures/config/vbox.json names ${String(base.libvirt?.uri)}, not the simulated daemon ${VBOX.uri}`);
+  const config = writeConfig({
+    ...base,
+    name_prefix: VBOX.prefix,
+    storage: { ...base.storage, path: VBOX.store },
+    vm: { ...base.vm, ram: 256, ephemeral_disk_size: 64, reboot_timeout_seconds: 2, detach_timeout_seconds: 5 },
+  });
+  const image = tinyStemcell();
+  selfPrepared = { prefix: VBOX.prefix, pool: 'default-pool', network: VBOX.network, tmp: [dirname(config), dirname(image)], vbox: true };
+  return {
+    external: false,
+    config,
+    uri: VBOX.uri,
+    pool: 'default-pool',
+    foreign: (name) => /^t-[a-z0-9]+-/.test(name) && !name.startsWith(VBOX.prefix),
+    stemcellImage: image,
+    network: VBOX.network,
+    ipv4: [`198.18.${VBOX.third}.10`, `198.18.${VBOX.third}.11`, `198.18.${VBOX.third}.12`],
+    gateway: `198.18.${VBOX.third}.1`,
+    netmask: '255.255.255.0',
+    stemcell: '',
+    files: VBOX.store,
+  };
+}
+
+/** Every machine of the suite's prefix off and undefined, and its storage directory gone. */
+function cleanupVbox(): void {
+  for (const name of lines(virshAt(VBOX.uri, 'list', '--all', '--name').stdout)) {
+    if (!name.startsWith(VBOX.prefix)) continue;
+    virshAt(VBOX.uri, 'destroy', name);
+    virshAt(VBOX.uri, 'undefine', name);
+  }
+  rmSync(VBOX.store, { recursive: true, force: true });
+}
+
+/** The files under a directory, relative, sorted. */
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(join(d, e.name), r);
+      else out.push(r);
+    }
+  };
+  walk(dir, '');
+  return out.sort();
+}
+
 /** Removes everything the suite made; safe to call after any failure (and twice). */
 export async function teardown(): Promise<void> {
   if (current) {
@@ -386,6 +465,11 @@ export async function teardown(): Promise<void> {
     created.disks.clear();
     created.snapshots.clear();
     created.stemcells.clear();
+  }
+  if (selfPrepared?.vbox) {
+    cleanupVbox();
+    for (const dir of selfPrepared.tmp) rmSync(dir, { recursive: true, force: true });
+    selfPrepared = undefined;
   }
   if (selfPrepared) {
     const { second } = selfPrepared;
@@ -413,7 +497,8 @@ function virshAt(uri: string, ...args: string[]) {
  * are selected at collection time): where a backend answers NotSupported by design,
  * the suite checks that answer instead.
  */
-export function backendIs(name: 'qemu' | 'lxc'): boolean {
+export function backendIs(name: 'qemu' | 'lxc' | 'vbox'): boolean {
+  if (!process.env.CONFORMANCE_CONFIG && process.env.CONFORMANCE_TARGET === 'vbox') return name === 'vbox';
   const file = process.env.CONFORMANCE_CONFIG;
   const uri = file ? ((JSON.parse(readFileSync(file, 'utf8')) as { libvirt?: { uri?: string } }).libvirt?.uri ?? 'qemu:///system') : 'qemu:///system';
   return (/^([a-z]+)/.exec(uri)?.[1] ?? 'qemu') === name;
@@ -439,6 +524,8 @@ export interface LibvirtState {
   volumes: string[];
   networks: string[];
   dhcpHosts: string[];
+  /** the files of a backend that keeps its objects in a directory (vbox), else empty */
+  files: string[];
 }
 
 const lines = (s: string) => s.split('\n').map((l) => l.trim()).filter((l) => l !== '');
@@ -450,7 +537,7 @@ export function libvirtState(): LibvirtState {
   const firstWord = (l: string) => l.split(/\s+/)[0] ?? '';
   // With several hosts, every daemon's view, each line marked with its host.
   const daemons = e.hosts ? Object.entries(e.hosts) : [['', e.uri] as const];
-  const state: LibvirtState = { domains: [], volumes: [], networks: [], dhcpHosts: [] };
+  const state: LibvirtState = { domains: [], volumes: [], networks: [], dhcpHosts: [], files: e.files ? filesUnder(e.files) : [] };
   for (const [host, uri] of daemons) {
     const at = (l: string) => (host ? `${host}: ${l}` : l);
     state.domains.push(...lines(virshAt(uri, 'list', '--all', '--name').stdout).filter(keep).map(at));

@@ -39,11 +39,22 @@ describe('info', () => {
     expect((run.response.result as { api_version: number }).api_version).toBe(3);
   });
 
-  it('advertises only implemented backends: a URI of one that is not answers NotImplemented naming what works', async () => {
-    // The ready config an operator of a VirtualBox host would start from.
+  it('answers info for the ready VirtualBox config with the stemcell formats the vbox backend imports', async () => {
+    // The config that reaches the simulated VirtualBox of scripts/vbox-host.sh as it is.
     const run = await runCpi(request('info'), { config: join(ROOT, 'fixtures/config/vbox.json') });
+    expect(run.response.error).toBeNull();
+    expect(run.response.result).toEqual({ api_version: 3, stemcell_formats: ['openstack-qcow2', 'openstack-raw', 'general-ovf', 'vsphere-ovf'] });
+  });
+
+  it('refuses a remote vbox URI before connecting: NotSupported naming the URI and why', async () => {
+    const vbox = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/vbox.json'), 'utf8')) as Record<string, unknown>;
+    const remote = writeConfig({ ...vbox, libvirt: { uri: 'vbox+ssh://bosh@vbox-host.invalid/session' } });
+    const run = await runCpi(request('has_vm', ['t-vm-00000000-0000-4000-8000-000000000000']), { config: remote });
     expect(run.response.result).toBeNull();
-    expect(run.response.error).toMatchObject({ type: 'Bosh::Clouds::NotImplemented', message: expect.stringMatching(/vbox backend \(vbox:\/\/\/session\) is not implemented yet: this release drives qemu/) });
+    expect(run.response.error).toMatchObject({
+      type: 'Bosh::Clouds::NotSupported',
+      message: expect.stringMatching(/libvirt\.uri "vbox\+ssh:\/\/bosh@vbox-host\.invalid\/session" is not local: the vbox backend writes .* into storage\.path on the VirtualBox host itself/),
+    });
   });
 
   it('several hosts are qemu hosts: a config listing an lxc host answers NotSupported naming it, from info on', async () => {

@@ -11,6 +11,7 @@
 //                            persistent disk's directory into it, detach_disk out again
 //   <pool>/<disk>/           a detached persistent disk (dir volume)
 import { join } from 'node:path';
+import { Suffix, suffixed } from '../shared/names.js';
 
 /** Inside the container, as the warden stemcell's agent expects them (bosh-warden-cpi). */
 export const EPHEMERAL_MOUNT = '/var/vcap/data';
@@ -20,7 +21,7 @@ export const SETTINGS_FILE = '/var/vcap/bosh/warden-cpi-agent-env.json';
 export const INIT = '/sbin/init';
 
 export function vmVolumeNames(vm: string): { root: string; ephemeral: string; disks: string } {
-  return { root: `${vm}.root`, ephemeral: `${vm}.ephemeral`, disks: `${vm}.disks` };
+  return { root: suffixed(vm, Suffix.root), ephemeral: suffixed(vm, Suffix.ephemeral), disks: suffixed(vm, Suffix.disks) };
 }
 
 export interface RootPaths {

@@ -3,8 +3,15 @@
 // mounted by the libvirt lxc hook, its settings are a file inside it, its NICs are set
 // by libvirt, and persistent disks are directories moved into and out of a directory
 // mounted in every container. No snapshots and no resize: a directory has neither a
-// point-in-time copy nor a size (docs/lxc.md).
-import type { BackendProfile } from '../profile.js';
+// point-in-time copy nor a size (docs/lxc.md). The VM's record, tags, locks, claims and
+// DHCP reservations are kept as for qemu (libvirt's lxc driver has domain metadata,
+// volume streams and the same networks); it changes no devices after create_vm.
+import type { BackendProfile } from '../shared/profile.js';
+import { domainRecords } from '../shared/vm-metadata.js';
+import { volumeTags } from '../shared/sidecar.js';
+import { volumeLocks } from '../shared/lock.js';
+import { volumeClaims } from '../shared/address-holders.js';
+import { dhcpReservations } from '../shared/networking.js';
 import type { Config } from '../../config/schema.js';
 import { CloudError } from '../../errors.js';
 import { DomainShutdownFlags } from '../../libvirt/index.js';
@@ -53,4 +60,11 @@ export const lxcProfile: BackendProfile = {
     locate: disks.locateDisk,
     remove: disks.removeDisk,
   },
+  records: domainRecords,
+  tags: volumeTags,
+  locks: volumeLocks,
+  claims: volumeClaims,
+  reservations: dhcpReservations,
+  // A disk's directory moves into `<vm>.disks`, which every container mounts from create_vm.
+  devices: null,
 };

@@ -18,6 +18,7 @@ import { DomainXMLFlags, ErrorCode, ListAllDomainsFlags, isLibvirtError } from '
 import { parseRoot } from '../../xml/dom.js';
 import { checkImagePath, unpackImage } from './rootfs-archive.js';
 import { createDirVolume, deleteDirVolume, dirVolumePath } from './dir-volume.js';
+import { Suffix, hasSuffix, sidecarName, withoutSuffix } from '../shared/names.js';
 
 /** The sidecar's `format` of a container stemcell (qemu's are qcow2/raw, so neither backend takes the other's). */
 export const ROOTFS_FORMAT = 'rootfs';
@@ -82,7 +83,7 @@ export async function findRootfsStemcell(host: Host, cid: string): Promise<{ cid
   const vol = await findVolume(host, cid);
   if (!vol) return null;
   const meta = await readSidecar(host, cid);
-  if (!meta) throw new CloudError(`Stemcell ${cid} has no readable metadata volume (${cid}.meta); it was not imported completely: delete and upload it again`);
+  if (!meta) throw new CloudError(`Stemcell ${cid} has no readable metadata volume (${sidecarName(cid)}); it was not imported completely: delete and upload it again`);
   if (meta.format !== ROOTFS_FORMAT) {
     throw new CloudError(`Stemcell ${cid} is a ${String(meta.format)} disk image (a qemu stemcell), not a container root filesystem; upload a warden-tar, general-tar or oci-tar stemcell for lxc`);
   }
@@ -122,11 +123,11 @@ export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<bool
 export async function stemcellUsers(host: Host, cid: string, dir: string): Promise<string[]> {
   const users = new Set((await listVmMetadata(host)).filter((m) => m.metadata.stemcellCid === cid).map((m) => m.name));
   for (const entry of await readdir(host.poolPath)) {
-    if (!entry.endsWith('.root')) continue;
+    if (!hasSuffix(entry, Suffix.root)) continue;
     const root = join(host.poolPath, entry);
     const named = await readFile(join(root, 'stemcell'), 'utf8').then((s) => s.trim(), () => '');
     const lower = await readlink(join(root, 'lower')).then((l) => resolve(root, l), () => '');
-    if (named === cid || lower === dir) users.add(entry.slice(0, -'.root'.length));
+    if (named === cid || lower === dir) users.add(withoutSuffix(entry, Suffix.root));
   }
   for (const name of await domainsWithFilesystemIn(host, dir)) users.add(name);
   return [...users];

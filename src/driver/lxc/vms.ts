@@ -11,7 +11,7 @@ import { withStemcellLock, withVolumeLock } from '../shared/lock.js';
 import { readVmMetadata } from '../shared/vm-metadata.js';
 import { plannedReservations, routedPrefixes } from '../shared/networking.js';
 import { vmMetadata } from '../shared/vms.js';
-import type { VmBuild, VmPreviewInput } from '../profile.js';
+import type { VmBuild, VmPreviewInput } from '../shared/profile.js';
 import type { VMCID } from '../cids.js';
 import type { NetworkPlan } from '../../network/index.js';
 import type { LxcDomainSpec, VmMetadata } from '../../xml/index.js';
@@ -23,6 +23,7 @@ import { containerInterfaces, preconfiguredNetworks } from './networking.js';
 import { buildContainerSettings, writeSettingsFile } from './settings.js';
 import { DISKS_MOUNT, EPHEMERAL_MOUNT, INIT, rootPaths, vmVolumeNames } from './layout.js';
 import { moveDisksOut } from './disks.js';
+import { Suffix, hasSuffix, withoutSuffix } from '../shared/names.js';
 
 export interface LxcDomainInput {
   vm: string;
@@ -136,9 +137,8 @@ export async function prepare(b: VmBuild): Promise<LxcDomainSpec> {
  * with it, links never followed.
  */
 export async function removeVolume(host: Host, name: string): Promise<void> {
-  const suffix = '.disks';
-  if (!name.endsWith(suffix)) return deleteDirVolume(host, name);
-  const vm = name.slice(0, -suffix.length) as VMCID;
+  if (!hasSuffix(name, Suffix.disks)) return deleteDirVolume(host, name);
+  const vm = withoutSuffix(name, Suffix.disks) as VMCID;
   await withVolumeLock(host, vm, async () => {
     const dom = await findDomain(host, vm);
     const metadata = dom ? await readVmMetadata(host, dom) : null;

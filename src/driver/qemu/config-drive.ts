@@ -3,9 +3,10 @@
 import type { Host } from '../shared/host.js';
 import { buildAgentSettings, buildConfigDrive, type AgentSettings, type DiskHint } from '../../agent/index.js';
 import type { DiskDevice } from '../../xml/index.js';
+import { Suffix, suffixed } from '../shared/names.js';
 
 export function configDriveName(vm: string): string {
-  return `${vm}.config`;
+  return suffixed(vm, Suffix.config);
 }
 
 /**

@@ -6,9 +6,9 @@ import type { Host } from '../shared/host.js';
 import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '../shared/host.js';
 import { requireDomain } from '../shared/vms.js';
 import { requireDisk } from '../shared/disks.js';
-import { readVmMetadata, writeVmMetadata, affectFlags } from '../shared/vm-metadata.js';
+import { readVmMetadata, writeVmMetadata } from '../shared/vm-metadata.js';
+import { liveDevices } from '../shared/devices.js';
 import { persistentDiskSerial } from './serials.js';
-import { deleteSidecar, readSidecar, sidecarName, writeSidecar } from '../shared/sidecar.js';
 import { domainsUsing, volumePath } from '../shared/volume-users.js';
 import { rewriteSettingsDisks } from './settings-volume.js';
 import { withVolumeLock } from '../shared/lock.js';
@@ -84,7 +84,7 @@ export async function attachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
     // live, no longer saved).
     const target = nextTarget(new Set(before.map((d) => d.target)));
     const device: DiskDevice = { device: 'disk', file: path, format: 'qcow2', bus: 'virtio', target, serial };
-    await host.conn.domains.attachDevice(dom, renderDiskDevice(device), await affectFlags(host, dom)).catch((e: unknown) => {
+    await liveDevices.add(host, dom, renderDiskDevice(device)).catch((e: unknown) => {
       if (!/No more available PCI slots/i.test(String((e as Error).message))) throw e;
       throw new CloudError(`Cannot attach disk ${diskCid} to the running VM ${vmCid}: it has no free PCI hot-plug slot left (a q35 VM gets ${DOMAIN_DEFAULTS.q35HotplugPorts} beyond its own devices); detach a disk first, or attach while the VM is stopped`, { cause: e });
     });
@@ -151,8 +151,7 @@ export async function detachDisk(host: Host, vmCid: VMCID, diskCid: DiskCID): Pr
       await forgetAttachment(host, dom, vmCid, diskCid);
       throw new DiskNotAttached(`Disk ${diskCid} is not attached to VM ${vmCid}`);
     }
-    const flags = (live ? AffectFlags.LIVE : 0) | (saved ? AffectFlags.CONFIG : 0);
-    await host.conn.domains.detachDevice(dom, renderDiskDevice(att.disk), flags);
+    await liveDevices.remove(host, dom, renderDiskDevice(att.disk), { live: live !== null, saved: saved !== null });
     // Nothing to wait for (a stopped VM, or the guest let go before): done in one hold.
     if (!live) await forgetAttachment(host, dom, vmCid, diskCid);
     return live?.disk ?? null;

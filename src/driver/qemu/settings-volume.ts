@@ -8,9 +8,10 @@ import { configDriveName } from './config-drive.js';
 import { buildConfigDrive, parseAgentSettings, type AgentSettings, type DiskHint } from '../../agent/index.js';
 import { Readable } from 'node:stream';
 import { CloudError } from '../../errors.js';
+import { Suffix, suffixed } from '../shared/names.js';
 
 export function settingsVolumeName(vm: string): string {
-  return `${vm}.settings`;
+  return suffixed(vm, Suffix.settings);
 }
 
 export async function rewriteSettingsDisks(host: Host, vm: string, change: (p: Record<string, DiskHint | string>) => Record<string, DiskHint | string>): Promise<void> {

@@ -5,15 +5,15 @@ import { createVolume, deleteVolumeIfExists, findVolume, volumeDetails } from '.
 import { withStemcellLock } from '../shared/lock.js';
 import { isConnectionLost, reconnect } from '../shared/reconnect.js';
 import { openRootImage, type ImageFormat } from './image.js';
-import { readSidecar, writeSidecar, deleteSidecar, sidecarName } from '../shared/sidecar.js';
+import { readSidecar, writeSidecar, deleteSidecar } from '../shared/sidecar.js';
 import { domainsUsing, volumePath } from '../shared/volume-users.js';
 import { newCid, isCid, type StemcellCID } from '../cids.js';
 import type { CloudProperties } from '../driver.js';
 import { CloudError, CpiError } from '../../errors.js';
 import { VolStreamFlags, isLibvirtError, ErrorCode } from '../../libvirt/index.js';
 import { listVmMetadata } from '../shared/vm-metadata.js';
+import { Suffix, hasSuffix, sidecarName, withoutSuffix } from '../shared/names.js';
 
-const ROOT_SUFFIX = '.root';
 
 export interface StemcellInfo {
   cid: StemcellCID;
@@ -82,7 +82,7 @@ async function removePartialImport(host: Host, cid: string): Promise<string | nu
 function importFailed(host: Host, cid: string, imagePath: string, e: unknown, removal: string | null): unknown {
   const left = removal === null
     ? ''
-    : `; the partial stemcell volume ${cid} (pool ${host.config.storage.pool}) is LEFT BEHIND because removing it failed too (${removal}): the director never received its CID, and \`bosh-libvirt-cpi orphans --delete\` removes it (it lists a stemcell volume without its ${cid}.meta once unchanged for --min-age, 600 s by default)`;
+    : `; the partial stemcell volume ${cid} (pool ${host.config.storage.pool}) is LEFT BEHIND because removing it failed too (${removal}): the director never received its CID, and \`bosh-libvirt-cpi orphans --delete\` removes it (it lists a stemcell volume without its ${sidecarName(cid)} once unchanged for --min-age, 600 s by default)`;
   if (isConnectionLost(e) || isLibvirtError(e, ErrorCode.OPERATION_TIMEOUT)) {
     const done = removal === null ? `; the partial stemcell volume ${cid} was removed, nothing is left: uploading again is safe` : left;
     return new CloudError(`create_stemcell of ${imagePath} lost its connection to libvirt (${host.config.libvirt.uri}) while importing it as ${cid}: ${(e as Error).message}${done}`, { okToRetry: true, cause: e });
@@ -99,7 +99,7 @@ export async function findStemcell(host: Host, cid: string): Promise<StemcellInf
   const meta = await readSidecar(host, cid);
   const path = await host.conn.volumes.getPath(vol);
   if (!meta || (meta.format !== 'qcow2' && meta.format !== 'raw')) {
-    throw new CloudError(`Stemcell ${cid} has no readable metadata volume (${cid}.meta); it was not imported completely: delete and upload it again`);
+    throw new CloudError(`Stemcell ${cid} has no readable metadata volume (${sidecarName(cid)}); it was not imported completely: delete and upload it again`);
   }
   return { cid: cid as StemcellCID, path, format: meta.format, virtualSize: BigInt(String(meta.virtual_size)) };
 }
@@ -137,7 +137,7 @@ async function stemcellUsers(host: Host, cid: string, path: string): Promise<str
   // stemcell: reading just those keeps this to one call per VM. Any prefix: another
   // CPI's VM on this stemcell would be corrupted just the same.
   for (const vol of await host.conn.pools.listAllVolumes(host.pool, 0)) {
-    if (!vol.name.endsWith(ROOT_SUFFIX)) continue;
+    if (!hasSuffix(vol.name, Suffix.root)) continue;
     const backing = await volumeDetails(host, vol).then(
       (v) => v.backing?.path,
       (e: unknown) => {
@@ -145,7 +145,7 @@ async function stemcellUsers(host: Host, cid: string, path: string): Promise<str
         throw e;
       },
     );
-    if (backing === path) users.add(vol.name.slice(0, -ROOT_SUFFIX.length));
+    if (backing === path) users.add(withoutSuffix(vol.name, Suffix.root));
   }
   return [...users];
 }

@@ -14,16 +14,17 @@ import { resolveDomainType } from './domain-type.js';
 import { ownedDiskSerial } from './serials.js';
 import { buildVmSettings, configDriveDevice, configDriveImage, configDriveName } from './config-drive.js';
 import { settingsVolumeName, writeSettingsVolume } from './settings-volume.js';
-import type { VmBuild, VmPreviewInput } from '../profile.js';
+import type { VmBuild, VmPreviewInput } from '../shared/profile.js';
 import type { NetworkPlan } from '../../network/index.js';
 import type { DiskDevice, DomainSpec, VmMetadata } from '../../xml/index.js';
 import { CloudError } from '../../errors.js';
 import { maybeFail } from '../../util/faults.js';
+import { Suffix, suffixed } from '../shared/names.js';
 
 const MiB = 1024n * 1024n;
 
 export function ownedVolumeNames(vm: string): { root: string; ephemeral: string; config: string } {
-  return { root: `${vm}.root`, ephemeral: `${vm}.ephemeral`, config: configDriveName(vm) };
+  return { root: suffixed(vm, Suffix.root), ephemeral: suffixed(vm, Suffix.ephemeral), config: configDriveName(vm) };
 }
 
 /** The ephemeral disk as the agent finds it: by its virtio serial, /dev/vdb as a fallback. */
@@ -199,6 +200,6 @@ export function preview(i: VmPreviewInput): { spec: DomainSpec; notes: string[] 
   });
   notes.push(`VM CID ${vm} and volume paths under ${dir} (storage.path) are placeholders; create_vm uses a new CID and the pool's paths`);
   if (plan.nics.some((n) => n.source.kind === 'network' && !n.dhcp)) notes.push('DHCP reservations for static addresses are not shown: they depend on the live libvirt network');
-  if (keepsSettingsVolume(i.stemcellApiVersion)) notes.push(`stemcell api_version ${i.stemcellApiVersion}: a ${vm}.settings volume is kept for agent re-reads`);
+  if (keepsSettingsVolume(i.stemcellApiVersion)) notes.push(`stemcell api_version ${i.stemcellApiVersion}: a ${settingsVolumeName(vm)} volume is kept for agent re-reads`);
   return { spec, notes };
 }

@@ -16,14 +16,15 @@
 // afterwards. The define itself runs outside the lock: a slow daemon may take long over
 // it, and every other create_vm with a static address would wait for it.
 import type { Host } from './host.js';
-import { lockVolumeName, withVolumeLock } from './lock.js';
-import { parseDomain, parseFence, parseVmMetadata, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
+import { ADDRESS_LOCK, CLAIMS_VOLUME } from './names.js';
+import type { ClaimStore, PendingClaim, StateStores } from './profile.js';
+import { parseDomain, parseFence, type ParsedNetwork, type VmMetadata } from '../../xml/index.js';
 import { formatCidr, inSubnet, overlaps, sameIp, tryParseIp, type NetworkPlan, type NicAddress } from '../../network/index.js';
 import { ErrorCode, isLibvirtError } from '../../libvirt/index.js';
 import { CloudError } from '../../errors.js';
 import { Readable } from 'node:stream';
 import { createVolume, deleteVolumeIfExists, findVolume, readBufferVolume } from './host.js';
-import { creatorMarker, creatorState, markerAgeSeconds, type CreatorMarker } from './creator.js';
+import { creatorMarker, creatorState, markerAgeSeconds } from './creator.js';
 
 /** Each address a plan puts on a libvirt network, with that network's name. */
 function networkAddresses(plan: NetworkPlan): Array<{ addr: NicAddress; network: string }> {
@@ -66,6 +67,9 @@ interface Claim {
   pending?: string;
 }
 
+/** What the address checks use of a backend's profile: its records, locks and claims. */
+export type AddressStores = Pick<StateStores, 'records' | 'locks' | 'claims'>;
+
 /** How a message names what holds a claim: the VM's metadata, or a create_vm's pending claim. */
 function claimSource(c: Claim): string {
   if (c.pending) return c.pending;
@@ -73,14 +77,11 @@ function claimSource(c: Claim): string {
 }
 
 /**
- * The lock create_vm holds while it checks its addresses and records its claim. It
- * lives in the CPI's storage pool and is named alike for every director (no name prefix),
- * so all CPIs that share the pool take the same one; `orphans` lists it when its holder died.
- */
-const ADDRESS_LOCK = 'bosh-libvirt-cpi-addresses';
-export const ADDRESS_LOCK_VOLUME = lockVolumeName(ADDRESS_LOCK);
-
-/**
+ * ADDRESS_LOCK (names.ts) is the lock create_vm holds while it checks its addresses and
+ * records its claim, taken from the profile's LockStore. It is named alike for every
+ * director (no name prefix), so all CPIs that share the storage take the same one;
+ * `orphans` lists it when its holder died.
+ *
  * How long a call waits for ADDRESS_LOCK. Every create_vm with a static address or a
  * delegated prefix on the pool takes it twice (claim, then drop the claim), each hold a few
  * libvirt calls and never the define, so waits come from many calls at once on a loaded
@@ -90,8 +91,8 @@ export const ADDRESS_LOCK_VOLUME = lockVolumeName(ADDRESS_LOCK);
  */
 const ADDRESS_WAIT_MS = 240_000;
 
-function withAddressLock<T>(host: Host, fn: () => Promise<T>, what: string): Promise<T> {
-  return withVolumeLock(host, ADDRESS_LOCK, fn, what, ADDRESS_WAIT_MS);
+function withAddressLock<T>(host: Host, stores: AddressStores, fn: () => Promise<T>, what: string): Promise<T> {
+  return stores.locks.with(host, ADDRESS_LOCK, fn, what, ADDRESS_WAIT_MS);
 }
 
 interface HostDomains {
@@ -106,9 +107,9 @@ interface HostDomains {
  * plan that overlaps another domain's address, prefix or DHCP reservation. `self` is the
  * VM of a create_vm that has defined its domain: its own claims do not count.
  */
-export async function refuseTakenAddresses(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: string): Promise<void> {
+export async function refuseTakenAddresses(host: Host, stores: AddressStores, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, self?: string): Promise<void> {
   if (staticAddresses(plan).length === 0) return;
-  refuseTakenIn(await scanDomains(host), plan, nets, self);
+  refuseTakenIn(await scanDomains(host, stores), plan, nets, self);
 }
 
 /** refuseTakenAddresses over claims already gathered (domains, and pending claims under the lock). */
@@ -174,49 +175,48 @@ function reservationIn(block: { address: string; prefix: number }, net: ParsedNe
  * (both may give way; a retry then gets it). A plan without static addresses on libvirt
  * networks and without delegated prefixes takes no lock.
  */
-export async function defineHoldingAddresses<T>(host: Host, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, vm: string, define: () => Promise<T>): Promise<T> {
+export async function defineHoldingAddresses<T>(host: Host, stores: AddressStores, plan: NetworkPlan, nets: Map<string, { parsed: ParsedNetwork }>, vm: string, define: () => Promise<T>): Promise<T> {
   const held = staticAddresses(plan);
   if (held.length === 0) return define();
-  await withAddressLock(host, async () => {
-    const doms = await scanDomains(host);
-    const pending = await livePendingClaims(host, doms, vm);
+  await withAddressLock(host, stores, async () => {
+    const doms = await scanDomains(host, stores);
+    const pending = await livePendingClaims(host, stores, doms, vm);
     for (const c of pending) {
       doms.claims.push({ network: c.network, ip: c.ip, ...(c.prefix !== undefined ? { prefix: c.prefix } : {}), vm: c.vm, pending: `its create_vm, begun ${c.at} by pid ${c.pid} on ${c.host}, checked the address and is defining its domain` });
     }
     refuseTakenIn(doms, plan, nets);
     const mine = creatorMarker();
-    await writeClaims(host, [...pending, ...held.map((a) => ({ vm, ...a, ...mine }))]);
+    await stores.claims.write(host, [...pending, ...held.map((a) => ({ vm, ...a, ...mine }))]);
   }, `create_vm of ${vm}: checking its static addresses`);
   const defined = await define();
-  await refuseTakenAddresses(host, plan, nets, vm);
+  await refuseTakenAddresses(host, stores, plan, nets, vm);
   // The domain claims the addresses now. Dropping the claim keeps the claims volume away
   // while no create_vm is between its check and its define (a failure leaves it to the
   // next holder: a claim whose VM has a domain or whose creator is gone does not count).
-  await releaseClaims(host, plan, vm).catch((e: unknown) => host.log.warn({ err: String(e) }, 'could not drop the address claims; the domain holds the addresses anyway'));
+  await releaseClaims(host, stores, plan, vm).catch((e: unknown) => host.log.warn({ err: String(e) }, 'could not drop the address claims; the domain holds the addresses anyway'));
   return defined;
 }
 
 /**
- * The claims of calls between their check and their define, in the pool beside the lock
- * (named alike for every director, as the lock). A JSON list followed by a NUL byte, read
- * and written only under ADDRESS_LOCK.
+ * The claims of calls between their check and their define, for qemu and lxc a volume in
+ * the pool beside the lock (named alike for every director, as the lock). A JSON list
+ * followed by a NUL byte, read and written only under ADDRESS_LOCK.
  */
-export const CLAIMS_VOLUME = 'bosh-libvirt-cpi-addresses.claims';
 const CLAIMS_BYTES = 1 << 20;
 /** A claim whose creator cannot be seen (another host) counts this long at most. */
 const CLAIM_MAX_AGE_S = 600;
 
-interface PendingClaim extends CreatorMarker {
-  vm: string;
-  network: string;
-  ip: string;
-  /** set for a delegated prefix: `ip` is its base address */
-  prefix?: number;
-}
+/** The claims as the volume CLAIMS_VOLUME, written by upload: what qemu and lxc keep. */
+export const volumeClaims: ClaimStore = {
+  name: CLAIMS_VOLUME,
+  read: readClaimsVolume,
+  write: writeClaimsVolume,
+  remove: (host) => deleteVolumeIfExists(host, CLAIMS_VOLUME),
+};
 
-async function readClaims(host: Host): Promise<PendingClaim[]> {
+async function readClaimsVolume(host: Host): Promise<PendingClaim[] | null> {
   const vol = await findVolume(host, CLAIMS_VOLUME);
-  if (!vol) return [];
+  if (!vol) return null;
   // The list ends at its NUL: the first 64 KiB hold it but for hundreds of calls at once.
   let head = await readBufferVolume(host, vol, CLAIMS_BYTES, 65536n);
   if (!head.includes(0)) head = await readBufferVolume(host, vol, CLAIMS_BYTES);
@@ -230,7 +230,7 @@ async function readClaims(host: Host): Promise<PendingClaim[]> {
   }
 }
 
-async function writeClaims(host: Host, claims: PendingClaim[]): Promise<void> {
+async function writeClaimsVolume(host: Host, claims: PendingClaim[]): Promise<void> {
   const data = Buffer.from(`${JSON.stringify(claims)}\0`);
   if (data.length > CLAIMS_BYTES) throw new CloudError(`Too many create_vm calls claiming static addresses at once (${claims.length}); retry`, { okToRetry: true });
   const vol = (await findVolume(host, CLAIMS_VOLUME)) ?? (await createVolume(host, { name: CLAIMS_VOLUME, capacityBytes: BigInt(CLAIMS_BYTES), allocationBytes: 0n, format: 'raw' }));
@@ -238,8 +238,8 @@ async function writeClaims(host: Host, claims: PendingClaim[]): Promise<void> {
 }
 
 /** The claims that still count (see defineHoldingAddresses), `self`'s own left out. */
-async function livePendingClaims(host: Host, doms: HostDomains, self?: string): Promise<PendingClaim[]> {
-  return (await readClaims(host)).filter((c) => {
+async function livePendingClaims(host: Host, stores: AddressStores, doms: HostDomains, self?: string): Promise<PendingClaim[]> {
+  return ((await stores.claims.read(host)) ?? []).filter((c) => {
     if (c.vm === self || doms.names.has(c.vm)) return false;
     const state = creatorState(c);
     return state === 'running' || (state === 'unknown' && markerAgeSeconds(c) < CLAIM_MAX_AGE_S);
@@ -247,17 +247,17 @@ async function livePendingClaims(host: Host, doms: HostDomains, self?: string): 
 }
 
 /** Drops the VM's claims (its domain holds the addresses, or its create_vm failed); the volume goes with the last claim. */
-export async function releaseClaims(host: Host, plan: NetworkPlan, vm: string): Promise<void> {
+export async function releaseClaims(host: Host, stores: AddressStores, plan: NetworkPlan, vm: string): Promise<void> {
   if (staticAddresses(plan).length === 0) return;
   // A look without the lock first: a call that never recorded a claim (it failed before,
   // e.g. waiting for the lock) takes no lock to drop none.
-  if (!(await readClaims(host)).some((c) => c.vm === vm)) return;
-  await withAddressLock(host, async () => {
-    const claims = await readClaims(host);
+  if (!((await stores.claims.read(host)) ?? []).some((c) => c.vm === vm)) return;
+  await withAddressLock(host, stores, async () => {
+    const claims = (await stores.claims.read(host)) ?? [];
     if (!claims.some((c) => c.vm === vm)) return;
     const rest = claims.filter((c) => c.vm !== vm);
-    if (rest.length) await writeClaims(host, rest);
-    else await deleteVolumeIfExists(host, CLAIMS_VOLUME);
+    if (rest.length) await stores.claims.write(host, rest);
+    else await stores.claims.remove(host);
   }, `create_vm of ${vm}: dropping its address claims`);
 }
 
@@ -273,7 +273,7 @@ function holderOf(ip: string, network: string, net: ParsedNetwork | undefined, d
 }
 
 /** Every defined domain's name, MACs and metadata claims: one listing and one XML each. */
-async function scanDomains(host: Host): Promise<HostDomains> {
+async function scanDomains(host: Host, stores: AddressStores): Promise<HostDomains> {
   const out: HostDomains = { names: new Set(), macOwner: new Map(), claims: [] };
   for (const dom of await host.conn.domains.listAll(0)) {
     let xml: string;
@@ -286,12 +286,13 @@ async function scanDomains(host: Host): Promise<HostDomains> {
     if (parseFence(xml)) continue; // a fence (fence.ts) holds no address
     out.names.add(dom.name);
     for (const nic of parseDomain(xml).interfaces) if (nic.mac) out.macOwner.set(nic.mac.toLowerCase(), dom.name);
-    let metadata: VmMetadata | undefined;
+    let metadata: VmMetadata | null;
     try {
-      metadata = parseVmMetadata(xml);
+      metadata = await stores.records.read(host, dom, xml);
     } catch {
-      continue; // not made by this CPI (or unreadable): its MACs above still count
+      continue; // unreadable: its MACs above still count
     }
+    if (!metadata) continue; // not made by this CPI: its MACs above still count
     const creatingAt = metadata.creating?.at;
     const by = { vm: dom.name, ...(creatingAt ? { creatingAt } : {}) };
     for (const a of [...(metadata.addresses ?? []), ...metadata.reservations]) {
@@ -310,18 +311,17 @@ async function scanDomains(host: Host): Promise<HostDomains> {
  * For `orphans`: whether the claims volume holds any claim that still counts; with
  * `remove`, under the lock, rewrites it with only those or removes it when none is left.
  */
-export async function sweepClaims(host: Host, remove: boolean): Promise<{ live: number; removed: boolean }> {
-  const look = async () => (await findVolume(host, CLAIMS_VOLUME)) ? (await livePendingClaims(host, await scanDomains(host))).length : -1;
+export async function sweepClaims(host: Host, stores: AddressStores, remove: boolean): Promise<{ live: number; removed: boolean }> {
   if (!remove) {
-    const live = await look();
-    return { live: Math.max(0, live), removed: false };
+    const claims = await stores.claims.read(host);
+    return { live: claims === null ? 0 : (await livePendingClaims(host, stores, await scanDomains(host, stores))).length, removed: false };
   }
-  return withAddressLock(host, async () => {
-    const live = await livePendingClaims(host, await scanDomains(host));
+  return withAddressLock(host, stores, async () => {
+    const live = await livePendingClaims(host, stores, await scanDomains(host, stores));
     if (live.length) {
-      await writeClaims(host, live);
+      await stores.claims.write(host, live);
       return { live: live.length, removed: false };
     }
-    return { live: 0, removed: await deleteVolumeIfExists(host, CLAIMS_VOLUME) };
+    return { live: 0, removed: await stores.claims.remove(host) };
   }, 'orphans: dropping address claims whose create_vm is over');
 }

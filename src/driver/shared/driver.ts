@@ -1,25 +1,50 @@
 // The Driver the cpi/ handlers call, for any backend: one libvirt connection per call,
 // the shared lifecycle in this directory, and the backend's profile for what differs.
-// Abilities a profile lacks answer NotSupported naming the backend.
+// Optional CPI methods answer NotSupported naming the backend when its profile lacks
+// the ability they need (OPTIONAL_METHODS, checked in one place).
+// It is also the one door src/hosts uses into a host's driver (the methods at the end).
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../log/logger.js';
 import type { Driver, CreateVMRequest, CloudProperties, DiskHint, Networks } from '../driver.js';
-import type { DiskCID, SnapshotCID, StemcellCID, VMCID } from '../cids.js';
-import type { BackendProfile } from '../profile.js';
+import { isCid, type DiskCID, type SnapshotCID, type StemcellCID, type VMCID } from '../cids.js';
+import type { BackendProfile } from './profile.js';
 import { openHost, type Host } from './host.js';
 import * as vms from './vms.js';
 import * as disks from './disks.js';
+import { checkNetworks } from './networking.js';
+import { domainsUsing, volumePath } from './volume-users.js';
 import { NotSupported } from '../../errors.js';
+import type { VmMetadata } from '../../xml/index.js';
 import { describeIgnored, KNOWN_DISK_KEYS, unknownKeys } from './cloud-properties.js';
 import { onLiveConnection } from './reconnect.js';
 
+/**
+ * The optional CPI methods and the profile ability each needs. Without it the method
+ * answers NotSupported naming the method, the backend and the object, and what the
+ * director does instead where that helps. (delete_snapshot needs `snapshots` too, but
+ * without it succeeds: no snapshot can exist on such a backend.)
+ */
+const OPTIONAL_METHODS = {
+  snapshot_disk: { needs: 'snapshots', otherwise: '' },
+  resize_disk: { needs: 'resize', otherwise: '' },
+  // The director then creates a new disk and copies the data: that path is proven.
+  update_disk: { needs: 'update', otherwise: '; the director falls back to creating a new disk and copying' },
+} as const satisfies Record<string, { needs: keyof BackendProfile; otherwise: string }>;
+type OptionalMethod = keyof typeof OPTIONAL_METHODS;
+
+/** calculate_vm_cloud_properties: the same for every backend and host, and needs no connection. */
+export function calculateVMCloudProperties(req: { cpu: number; ram: number; ephemeral_disk_size: number }): CloudProperties {
+  return { cpu: req.cpu, ram: req.ram, ephemeral_disk: { size: req.ephemeral_disk_size } };
+}
+
 export async function openLibvirtDriver(profile: BackendProfile, config: Config, log: Logger): Promise<LibvirtDriver> {
   profile.checkConfig?.(config);
-  const host = await openHost(config, log);
+  const host = await openHost(config, log, profile.openStorage?.bind(profile));
   try {
     profile.checkHost?.(host);
   } catch (e) {
     await host.conn.close().catch(() => undefined);
+    await host.release?.().catch(() => undefined);
     throw e;
   }
   return new LibvirtDriver(host, profile);
@@ -35,8 +60,20 @@ export class LibvirtDriver implements Driver {
     return this.profile.name;
   }
 
-  close(): Promise<void> {
-    return this.host.conn.close();
+  /** The profile's ability an optional method needs; NotSupported naming the method, the backend and `object` without it. */
+  private ability<M extends OptionalMethod>(method: M, object: string): NonNullable<BackendProfile[(typeof OPTIONAL_METHODS)[M]['needs']]> {
+    const { needs, otherwise } = OPTIONAL_METHODS[method];
+    const ability = this.profile[needs];
+    if (!ability) throw new NotSupported(`${method} is not supported by the ${this.backend} backend (${object})${otherwise}`);
+    return ability as NonNullable<BackendProfile[(typeof OPTIONAL_METHODS)[M]['needs']]>;
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.host.conn.close();
+    } finally {
+      await this.host.release?.();
+    }
   }
 
   createStemcell(imagePath: string, props: CloudProperties, tags: Record<string, string>): Promise<StemcellCID> {
@@ -60,10 +97,10 @@ export class LibvirtDriver implements Driver {
     return vms.rebootVM(this.host, cid, this.profile);
   }
   setVMMetadata(cid: VMCID, metadata: Record<string, string>): Promise<void> {
-    return vms.setVMMetadata(this.host, cid, metadata);
+    return vms.setVMMetadata(this.host, cid, metadata, this.profile);
   }
   calculateVMCloudProperties(req: { cpu: number; ram: number; ephemeral_disk_size: number }): CloudProperties {
-    return vms.calculateVMCloudProperties(req);
+    return calculateVMCloudProperties(req);
   }
 
   createDisk(sizeMiB: number, props: CloudProperties, vmCid: VMCID | null): Promise<DiskCID> {
@@ -88,20 +125,17 @@ export class LibvirtDriver implements Driver {
     return this.profile.disks.list(this.host, vm);
   }
   async resizeDisk(cid: DiskCID, newSizeMiB: number): Promise<void> {
-    if (!this.profile.resize) throw new NotSupported(`resize_disk is not supported by the ${this.backend} backend (disk ${cid})`);
-    return this.profile.resize.resizeDisk(this.host, cid, newSizeMiB);
+    return this.ability('resize_disk', `disk ${cid}`).resizeDisk(this.host, cid, newSizeMiB);
   }
-  async updateDisk(cid: DiskCID): Promise<DiskCID | null> {
-    // The director then creates a new disk and copies the data: that path is proven.
-    throw new NotSupported(`update_disk is not supported by the ${this.backend} backend (disk ${cid}); the director falls back to creating a new disk and copying`);
+  async updateDisk(cid: DiskCID, newSizeMiB: number, props: CloudProperties): Promise<DiskCID | null> {
+    return this.ability('update_disk', `disk ${cid}`).updateDisk(this.host, cid, newSizeMiB, props);
   }
   setDiskMetadata(cid: DiskCID, metadata: Record<string, string>): Promise<void> {
     return disks.setDiskMetadata(this.host, cid, metadata, this.profile);
   }
 
   async snapshotDisk(cid: DiskCID, metadata: Record<string, unknown>): Promise<SnapshotCID> {
-    if (!this.profile.snapshots) throw new NotSupported(`snapshot_disk is not supported by the ${this.backend} backend (disk ${cid})`);
-    return this.profile.snapshots.snapshotDisk(this.host, cid, metadata);
+    return this.ability('snapshot_disk', `disk ${cid}`).snapshotDisk(this.host, cid, metadata);
   }
   async deleteSnapshot(cid: SnapshotCID): Promise<void> {
     if (!this.profile.snapshots) {
@@ -111,5 +145,42 @@ export class LibvirtDriver implements Driver {
       return;
     }
     return this.profile.snapshots.deleteSnapshot(this.host, cid);
+  }
+
+  // --- what src/hosts (several hosts behind one CPI) needs of one host's driver ---
+
+  /** Refuses the networks of a create_vm this host cannot give (a missing network, an address outside its subnets or taken). */
+  async checkNetworks(networks: Networks): Promise<void> {
+    await checkNetworks(this.host, this.profile, vms.planVmNetworks(networks, this.host.config));
+  }
+
+  /** The VM's record; VMNotFound when there is no such VM, null when it has no record. */
+  async vmRecord(cid: VMCID): Promise<VmMetadata | null> {
+    return this.profile.records.read(this.host, await vms.requireDomain(this.host, cid));
+  }
+
+  /** Changes the VM's record under the VM's lock (as attach_disk does); `change` returns false to leave it as it is. */
+  async updateVmRecord(cid: VMCID, change: (record: VmMetadata) => boolean): Promise<void> {
+    const { records, locks } = this.profile;
+    await locks.with(this.host, cid, async () => {
+      const dom = await vms.requireDomain(this.host, cid);
+      const record = await records.read(this.host, dom);
+      if (record && change(record)) await records.write(this.host, dom, record);
+    });
+  }
+
+  /** Runs `fn` while the stemcell cannot be deleted (delete_stemcell takes the same lock). */
+  withStemcellLock<T>(cid: string, fn: () => Promise<T>): Promise<T> {
+    return isCid(cid, 'sc', this.host.config.name_prefix) ? this.profile.locks.with(this.host, cid, fn) : fn();
+  }
+
+  /** The domains using the disk's volume (any name: a hand-made domain counts too). */
+  diskUsers(cid: DiskCID): Promise<string[]> {
+    return domainsUsing(this.host, [volumePath(this.host, cid)]);
+  }
+
+  /** The pool volumes that hold a stemcell's or disk's tags: they travel with it to another host. */
+  tagVolumes(cid: string): string[] {
+    return this.profile.tags.volumes(cid);
   }
 }

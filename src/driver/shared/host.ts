@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../log/logger.js';
 import { connect, isLibvirtError, ErrorCode, type Connection, type ConnectOptions, type PoolRef, type VolRef, type DomainRef } from '../../libvirt/index.js';
-import { renderDirPool, renderVolume, parseVolume, type VolumeSpec } from '../../xml/index.js';
+import { renderDirPool, renderVolume, parsePool, parseVolume, type VolumeSpec } from '../../xml/index.js';
 import { CloudError } from '../../errors.js';
 
 export interface Host {
@@ -14,7 +14,18 @@ export interface Host {
   log: Logger;
   pool: PoolRef;
   poolPath: string;
+  /** what the driver's close runs after closing the connection (a profile's openStorage) */
+  release?: () => Promise<void>;
+  /**
+   * A profile's own domain lookup (openStorage), for a driver whose lookup of a missing
+   * name is no NO_DOMAIN error (libvirt 9.0's vbox driver reports none: "An error
+   * occurred, but the cause is unknown"); findDomain uses it when set.
+   */
+  lookupDomain?: (host: Host, name: string) => Promise<DomainRef | null>;
 }
+
+/** A profile's own storage set-up in place of the pool (profile.ts: openStorage). */
+export type OpenStorage = (conn: Connection, config: Config, log: Logger) => Promise<Pick<Host, 'pool' | 'poolPath' | 'release' | 'lookupDomain'>>;
 
 /** The client's connection options from the config's libvirt section (one mapping, shared with the CLI). */
 export function connectOptions(config: Config): ConnectOptions {
@@ -36,12 +47,16 @@ export function connectOptions(config: Config): ConnectOptions {
   };
 }
 
-export async function openHost(config: Config, log: Logger): Promise<Host> {
+export async function openHost(config: Config, log: Logger, openStorage?: OpenStorage): Promise<Host> {
   const { libvirt } = config;
   const conn = await connect(libvirt.uri, connectOptions(config)).catch((e: unknown) => {
     throw new CloudError(`Cannot connect to libvirt at ${libvirt.uri}: ${(e as Error).message}`, { okToRetry: true, cause: e });
   });
   try {
+    if (openStorage) {
+      const own = await openStorage(conn, config, log);
+      return { conn, config, log, ...own };
+    }
     const pool = await ensurePool(conn, config, log);
     const poolPath = parsePoolPath(await conn.pools.getXMLDesc(pool));
     return { conn, config, log, pool, poolPath };
@@ -52,8 +67,7 @@ export async function openHost(config: Config, log: Logger): Promise<Host> {
 }
 
 function parsePoolPath(xml: string): string {
-  const m = /<target>\s*<path>([^<]+)<\/path>/.exec(xml);
-  return m ? m[1]!.trim() : '';
+  return parsePool(xml).path.trim();
 }
 
 /** Looks the pool up; defines, builds and starts a directory pool when it is missing and allowed. */
@@ -172,6 +186,7 @@ export async function readBufferVolume(host: Host, vol: VolRef, limit = 1 << 20,
 }
 
 export async function findDomain(host: Host, name: string): Promise<DomainRef | null> {
+  if (host.lookupDomain) return host.lookupDomain(host, name);
   try {
     return await host.conn.domains.lookupByName(name);
   } catch (e) {

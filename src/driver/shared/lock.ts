@@ -21,16 +21,15 @@ import { parseVolume } from '../../xml/index.js';
 import { isConnectionLost, reconnect } from './reconnect.js';
 import { creatorMarker, creatorState, type CreatorMarker, type CreatorState } from './creator.js';
 import { isCid } from '../cids.js';
+import { lockVolumeName } from './names.js';
+import type { LockStore } from './profile.js';
+import { parseVolumeFacts } from '../../xml/records.js';
 
 export const STALE_MS = 120_000;
 /** The holder's marker fits in the lock volume's first block. */
 const MARKER_BYTES = 4096;
 const WAIT_MS = 60_000;
 
-/** The volume that is the lock on `name`. */
-export function lockVolumeName(name: string): string {
-  return `${name}.lock`;
-}
 
 /** The CPI call this process serves (method, first argument, request id), set by the dispatcher. */
 let holderCall: string | undefined;
@@ -105,6 +104,12 @@ export async function withVolumeLock<T>(host: Host, name: string, fn: () => Prom
   }
 }
 
+/** When the lock volume was made, in whole seconds since the epoch (directory pools report it). */
+function lockCtime(xml: string): number | undefined {
+  const ctime = parseVolumeFacts(xml).ctime;
+  return ctime === undefined ? undefined : Math.floor(ctime);
+}
+
 /** Who holds a lock and since when, in words, for the error of a waiter that gives up. */
 async function describeHolder(host: Host, lock: string): Promise<string> {
   try {
@@ -117,8 +122,8 @@ async function describeHolder(host: Host, lock: string): Promise<string> {
       const age = Number.isFinite(since) ? `${Math.max(0, Math.round((Date.now() - since) / 1000))} s` : 'an unknown time';
       return `held by pid ${m.pid} on ${m.host}${m.what ? ` (${m.what})` : ''} for ${age} (since ${m.at}; ${holder.state === 'running' ? 'that process still runs' : holder.state === 'gone' ? 'that process is gone' : 'another host: its process cannot be seen from here'})`;
     }
-    const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(await host.conn.volumes.getXMLDesc(vol, 0))?.[1];
-    return `held by a CPI call that has not (yet) recorded itself in it${ctime ? `, for ${Math.max(0, Math.round(Date.now() / 1000 - Number(ctime)))} s` : ''}`;
+    const ctime = lockCtime(await host.conn.volumes.getXMLDesc(vol, 0));
+    return `held by a CPI call that has not (yet) recorded itself in it${ctime !== undefined ? `, for ${Math.max(0, Math.round(Date.now() / 1000 - ctime))} s` : ''}`;
   } catch (e) {
     return `held by another CPI call (its holder could not be read: ${(e as Error).message})`;
   }
@@ -196,8 +201,8 @@ async function deadLock(host: Host, lock: string, seen: Map<bigint, CreatorMarke
   const state = marker ? creatorState(marker) : 'unknown';
   if (state === 'gone') return { token, why: `its holder (pid ${marker!.pid} on ${marker!.host}) is gone` };
   if (state === 'running') return undefined;
-  const ctime = /<ctime>(\d+)(?:\.\d+)?<\/ctime>/.exec(xml)?.[1];
-  if (ctime === undefined || Date.now() - Number(ctime) * 1000 <= STALE_MS) return undefined;
+  const ctime = lockCtime(xml);
+  if (ctime === undefined || Date.now() - ctime * 1000 <= STALE_MS) return undefined;
   return { token, why: `older than ${STALE_MS / 1000} s` };
 }
 
@@ -208,3 +213,9 @@ async function deadLock(host: Host, lock: string, seen: Map<bigint, CreatorMarke
 export async function withStemcellLock<T>(host: Host, cid: string, fn: () => Promise<T>): Promise<T> {
   return isCid(cid, 'sc', host.config.name_prefix) ? withVolumeLock(host, cid, fn) : fn();
 }
+
+/** Locks as `<name>.lock` volumes (above): what qemu and lxc use. */
+export const volumeLocks: LockStore = {
+  with: withVolumeLock,
+  holder: (host, name) => lockHolder(host, lockVolumeName(name)),
+};

@@ -2,14 +2,16 @@
 // libvirt network a NIC names must exist, and every static address and gateway must lie
 // in one of its <ip> subnets. For networks that run DHCP, the VM's static addresses are
 // reserved with NETWORK_UPDATE (atomic inside libvirtd, so concurrent create_vm calls
-// never lose each other's entries) and removed again by delete_vm.
+// never lose each other's entries) and removed again by delete_vm: dhcpReservations
+// below, the ReservationStore qemu and lxc pass.
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, NetworkUpdateCommand, NetworkUpdateSection, NetworkUpdateFlags, type NetworkRef } from '../../libvirt/index.js';
 import { parseDhcpRanges, parseNetwork, renderDhcpHost, type ParsedNetwork, type VmMetadata, type InterfaceDevice } from '../../xml/index.js';
 import { inSubnet, formatCidr, netmaskMismatch, networkBase, prefixAgainstSubnets, reservedAddressReason, sameIp } from '../../network/index.js';
 import type { NetworkPlan, NicAddress, NicPlan, TakenByNetwork } from '../../network/index.js';
 import { CloudError, NetworkNotFound } from '../../errors.js';
-import { refuseTakenAddresses } from './address-holders.js';
+import { refuseTakenAddresses, type AddressStores } from './address-holders.js';
+import type { CheckedNetwork, ReservationStore } from './profile.js';
 
 export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
   return plan.nics.map((nic) =>
@@ -19,15 +21,8 @@ export function interfaceDevices(plan: NetworkPlan): InterfaceDevice[] {
   );
 }
 
-export interface CheckedNetwork {
-  ref: NetworkRef;
-  parsed: ParsedNetwork;
-  /** its DHCP ranges: no on-link delegated prefix may meet them */
-  ranges: ReturnType<typeof parseDhcpRanges>;
-}
-
 /** Looks up and checks every libvirt network the plan uses; returns them by name. */
-export async function checkNetworks(host: Host, plan: NetworkPlan): Promise<Map<string, CheckedNetwork>> {
+export async function checkNetworks(host: Host, stores: AddressStores, plan: NetworkPlan): Promise<Map<string, CheckedNetwork>> {
   const nets = new Map<string, CheckedNetwork>();
   for (const nic of plan.nics) {
     if (nic.source.kind !== 'network') continue;
@@ -49,7 +44,7 @@ export async function checkNetworks(host: Host, plan: NetworkPlan): Promise<Map<
     }
     checkAddresses(nic, name, checked, plan.agentNetworks);
   }
-  await refuseTakenAddresses(host, plan, nets);
+  await refuseTakenAddresses(host, stores, plan, nets);
   return nets;
 }
 
@@ -221,3 +216,10 @@ export function routedPrefixes(plan: NetworkPlan, nets: Map<string, CheckedNetwo
   }
   return out;
 }
+
+/** DHCP host entries added and removed with NETWORK_UPDATE: what qemu and lxc use. */
+export const dhcpReservations: ReservationStore = {
+  planned: plannedReservations,
+  add: addReservation,
+  remove: removeReservation,
+};

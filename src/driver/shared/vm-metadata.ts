@@ -1,10 +1,13 @@
-// What the CPI knows about a VM lives in the domain's <metadata> element in the
-// project's namespace (agent id, stemcell, owned volumes, attached disks, MACs,
-// prefixes, DHCP reservations, tags). Reading it is how delete_vm knows what to remove.
+// What the CPI knows about a VM (its record: agent id, stemcell, owned volumes, attached
+// disks, MACs, prefixes, DHCP reservations, tags) lives, for qemu and lxc, in the
+// domain's <metadata> element in the project's namespace: domainRecords below, the
+// VmRecordStore those profiles pass. Reading it is how delete_vm knows what to remove.
 import type { Host } from './host.js';
 import { isLibvirtError, ErrorCode, MetadataType, AffectFlags, DomainState, type DomainRef } from '../../libvirt/index.js';
 import { BOSH_METADATA_NS, BOSH_METADATA_PREFIX, XmlParseError, parseVmMetadata, renderVmMetadata, type VmMetadata } from '../../xml/index.js';
 import { isCid } from '../cids.js';
+import { vmMetadataOf } from '../../xml/records.js';
+import type { VmRecordStore } from './profile.js';
 
 export async function readVmMetadata(host: Host, dom: DomainRef): Promise<VmMetadata | null> {
   try {
@@ -46,3 +49,20 @@ export async function listVmMetadata(host: Host): Promise<Array<{ name: string; 
   }
   return out;
 }
+
+/** The record as the domain's <bosh:vm> metadata element: what qemu and lxc keep. */
+export const domainRecords: VmRecordStore = {
+  keeps: 'domain',
+  async read(host, dom, xml) {
+    if (xml === undefined) return readVmMetadata(host, dom);
+    return vmMetadataOf(xml);
+  },
+  write: writeVmMetadata,
+  list: listVmMetadata,
+  async setTitle(host, dom, title) {
+    await host.conn.domains.setMetadata(dom, MetadataType.TITLE, title, null, null, await affectFlags(host, dom));
+  },
+  async remove() {
+    // the record went with the domain
+  },
+};

@@ -1,8 +1,10 @@
 // The VM lifecycle every backend shares. create_vm validates its input, plans the
 // networks and checks them against the host before anything exists; then the backend
 // profile makes the VM's storage (root filesystem, ephemeral disk, agent settings) and
-// returns the domain; this module defines it (marked as being created), settles races
-// for static addresses, adds DHCP reservations, starts it, and last clears the mark.
+// returns the domain; this module defines it (its record marked as being created),
+// settles races for static addresses, adds DHCP reservations (where the profile has
+// them), starts it, and last clears the mark. The record, locks, claims and
+// reservations are the profile's stores (profile.ts).
 // Each step records an undo, and any failure undoes everything before raising
 // VMCreationFailed. The domain comes before the reservations so that a reservation
 // never exists without a domain that names it: what a kill leaves is a marked domain
@@ -12,10 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../../config/schema.js';
 import type { Host } from './host.js';
 import { deleteVolumeIfExists, findDomain, listVolumeNames } from './host.js';
-import { withVolumeLock } from './lock.js';
 import { decodeVmCloudProperties, describeIgnored, ignoredCloudPropertyKeys } from './cloud-properties.js';
-import { readVmMetadata, writeVmMetadata, affectFlags } from './vm-metadata.js';
-import { addReservation, checkNetworks, removeReservation } from './networking.js';
+import { checkNetworks } from './networking.js';
 import { volumePath, volumeUsers } from './volume-users.js';
 import { defineHoldingAddresses, releaseClaims, staticAddresses } from './address-holders.js';
 import { creatorMarker } from './creator.js';
@@ -23,10 +23,10 @@ import { UndoLog, type UndoContext } from './undo.js';
 import { fenceName, isFence, uuidString, vmUuid } from './fence.js';
 import { newCid, isCid, type VMCID } from '../cids.js';
 import type { CreateVMRequest, Networks } from '../driver.js';
-import type { BackendProfile } from '../profile.js';
+import type { BackendProfile, StateStores, VmStorage } from './profile.js';
 import { planNetworks, type NetworkPlan } from '../../network/index.js';
 import { renderDomain, type VmMetadata } from '../../xml/index.js';
-import { MetadataType, DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
+import { DomainState, UndefineFlags, isLibvirtError, ErrorCode, ConnectionClosedError, CallTimeoutError, type DomainRef } from '../../libvirt/index.js';
 import { CloudError, CpiError, VMCreationFailed, VMNotFound } from '../../errors.js';
 import { maybeDelay, maybeFail } from '../../util/faults.js';
 
@@ -77,7 +77,7 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
   // Networks are checked against the host before anything exists: a missing libvirt
   // network is NetworkNotFound and an address outside its subnets a CloudError, both
   // for the operator to fix, not creation failures a retry could help.
-  const nets = await checkNetworks(host, plan).catch((e: unknown) => {
+  const nets = await checkNetworks(host, profile, plan).catch((e: unknown) => {
     if (e instanceof CpiError) throw e;
     throw new VMCreationFailed(`create_vm failed while checking networks: ${(e as Error).message}; nothing had been created`, { okToRetry: isTransient(e), cause: e });
   });
@@ -97,15 +97,19 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
 
     mark('defining the domain');
     // The mark tells `orphans` this domain is not finished yet, and by whom it is made.
+    // A record kept in the domain goes with the define; one kept apart is written right
+    // after it (and removed by this define's undo).
+    const { records } = profile;
     const finished = spec.metadata!;
-    spec.metadata = { ...finished, creating: creatorMarker() };
+    const marked = { ...finished, creating: creatorMarker() };
+    spec.metadata = marked;
     // Checked and defined under the pool's address lock: of two calls for one static
     // address, the second sees the first one's domain and gives way.
     // The domain's uuid is chosen here: the undo then removes only this define's domain
     // (never a fence or anything else of that name), and a fence tells it apart.
     const uuid = vmUuid();
     spec.uuid = uuid;
-    const dom = await defineHoldingAddresses(host, plan, nets, vm, async () => {
+    const dom = await defineHoldingAddresses(host, profile, plan, nets, vm, async () => {
       await maybeDelay('create_vm:before-define');
       // A define without an answer may still run in the daemon, later: its undo settles
       // that with a fence before anything else is undone, and when it cannot, keeps the
@@ -114,16 +118,25 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
       const defined = undo.begin(`domain ${vm}`, (ctx) => undoDefine(host, vm, uuid, spec.type, ctx), { keepOlderIfUnsettled: true });
       const ref = await host.conn.domains.defineXML(renderDomain(spec), 0);
       defined();
+      if (records.keeps === 'apart') {
+        undo.begin(`the record of VM ${vm}`, () => records.remove(host, vm).then(() => true))();
+        await records.write(host, ref, marked);
+      }
       maybeFail('create_vm:after-define');
       return ref;
     });
     await maybeDelay('create_vm:after-define'); // after the last address check
 
     mark('reserving addresses in DHCP');
-    for (const r of finished.reservations) {
-      made = undo.begin(`DHCP reservation ${r.ip} on ${r.network}`, () => removeReservation(host, r));
-      await addReservation(host, r);
-      made();
+    const { reservations } = profile;
+    if (reservations) {
+      for (const r of finished.reservations) {
+        made = undo.begin(`DHCP reservation ${r.ip} on ${r.network}`, () => reservations.remove(host, r));
+        await reservations.add(host, r);
+        made();
+      }
+    } else if (finished.reservations.length) {
+      throw new Error(`the ${profile.name} profile recorded DHCP reservations, but its networks take none (reservations: null)`);
     }
     maybeFail('create_vm:after-reservations');
 
@@ -132,7 +145,7 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
     maybeFail('create_vm:after-start');
 
     mark('clearing the creation mark');
-    await writeVmMetadata(host, dom, finished);
+    await records.write(host, dom, finished);
     maybeFail('create_vm:after-mark');
     mark('done');
     // Per-step wall times in ms: bench/create-vm.mjs reads them from this line.
@@ -142,7 +155,7 @@ export async function createVM(host: Host, profile: BackendProfile, req: CreateV
     const { removed, settled, left } = await undo.run(host, e);
     // With nothing left, the addresses are free again at once (with something left, the
     // claims go when this process is gone).
-    if (left.length === 0) await releaseClaims(host, plan, vm).catch((err: unknown) => host.log.warn({ err: String(err) }, 'could not drop the address claims; they count until this process is gone'));
+    if (left.length === 0) await releaseClaims(host, profile, plan, vm).catch((err: unknown) => host.log.warn({ err: String(err) }, 'could not drop the address claims; they count until this process is gone'));
     const cause = explainCause(e);
     let outcome = removed.length ? `; removed ${removed.join(', ')}` : '';
     if (settled.length) outcome += `; made sure these never appear: ${settled.join(', ')}`;
@@ -199,7 +212,14 @@ async function undoDefine(host: Host, vm: string, uuid: string, type: string, ct
 export async function removeDomainByUuid(host: Host, name: string, uuid: string): Promise<boolean> {
   const dom = await findDomain(host, name);
   if (!dom || uuidString(dom) !== uuid) return false;
-  await undefineDomain(host, dom);
+  await undefineDomain(host, dom).catch(async (e: unknown) => {
+    // A driver that cannot undefine a running domain (vbox: VirtualBox unregisters no
+    // running machine) gets it stopped first.
+    const running = await host.conn.domains.getState(dom, 0).then((s) => s.state !== DomainState.SHUTOFF, () => false);
+    if (!running) throw e;
+    await stopDomain(host, dom);
+    await undefineDomain(host, dom);
+  });
   await stopDomain(host, dom);
   return true;
 }
@@ -240,42 +260,49 @@ export async function requireDomain(host: Host, cid: string): Promise<DomainRef>
   return dom;
 }
 
+/** What delete_vm uses of a backend's profile (`orphans --delete` passes the same). */
+export interface DeleteVmSteps extends Pick<StateStores, 'records' | 'reservations'> {
+  vms: Pick<VmStorage, 'beforeDelete' | 'removeVolume' | 'listVolumes'>;
+}
+
 /**
- * The domain is undefined last: it holds the metadata that says what to remove, so a
+ * The domain is undefined last (a record kept apart after it): the record says what to remove, so a
  * delete_vm that fails halfway (a dropped connection, a busy volume) can be retried by
  * the director and finish the job, instead of answering VMNotFound with volumes and
  * DHCP reservations left behind.
  */
-export async function deleteVM(host: Host, cid: VMCID, profile?: Pick<BackendProfile, 'vms'>): Promise<void> {
+export async function deleteVM(host: Host, cid: VMCID, profile: DeleteVmSteps): Promise<void> {
   const dom = await findVmDomain(host, cid);
   if (!dom) {
     // Volumes named after a VM that is gone are still its own: sweep them, then report.
     if (isCid(cid, 'vm', host.config.name_prefix)) {
-      await profile?.vms.beforeDelete?.(host, cid, null);
+      await profile.vms.beforeDelete?.(host, cid, null);
       await deleteOwnedVolumes(host, cid, [], profile);
+      await profile.records.remove(host, cid);
     }
     throw new VMNotFound(`VM ${cid} does not exist on ${host.config.libvirt.uri}`);
   }
-  const metadata = await readVmMetadata(host, dom);
+  const metadata = await profile.records.read(host, dom);
   await stopDomain(host, dom);
-  await profile?.vms.beforeDelete?.(host, cid, metadata);
-  for (const r of metadata?.reservations ?? []) await removeReservation(host, r);
+  await profile.vms.beforeDelete?.(host, cid, metadata);
+  for (const r of metadata?.reservations ?? []) await profile.reservations?.remove(host, r);
   await deleteOwnedVolumes(host, cid, metadata?.volumes ?? [], profile);
   maybeFail('delete_vm:before-undefine');
   await undefineDomain(host, dom);
+  await profile.records.remove(host, cid);
 }
 
 /** What the metadata lists plus anything named `<vm>.…`; never persistent disks (disk-…). */
-async function deleteOwnedVolumes(host: Host, vm: string, listed: string[], profile?: Pick<BackendProfile, 'vms'>): Promise<void> {
+async function deleteOwnedVolumes(host: Host, vm: string, listed: string[], profile: Pick<DeleteVmSteps, 'vms'>): Promise<void> {
   const owned = new Set(listed);
-  for (const name of await listVolumeNames(host)) if (name.startsWith(`${vm}.`)) owned.add(name);
+  for (const name of await (profile.vms.listVolumes?.(host) ?? listVolumeNames(host))) if (name.startsWith(`${vm}.`)) owned.add(name);
   // The VM's own domain does not count; another domain using one of them keeps it (the
   // VM still goes: its director asked for that, and the volume is no longer its).
   const inUse = await volumeUsers(host, [...owned].map((name) => volumePath(host, name)), { except: vm });
   for (const name of owned) {
     const users = inUse.get(volumePath(host, name));
     if (users) host.log.warn({ volume: name, users }, 'delete_vm keeps a volume another domain uses');
-    else if (profile?.vms.removeVolume) await profile.vms.removeVolume(host, name);
+    else if (profile.vms.removeVolume) await profile.vms.removeVolume(host, name);
     else await deleteVolumeIfExists(host, name);
   }
 }
@@ -290,11 +317,11 @@ export async function hasVM(host: Host, cid: VMCID): Promise<boolean> {
  * vm.reboot_timeout_seconds. Starting anew (rather than DOMAIN_REBOOT) makes the
  * outcome observable: when this returns, the domain was off and runs again.
  */
-export async function rebootVM(host: Host, cid: VMCID, profile?: Pick<BackendProfile, 'vms'>): Promise<void> {
+export async function rebootVM(host: Host, cid: VMCID, profile: Pick<BackendProfile, 'vms'>): Promise<void> {
   const dom = await requireDomain(host, cid);
   const state = async () => (await host.conn.domains.getState(dom, 0)).state;
   if ((await state()) !== DomainState.SHUTOFF) {
-    await host.conn.domains.shutdown(dom, profile?.vms.shutdownFlags ?? 0).catch((e: unknown) => host.log.warn({ err: String(e) }, 'ACPI shutdown request failed; resetting'));
+    await host.conn.domains.shutdown(dom, profile.vms.shutdownFlags ?? 0).catch((e: unknown) => host.log.warn({ err: String(e) }, 'ACPI shutdown request failed; resetting'));
     const deadline = Date.now() + host.config.vm.reboot_timeout_seconds * 1000;
     while (Date.now() < deadline && (await state()) !== DomainState.SHUTOFF) await sleep(500);
     if ((await state()) !== DomainState.SHUTOFF) {
@@ -307,18 +334,18 @@ export async function rebootVM(host: Host, cid: VMCID, profile?: Pick<BackendPro
   await host.conn.domains.create(dom, 0);
 }
 
-export async function setVMMetadata(host: Host, cid: VMCID, tags: Record<string, string>): Promise<void> {
+export async function setVMMetadata(host: Host, cid: VMCID, tags: Record<string, string>, profile: Pick<StateStores, 'records' | 'locks'>): Promise<void> {
   const dom = await requireDomain(host, cid);
-  // A read-modify-write of the whole metadata element: under the VM's lock, as
-  // attach_disk and detach_disk update it, or one call's change is lost.
-  await withVolumeLock(host, cid, async () => {
-    const metadata = await readVmMetadata(host, dom);
+  // A read-modify-write of the whole record: under the VM's lock, as attach_disk and
+  // detach_disk update it, or one call's change is lost.
+  await profile.locks.with(host, cid, async () => {
+    const metadata = await profile.records.read(host, dom);
     if (!metadata) throw new CloudError(`VM ${cid} has no bosh-libvirt-cpi metadata; it was not created by this CPI`);
     metadata.tags = { ...metadata.tags, ...tags };
-    await writeVmMetadata(host, dom, metadata);
+    await profile.records.write(host, dom, metadata);
   });
   const title = vmTitle(tags);
-  if (title) await host.conn.domains.setMetadata(dom, MetadataType.TITLE, title, null, null, await affectFlags(host, dom));
+  if (title) await profile.records.setTitle(host, dom, title);
 }
 
 /** `deployment/instance_group/index` (or the director's `name`), as `virsh list --title` shows it. */
@@ -327,8 +354,3 @@ export function vmTitle(tags: Record<string, string>): string | undefined {
   if (tags.deployment && group) return [tags.deployment, group, tags.index ?? tags.id].filter(Boolean).join('/');
   return tags.name ?? tags.deployment;
 }
-
-export function calculateVMCloudProperties(req: { cpu: number; ram: number; ephemeral_disk_size: number }): Record<string, unknown> {
-  return { cpu: req.cpu, ram: req.ram, ephemeral_disk: { size: req.ephemeral_disk_size } };
-}
-
