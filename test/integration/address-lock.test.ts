@@ -16,7 +16,7 @@ import { startCuttingProxy, type CuttingProxy } from '../helpers/cutting-proxy.j
 import { requireDaemon } from '../helpers/libvirt-fixtures.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { processStart } from '../../src/driver/shared/creator.js';
-import { ADDRESS_LOCK_VOLUME } from '../../src/driver/shared/address-holders.js';
+import { ADDRESS_LOCK_VOLUME } from '../../src/driver/shared/names.js';
 import { Proc } from '../../src/libvirt/procedures.js';
 
 const PREFIX = 't-addrlock-';
