@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.js';
 import { resolveHosts, type HostConfig } from '../config/hosts.js';
 import type { Logger } from '../log/logger.js';
 import type { CloudProperties, CreateVMRequest, DiskHint, Driver, Networks } from '../driver/driver.js';
-import { isShortDiskCid, type DiskCID, type SnapshotCID, type StemcellCID, type VMCID } from '../driver/cids.js';
+import { isCid, isShortDiskCid, type DiskCID, type SnapshotCID, type StemcellCID, type VMCID } from '../driver/cids.js';
 // Each host's driver is reached through LibvirtDriver's own methods (its last section):
 // nothing here reads a host's records, tags or locks except through them.
 import { calculateVMCloudProperties, type LibvirtDriver } from '../driver/shared/driver.js';
@@ -100,7 +100,11 @@ export class MultiHostDriver implements Driver {
     if (failures.length) throw new CloudError(`delete_stemcell ${cid}: not deleted on every host (${failures.join('; ')})`, { okToRetry: true });
   }
 
-  /** The stemcell on `to`, copied from a host that has it when missing (a host that was down at create_stemcell). */
+  /**
+   * The stemcell on `to`, copied from a host that has it when missing (a host that was
+   * down at create_stemcell). A CID that names no stemcell of this CPI is copied from
+   * nowhere (hasCompleteStemcell): `to`'s create_vm then reports the missing stemcell.
+   */
   private async ensureStemcell(cid: string, toName: string, to: LibvirtDriver): Promise<void> {
     if (await hasCompleteStemcell(to, cid)) return;
     for (const name of this.names) {
@@ -236,6 +240,9 @@ export class MultiHostDriver implements Driver {
   /** null: every host answered and none has it; a host that could not be asked is a retryable error. */
   private async locateDisk(cid: string): Promise<Located | null> {
     const { cid: base, host } = splitHost(cid);
+    // Only a disk CID of this CPI names a disk (cids.ts): any other volume found under the
+    // name (a stemcell, a tags or lock volume) is no disk, and attach_disk would move it.
+    if (!isCid(base, 'disk', this.config.name_prefix)) return null;
     // A CID without a host part was made before the config listed hosts: it may be on
     // any of them, so every host is asked (a host that cannot be: retryable, as always).
     if (host === null) return locateVolume(base, this.names[0]!, this.handles());
@@ -382,7 +389,14 @@ function homeOf(name: string, d: LibvirtDriver): VolumeHome {
   return { host: name, conn: d.host.conn, pool: d.host.pool };
 }
 
+/**
+ * Whether `d`'s host holds stemcell `cid` whole. Only a stemcell CID of this CPI can name
+ * one (as for every host's own lookup): a disk or snapshot volume also has a tags volume
+ * beside it, and taking it for a stemcell would copy it to another host (create_vm given a
+ * disk's CID as stemcell_cid did, then failed and left the copy there).
+ */
 async function hasCompleteStemcell(d: LibvirtDriver, cid: string): Promise<boolean> {
+  if (!isCid(cid, 'sc', d.host.config.name_prefix)) return false;
   const names = new Set((await d.host.conn.pools.listAllVolumes(d.host.pool)).map((v) => v.name));
   return names.has(cid) && d.tagVolumes(cid).every((tags) => names.has(tags)) && !names.has(partialMarkerName(cid));
 }

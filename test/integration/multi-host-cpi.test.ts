@@ -1,5 +1,6 @@
 // bin/cpi with a two-host config against two independent libvirt daemons on this
-// machine: placement by AZ (host/hosts) and by memory, a VM created with disk_cids lands
+// machine: placement by AZ (host/hosts) and by memory, no volume taken for one of another
+// kind (a disk as stemcell_cid, a metadata volume as disk_cid), a VM created with disk_cids lands
 // with its disk, attach_disk across hosts moves the disk (CID unchanged), and with the
 // second daemon stopped the first host's calls pass while the second host's are
 // retryable errors (never VMNotFound).
@@ -105,6 +106,41 @@ describe('one CPI, two libvirt daemons', () => {
     expect(names(FIRST, 'domains')).not.toContain(vmB.split('@')[0]);
     const err = await errorOf('create_vm', ['agent-x', stemcell, { host: 'host-c' }, dynamic, [], {}]);
     expect(err.message).toMatch(/cloud_properties\.host: expected one of the configured hosts \(host-a, host-b\), got "host-c"/);
+  });
+
+  it('a volume of one kind is never taken for another: a disk named as stemcell_cid is not copied to the VM\'s host, its tags volume named as disk_cid is not moved there', async () => {
+    // A disk with tags looks like a stemcell from outside: a volume and a `.meta` beside it.
+    // Under the bare volume name (as the director sends a 20-character disk CID), a
+    // create_vm placed on host-a copied it from host-b as "the stemcell", then failed and
+    // left the copy (the conformance battery's "existing CID of another kind"); and
+    // attach_disk moved any volume found under the disk CID it was given to the VM's host
+    // before asking whether it was a disk.
+    const other = (await cpi(config, 'create_disk', [16, { host: 'host-b' }, null])) as string;
+    const base = other.split('@')[0]!;
+    let sc = '';
+    let vm = '';
+    try {
+      expect(await cpi(config, 'set_disk_metadata', [other, { deployment: 'd' }])).toBeNull();
+      expect(names(SECOND_URI, 'volumes')).toEqual(expect.arrayContaining([base, `${base}.meta`]));
+      const onA = names(FIRST, 'volumes');
+      const err = await errorOf('create_vm', ['agent-not-a-stemcell', base, { host: 'host-a' }, dynamic, [], {}]);
+      expect(err.type).toBe('Bosh::Clouds::VMCreationFailed');
+      expect(err.message).toContain(`Stemcell ${base} does not exist`);
+      expect(names(FIRST, 'volumes')).toEqual(onA);
+
+      sc = (await cpi(config, 'create_stemcell', [tinyStemcell(), {}])) as string;
+      [vm] = (await cpi(config, 'create_vm', ['agent-not-a-disk', sc, { host: 'host-a' }, dynamic, [], {}])) as [string];
+      const tagsOf = `${base}.meta`;
+      expect((await errorOf('attach_disk', [vm, tagsOf])).type).toBe('Bosh::Clouds::DiskNotFound');
+      expect(names(FIRST, 'volumes')).not.toContain(tagsOf);
+      expect(names(SECOND_URI, 'volumes')).toEqual(expect.arrayContaining([base, tagsOf]));
+    } finally {
+      if (vm) await cpi(config, 'delete_vm', [vm]);
+      if (sc) await cpi(config, 'delete_stemcell', [sc]);
+      await cpi(config, 'delete_disk', [other]);
+    }
+    expect(names(FIRST, 'volumes').filter((n) => n.startsWith(base))).toEqual([]);
+    expect(names(SECOND_URI, 'volumes').filter((n) => n.startsWith(base))).toEqual([]);
   });
 
   it('without a host, memory decides: what the CPI placed on host-b counts, so the next VM goes to host-a', async () => {
