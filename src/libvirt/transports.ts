@@ -184,6 +184,16 @@ export function sshRemoteCommand(u: ParsedUri): string {
 }
 
 export function sshArgs(u: ParsedUri, opts: ConnectOptions, keyFile: string | undefined): string[] {
+  return [...sshOptionArgs(u, opts, keyFile), '--', u.host!, sshRemoteCommand(u)];
+}
+
+/**
+ * ssh's options for the URI (port, user, keyfile, known_hosts, no_verify) and the
+ * config's ssh settings, without the host and the remote command: what every ssh this
+ * project runs to the URI's host takes (the libvirt transport here, the vbox backend's
+ * file commands in src/driver/vbox/file-host.ts).
+ */
+export function sshOptionArgs(u: ParsedUri, opts: ConnectOptions, keyFile: string | undefined): string[] {
   if (!u.host) throw new ConnectError(`ssh transport needs a host in '${u.raw}'`);
   const s = opts.ssh ?? {};
   const args: string[] = ['-T', '-e', 'none', '-o', 'BatchMode=yes'];
@@ -199,7 +209,6 @@ export function sshArgs(u: ParsedUri, opts: ConnectOptions, keyFile: string | un
     args.push('-o', 'StrictHostKeyChecking=no');
   }
   if (s.extraArgs) args.push(...s.extraArgs);
-  args.push('--', u.host, sshRemoteCommand(u));
   return args;
 }
 

@@ -261,10 +261,10 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     expect(filesUnder(join(STORE, 'state', 'tags'))).toEqual([]);
   }, 120_000);
 
-  it('refuses a vbox+ssh URI before connecting, naming it', async () => {
+  it('refuses a vbox+tls URI before connecting, naming it (it reaches libvirt, not the files; vbox+ssh: test/e2e/vbox-ssh.test.ts)', async () => {
     const base = JSON.parse(readFileSync(config, 'utf8')) as Record<string, unknown>;
-    const remote = writeConfig({ ...base, libvirt: { uri: 'vbox+ssh://bosh@vbox-host.invalid/session' } });
+    const remote = writeConfig({ ...base, libvirt: { uri: 'vbox+tls://vbox-host.invalid/session' } });
     const r = await call('create_disk', [64, {}, null], remote);
-    expect(r.error).toMatchObject({ type: 'Bosh::Clouds::NotSupported', message: expect.stringContaining('libvirt.uri "vbox+ssh://bosh@vbox-host.invalid/session" is not local') });
+    expect(r.error).toMatchObject({ type: 'Bosh::Clouds::NotSupported', message: expect.stringContaining('libvirt.uri "vbox+tls://vbox-host.invalid/session" is not local and not ssh') });
   }, 120_000);
 });

@@ -46,14 +46,14 @@ describe('info', () => {
     expect(run.response.result).toEqual({ api_version: 3, stemcell_formats: ['openstack-qcow2', 'openstack-raw', 'general-ovf', 'vsphere-ovf'] });
   });
 
-  it('refuses a remote vbox URI before connecting: NotSupported naming the URI and why', async () => {
+  it('refuses a vbox URI that reaches libvirt but not the host\'s files (tcp) before connecting: NotSupported naming the URI and why', async () => {
     const vbox = JSON.parse(readFileSync(join(ROOT, 'fixtures/config/vbox.json'), 'utf8')) as Record<string, unknown>;
-    const remote = writeConfig({ ...vbox, libvirt: { uri: 'vbox+ssh://bosh@vbox-host.invalid/session' } });
+    const remote = writeConfig({ ...vbox, libvirt: { uri: 'vbox+tcp://vbox-host.invalid/session' } });
     const run = await runCpi(request('has_vm', ['t-vm-00000000-0000-4000-8000-000000000000']), { config: remote });
     expect(run.response.result).toBeNull();
     expect(run.response.error).toMatchObject({
       type: 'Bosh::Clouds::NotSupported',
-      message: expect.stringMatching(/libvirt\.uri "vbox\+ssh:\/\/bosh@vbox-host\.invalid\/session" is not local: the vbox backend writes .* into storage\.path on the VirtualBox host itself/),
+      message: expect.stringMatching(/libvirt\.uri "vbox\+tcp:\/\/vbox-host\.invalid\/session" is not local and not ssh: the vbox backend writes .* into storage\.path on the VirtualBox host .*a tcp connection reaches only libvirt/),
     });
   });
 

@@ -9,6 +9,7 @@ import { checkVboxConfig, hostLockPath } from '../../src/driver/vbox/profile.js'
 import { takeHostLock, withFileLock, fileLocks } from '../../src/driver/vbox/state.js';
 import { specOf } from '../../src/driver/vbox/disks.js';
 import { layout, ensureLayout } from '../../src/driver/vbox/files.js';
+import { LocalFileHost } from '../../src/driver/vbox/file-host.js';
 import { parseVboxDomain, renderVboxDomain, type VboxDomainSpec } from '../../src/xml/index.js';
 import { processStart } from '../../src/driver/shared/creator.js';
 import { hostname } from 'node:os';
@@ -22,17 +23,17 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const config = (uri: string, path = '/var/lib/x') => ({ libvirt: { uri }, storage: { path } }) as unknown as Config;
 const logged: string[] = [];
 const log = { warn: (_o: unknown, m: string) => logged.push(m), info: () => undefined, debug: () => undefined, error: () => undefined };
-const host = { config: { storage: { path: dir }, name_prefix: 't-' }, log } as unknown as Host;
+const host = { config: { libvirt: { uri: 'vbox:///session' }, storage: { path: dir }, name_prefix: 't-' }, log } as unknown as Host;
 
 describe('vbox: which libvirt URIs the profile serves', () => {
-  it.each(['vbox:///session', 'vbox:///session?socket=/var/lib/bosh-cpi-vbox-libvirtd/run/libvirt-sock', 'vbox+unix:///session'])('accepts the local %s', (uri) => {
+  it.each(['vbox:///session', 'vbox:///session?socket=/var/lib/bosh-cpi-vbox-libvirtd/run/libvirt-sock', 'vbox+unix:///session', 'vbox+ssh://bosh@host/session', 'vbox+ssh://bosh@host:2222/session?keyfile=/k&socket=/s'])('accepts %s (local, or the files over ssh)', (uri) => {
     expect(() => checkVboxConfig(config(uri))).not.toThrow();
   });
 
-  it.each(['vbox+ssh://bosh@host/session', 'vbox+tcp://host/session', 'vbox+tls://host/session', 'vbox://host/session'])('refuses the remote %s naming it and why', (uri) => {
+  it.each(['vbox+tcp://host/session', 'vbox+tls://host/session', 'vbox://host/session'])('refuses %s (libvirt only, not the host\'s files) naming it and why', (uri) => {
     expect(() => checkVboxConfig(config(uri))).toThrow(expect.objectContaining({
       name: 'NotSupported',
-      message: expect.stringContaining(`libvirt.uri ${JSON.stringify(uri)} is not local: the vbox backend writes`),
+      message: expect.stringMatching(new RegExp(`libvirt\\.uri ${JSON.stringify(uri).replace(/[+?.\/]/g, '\\$&')} is not local and not ssh: the vbox backend writes .* reaches only libvirt, not the host's files; use vbox:///session on the VirtualBox host or vbox\\+ssh://`)),
     }));
   });
 
@@ -48,7 +49,7 @@ describe('vbox: which libvirt URIs the profile serves', () => {
 
 describe('vbox: file locks in storage.path/state/locks', () => {
   it('writes the holder marker while held and removes the file after', async () => {
-    await ensureLayout(layout(host.config));
+    await ensureLayout(new LocalFileHost('vbox:///session'), layout(host.config));
     const file = join(layout(host.config).locks, 't-vm-1.lock');
     await withFileLock(host, 't-vm-1', async () => {
       const m = JSON.parse(readFileSync(file, 'utf8')) as { pid: number; host: string; what: string };
@@ -83,11 +84,12 @@ describe('vbox: file locks in storage.path/state/locks', () => {
 
 describe('vbox: the host-wide lock (flock held by a child process)', () => {
   it('lets one holder in at a time, names the wait when it gives up, and is free again after release', async () => {
-    const path = join(dir, 'host.lock');
-    const release = await takeHostLock(path, 5, log as unknown as Host['log']);
-    await expect(takeHostLock(path, 1, log as unknown as Host['log'])).rejects.toThrow(/Timed out after 1 s waiting for the VirtualBox host lock .*another CPI call holds it/);
+    // A daemon URI of the test's own: its lock file is in the temporary directory.
+    const fh = new LocalFileHost(`vbox:///session?socket=${join(dir, 'sock')}`);
+    const release = await takeHostLock(fh, 5, log as unknown as Host['log']);
+    await expect(takeHostLock(fh, 1, log as unknown as Host['log'])).rejects.toThrow(/Timed out after 1 s waiting for the VirtualBox host lock .*another CPI call holds it/);
     await release();
-    const again = await takeHostLock(path, 1, log as unknown as Host['log']);
+    const again = await takeHostLock(fh, 1, log as unknown as Host['log']);
     await again();
   });
 });

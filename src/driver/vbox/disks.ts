@@ -19,15 +19,13 @@ import { requireDomain } from '../shared/vms.js';
 import { domainsUsing } from '../shared/volume-users.js';
 import { isCid, type DiskCID, type VMCID } from '../cids.js';
 import { CloudError, DiskNotAttached, DiskNotFound, NoDiskSpace } from '../../errors.js';
-import { statfs } from 'node:fs/promises';
 import { DomainState, ErrorCode, isLibvirtError, type DomainRef } from '../../libvirt/index.js';
 import { parseVboxDomain, renderVboxDomain, VBOX_LIMITS, VBOX_SATA_PORTS, type ParsedVboxDomain, type VboxDomainSpec, type VboxInterface, type VboxNicModel, VBOX_NIC_MODELS } from '../../xml/index.js';
-import { vdiUuid } from './stemcell-image.js';
 import { vboxAtaSerial, vboxDiskByIdPath } from './disk-hints.js';
 import { fileRecords, withFileLock } from './state.js';
-import { diskPath, fileExists, hostLayout, readJson, removeFile, writeAtomic } from './files.js';
+import { diskPath, fileExists, hostFiles, hostLayout, readJson, removeFile, writeAtomic } from './files.js';
 import { maybeFail } from '../../util/faults.js';
-import { makeVdi } from './vms.js';
+import { makeVdi, vdiUuidOn } from './vms.js';
 import { tellCaller } from '../../log/logger.js';
 
 export async function createDisk(host: Host, cid: DiskCID, bytes: bigint): Promise<'made' | 'exists'> {
@@ -35,13 +33,13 @@ export async function createDisk(host: Host, cid: DiskCID, bytes: bigint): Promi
   const path = diskPath(l, cid);
   // VDIs are sparse, so the directory may be overcommitted; a disk larger than its whole
   // filesystem, though, could never be filled and is refused (as qemu's pool check does).
-  const fs = await statfs(l.disks, { bigint: true });
-  const total = fs.blocks * fs.bsize;
+  const fh = hostFiles(host);
+  const total = await fh.fsTotalBytes(l.disks);
   if (bytes > total) {
     throw new NoDiskSpace(`Cannot create a ${bytes / (1024n * 1024n)} MiB disk: the filesystem of ${l.disks} (storage.path) holds ${total / (1024n * 1024n)} MiB in all`, { okToRetry: false });
   }
   try {
-    await makeVdi(path, { bytes }, `create_disk of ${cid}`);
+    await makeVdi(fh, path, { bytes }, `create_disk of ${cid}`);
     return 'made';
   } catch (e) {
     if ((e as { code?: string }).code === 'EEXIST') return 'exists';
@@ -53,7 +51,7 @@ export async function createDisk(host: Host, cid: DiskCID, bytes: bigint): Promi
 export async function locateDisk(host: Host, cid: DiskCID): Promise<{ vm: VMCID } | 'pool' | null> {
   if (!isCid(cid, 'disk', host.config.name_prefix)) return null;
   const path = diskPath(hostLayout(host), cid);
-  if (!(await fileExists(path))) return null;
+  if (!(await fileExists(hostFiles(host), path))) return null;
   const users = await domainsUsing(host, [path]);
   return users[0] !== undefined ? { vm: users[0] as VMCID } : 'pool';
 }
@@ -61,10 +59,10 @@ export async function locateDisk(host: Host, cid: DiskCID): Promise<{ vm: VMCID 
 export async function deleteDisk(host: Host, cid: DiskCID): Promise<void> {
   const path = diskPath(hostLayout(host), cid);
   await withFileLock(host, cid, async () => {
-    if (!(await fileExists(path))) throw new DiskNotFound(`Disk ${cid} does not exist in ${hostLayout(host).disks}`);
+    if (!(await fileExists(hostFiles(host), path))) throw new DiskNotFound(`Disk ${cid} does not exist in ${hostLayout(host).disks}`);
     const users = await domainsUsing(host, [path]);
     if (users.length) throw new CloudError(`Disk ${cid} is attached to VM ${users.join(', ')}; detach it before deleting it`);
-    await removeFile(path);
+    await removeFile(hostFiles(host), path);
   }, `delete_disk of ${cid}`);
 }
 
@@ -145,7 +143,7 @@ async function redefine(host: Host, dom: DomainRef, before: VboxDomainSpec, next
   const beforeXml = renderVboxDomain(before);
   const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
   const pending = pendingPath(host, dom.name);
-  await writeAtomic(pending, JSON.stringify({ xml: beforeXml, running, at: new Date().toISOString() } satisfies PendingRedefine));
+  await writeAtomic(hostFiles(host), pending, JSON.stringify({ xml: beforeXml, running, at: new Date().toISOString() } satisfies PendingRedefine));
   if (running) await stopVm(host, dom);
   await host.conn.domains.undefine(dom, 0);
   maybeFail('vbox-redefine:after-undefine');
@@ -156,11 +154,11 @@ async function redefine(host: Host, dom: DomainRef, before: VboxDomainSpec, next
     host.log.error({ vm: dom.name, err: String(e) }, 'the new definition was refused; defining the old one again');
     const back = await host.conn.domains.defineXML(beforeXml, 0);
     if (running) await host.conn.domains.create(back, 0);
-    await removeFile(pending);
+    await removeFile(hostFiles(host), pending);
     throw e;
   }
   if (running) await host.conn.domains.create(ref, 0);
-  await removeFile(pending);
+  await removeFile(hostFiles(host), pending);
   return running;
 }
 
@@ -172,7 +170,7 @@ async function redefine(host: Host, dom: DomainRef, before: VboxDomainSpec, next
 export async function recoverRedefine(host: Host, name: string, found: DomainRef | null): Promise<DomainRef | null> {
   if (!isCid(name, 'vm', host.config.name_prefix)) return found;
   const path = pendingPath(host, name);
-  const pending = await readJson<PendingRedefine>(path).catch(() => null);
+  const pending = await readJson<PendingRedefine>(hostFiles(host), path).catch(() => null);
   if (!pending) return found;
   let dom = found;
   if (!dom) {
@@ -180,7 +178,7 @@ export async function recoverRedefine(host: Host, name: string, found: DomainRef
     host.log.warn({ vm: name, since: pending.at }, 'a cold disk change was interrupted after the undefine: the VM was defined again from its previous definition');
   }
   if (pending.running && (await host.conn.domains.getState(dom, 0)).state === DomainState.SHUTOFF) await host.conn.domains.create(dom, 0);
-  await removeFile(path);
+  await removeFile(hostFiles(host), path);
   return dom;
 }
 
@@ -230,8 +228,8 @@ export async function attachDisk(host: Host, vm: VMCID, disk: DiskCID): Promise<
   return withFileLock(host, vm, async () => {
     const dom = await requireDomain(host, vm);
     const path = diskPath(hostLayout(host), disk);
-    if (!isCid(disk, 'disk', host.config.name_prefix) || !(await fileExists(path))) throw new DiskNotFound(`Disk ${disk} does not exist in ${hostLayout(host).disks}`);
-    const uuid = await vdiUuid(path);
+    if (!isCid(disk, 'disk', host.config.name_prefix) || !(await fileExists(hostFiles(host), path))) throw new DiskNotFound(`Disk ${disk} does not exist in ${hostLayout(host).disks}`);
+    const uuid = await vdiUuidOn(hostFiles(host), path);
     const hint = { path: vboxDiskByIdPath(uuid) };
     const before = specOf(await readDomain(host, dom));
     const present = before.disks.find((d) => d.file === path);

@@ -14,10 +14,11 @@
 //   <storage.path>/state/redefining/<vm>.json   a cold attach/detach under way (disks.ts)
 //
 // Documents are replaced atomically (a temporary file in the same directory, then
-// rename), so a reader sees the old or the new one, never half of either.
-import { randomBytes } from 'node:crypto';
-import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+// rename), so a reader sees the old or the new one, never half of either. Every file
+// operation goes through the config's FileHost (file-host.ts): node's fs when the CPI
+// runs on the VirtualBox host, ssh commands for vbox+ssh://.
 import { join } from 'node:path';
+import { fileHostFor, type FileHost } from './file-host.js';
 import type { Host } from '../shared/host.js';
 import type { Config } from '../../config/schema.js';
 
@@ -53,9 +54,14 @@ export function hostLayout(host: Host): VboxLayout {
   return layout(host.config);
 }
 
+/** Where the host's files are: this host, or the VirtualBox host over ssh (file-host.ts). */
+export function hostFiles(host: Pick<Host, 'config'>): FileHost {
+  return fileHostFor(host.config);
+}
+
 /** Makes the directory tree, 0700 (the CPI's own state; VirtualBox runs as the same user). */
-export async function ensureLayout(l: VboxLayout): Promise<void> {
-  for (const dir of [l.root, l.stemcells, l.vms, l.disks, l.records, l.tags, l.locks, l.redefining]) await mkdir(dir, { recursive: true, mode: 0o700 });
+export async function ensureLayout(fh: FileHost, l: VboxLayout): Promise<void> {
+  await fh.mkdirs([l.root, l.stemcells, l.vms, l.disks, l.records, l.tags, l.locks, l.redefining]);
 }
 
 export function stemcellPath(l: VboxLayout, cid: string): string {
@@ -71,60 +77,31 @@ export function vmFileNames(vm: string): { root: string; ephemeral: string; sett
 }
 
 /** Replaces `path` with `data` atomically (temporary file beside it, then rename). */
-export async function writeAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, data, { mode, flag: 'wx' });
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
+export async function writeAtomic(fh: FileHost, path: string, data: string | Buffer, mode = 0o600): Promise<void> {
+  await fh.writeAtomic(path, data, mode);
 }
 
 /** A JSON document, or null when there is none. Unreadable JSON throws, naming the file. */
-export async function readJson<T>(path: string): Promise<T | null> {
-  let text: string;
+export async function readJson<T>(fh: FileHost, path: string): Promise<T | null> {
+  const data = await fh.read(path);
+  if (data === null) return null;
   try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw e;
-  }
-  try {
-    return JSON.parse(text) as T;
+    return JSON.parse(data.toString('utf8')) as T;
   } catch (e) {
     throw new Error(`${path} is not valid JSON: ${(e as Error).message}`);
   }
 }
 
 /** Removes a file; true when there was one. */
-export async function removeFile(path: string): Promise<boolean> {
-  try {
-    await rm(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
+export async function removeFile(fh: FileHost, path: string): Promise<boolean> {
+  return fh.remove(path);
 }
 
 /** File names in a directory ([] when it does not exist); temporary and hidden files left out. */
-export async function listDir(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).filter((n) => !n.startsWith('.') && !n.endsWith('.tmp'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
+export async function listDir(fh: FileHost, dir: string): Promise<string[]> {
+  return (await fh.list(dir)).filter((n) => !n.startsWith('.') && !n.endsWith('.tmp'));
 }
 
-export async function fileExists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw e;
-  }
+export async function fileExists(fh: FileHost, path: string): Promise<boolean> {
+  return fh.exists(path);
 }

@@ -4,14 +4,14 @@
 // hot-plug. So this profile keeps everything as files in a directory on the VirtualBox
 // host, storage.path (files.ts): stemcell VDIs, each VM's root/ephemeral VDIs and settings
 // ISO, persistent-disk VDIs, and the VM records, tags, locks and address claims
-// (state.ts). Hence local URIs only: the CPI runs on the VirtualBox host.
+// (state.ts), on this host (vbox:///session) or on the VirtualBox host over ssh
+// (vbox+ssh://, file-host.ts).
 //   - records/tags/locks/claims: files; reservations: none (static addresses reach a
 //     VM through the agent's settings only); devices: cold (disks.ts: stop, redefine,
 //     start), done by the profile's own attach/detach;
 //   - no snapshots, resize or update: NotSupported naming the backend (shared table);
 //   - one CPI call at a time per VirtualBox host: the driver shares one VirtualBox
 //     session across threads, and parallel machine changes collide (state.ts: takeHostLock).
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { BackendProfile } from '../shared/profile.js';
@@ -19,6 +19,7 @@ import type { Host } from '../shared/host.js';
 import type { Config } from '../../config/schema.js';
 import { NotSupported } from '../../errors.js';
 import { ensureLayout, layout } from './files.js';
+import { fileHostFor, hostLockName, vboxTransport } from './file-host.js';
 import { fileClaims, fileLocks, fileRecords, fileTags, takeHostLock } from './state.js';
 import * as stemcells from './stemcells.js';
 import * as vms from './vms.js';
@@ -28,36 +29,24 @@ import * as disks from './disks.js';
 export const HOST_LOCK_WAIT_SECONDS = 600;
 
 /**
- * The profile writes VDIs, ISOs and its state into storage.path itself and hands their
- * paths to VirtualBox: the CPI must run on the VirtualBox host (vbox:///session, with or
- * without ?socket=). A remote URI is refused before connecting.
+ * The profile writes VDIs, ISOs and its state into storage.path on the VirtualBox host
+ * and hands VirtualBox their paths: it reaches those files either on this host
+ * (vbox:///session, with or without ?socket=) or over ssh (vbox+ssh://user@host/session,
+ * file-host.ts). tcp and tls reach libvirt only, not the files: refused before connecting.
  */
 export function checkVboxConfig(config: Config): void {
-  const uri = config.libvirt.uri;
-  let u: URL | undefined;
-  try {
-    u = new URL(uri);
-  } catch {
-    u = undefined;
-  }
-  const transport = u?.protocol.replace(/:$/, '').split('+')[1];
-  const local = u !== undefined && (transport === undefined || transport === 'unix') && u.hostname === '';
-  if (!local) {
-    throw new NotSupported(
-      `libvirt.uri ${JSON.stringify(uri)} is not local: the vbox backend writes stemcell, VM and disk files (VDI, settings ISO) and its VM records into storage.path on the VirtualBox host itself and hands VirtualBox their paths, so the CPI must run on that host (use vbox:///session); remote vbox hosts are not supported yet`,
-    );
-  }
+  vboxTransport(config.libvirt.uri);
   if (!config.storage.path.startsWith('/')) throw new NotSupported(`storage.path ${JSON.stringify(config.storage.path)} must be an absolute directory on the VirtualBox host`);
 }
 
 /**
- * The host-wide lock's file: one per VirtualBox daemon (its URI, which names its socket,
- * and the user, whose VirtualBox a vbox:///session daemon drives), whatever storage.path
- * each CPI uses, in the system's temporary directory.
+ * The host-wide lock's file on this host: one per VirtualBox daemon (its URI, which
+ * names its socket, and the user, whose VirtualBox a vbox:///session daemon drives),
+ * whatever storage.path each CPI uses, in the system's temporary directory. Over ssh the
+ * same name in the VirtualBox host's temporary directory (file-host.ts).
  */
 export function hostLockPath(uri: string): string {
-  const digest = createHash('sha256').update(uri).digest('hex').slice(0, 16);
-  return join(tmpdir(), `bosh-libvirt-cpi-vbox-${process.getuid?.() ?? 'user'}-${digest}.lock`);
+  return join(tmpdir(), hostLockName(uri, String(process.getuid?.() ?? 'user')));
 }
 
 export const vboxProfile: BackendProfile = {
@@ -65,9 +54,15 @@ export const vboxProfile: BackendProfile = {
   checkConfig: checkVboxConfig,
   async openStorage(conn, config, log) {
     const l = layout(config);
-    await ensureLayout(l);
-    const release = await takeHostLock(hostLockPath(config.libvirt.uri), HOST_LOCK_WAIT_SECONDS, log);
+    const fh = fileHostFor(config);
+    // Over ssh the lock's connection carries the other commands: taken first.
+    const unlock = await takeHostLock(fh, HOST_LOCK_WAIT_SECONDS, log);
+    const release = async () => {
+      await unlock();
+      if (fh.commands) log.debug({ ssh_commands: fh.commands, where: fh.where }, 'ssh commands this call ran on the VirtualBox host');
+    };
     try {
+      await ensureLayout(fh, l);
       // The driver's one pool, found by name only; nothing here uses it (the files are
       // the profile's), but its answer shows the vbox driver is up.
       const pool = await conn.pools.lookupByName('default-pool');

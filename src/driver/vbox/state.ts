@@ -10,8 +10,6 @@
 // Every CPI call also holds the host-wide lock (hostLock below) from connect to close,
 // so in practice these locks are never contended across processes; they keep the
 // LockStore's promise for code that takes them.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Host } from '../shared/host.js';
 import type { ClaimStore, LockStore, PendingClaim, TagStore, VmRecordStore, VmRecordEntry } from '../shared/profile.js';
@@ -21,7 +19,8 @@ import { findDomain } from '../shared/host.js';
 import { isCid } from '../cids.js';
 import { CloudError } from '../../errors.js';
 import type { VmMetadata } from '../../xml/index.js';
-import { hostLayout, listDir, readJson, removeFile, writeAtomic } from './files.js';
+import { hostFiles, hostLayout, listDir, readJson, removeFile, writeAtomic } from './files.js';
+import type { FileHost } from './file-host.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}$/;
 function safeName(kind: string, name: string): string {
@@ -39,19 +38,19 @@ function recordPath(host: Host, vm: string): string {
 export const fileRecords: VmRecordStore = {
   keeps: 'apart',
   async read(host, dom) {
-    return readJson<VmMetadata>(recordPath(host, dom.name));
+    return readJson<VmMetadata>(hostFiles(host), recordPath(host, dom.name));
   },
   async write(host, dom, record) {
-    await writeAtomic(recordPath(host, dom.name), `${JSON.stringify(record)}\n`);
+    await writeAtomic(hostFiles(host), recordPath(host, dom.name), `${JSON.stringify(record)}\n`);
   },
   async list(host) {
     const out: VmRecordEntry[] = [];
-    for (const file of await listDir(hostLayout(host).records)) {
+    for (const file of await listDir(hostFiles(host), hostLayout(host).records)) {
       const name = file.replace(/\.json$/, '');
       if (!file.endsWith('.json') || !isCid(name, 'vm', host.config.name_prefix)) continue;
       let metadata: VmMetadata | null;
       try {
-        metadata = await readJson<VmMetadata>(join(hostLayout(host).records, file));
+        metadata = await readJson<VmMetadata>(hostFiles(host), join(hostLayout(host).records, file));
       } catch (e) {
         host.log.warn({ record: file, err: (e as Error).message }, 'ignoring an unreadable VM record');
         continue;
@@ -66,7 +65,7 @@ export const fileRecords: VmRecordStore = {
     host.log.debug({ vm: dom.name, title }, 'the vbox backend keeps no domain title (the VM record holds the tags)');
   },
   async remove(host, vm) {
-    await removeFile(recordPath(host, vm));
+    await removeFile(hostFiles(host), recordPath(host, vm));
   },
 };
 
@@ -78,10 +77,10 @@ function tagPath(host: Host, cid: string): string {
 }
 
 export const fileTags: TagStore = {
-  read: (host, cid) => readJson<Record<string, unknown>>(tagPath(host, cid)),
-  write: (host, cid, data) => writeAtomic(tagPath(host, cid), `${JSON.stringify(data)}\n`),
+  read: (host, cid) => readJson<Record<string, unknown>>(hostFiles(host), tagPath(host, cid)),
+  write: (host, cid, data) => writeAtomic(hostFiles(host), tagPath(host, cid), `${JSON.stringify(data)}\n`),
   async remove(host, cid) {
-    await removeFile(tagPath(host, cid));
+    await removeFile(hostFiles(host), tagPath(host, cid));
   },
   volumes: () => [],
 };
@@ -100,74 +99,66 @@ function lockPath(host: Host, name: string): string {
   return join(hostLayout(host).locks, `${safeName('lock name', name)}.lock`);
 }
 
-async function readMarker(path: string): Promise<FileLockMarker | undefined> {
+async function readMarker(fh: FileHost, path: string): Promise<FileLockMarker | undefined> {
   try {
-    return JSON.parse(await readFile(path, 'utf8')) as FileLockMarker;
+    const data = await fh.read(path);
+    return data === null ? undefined : (JSON.parse(data.toString('utf8')) as FileLockMarker);
   } catch {
     return undefined;
   }
 }
 
 /** Why the lock file's holder is dead, or undefined while it may still hold it. */
-async function deadHolder(path: string): Promise<{ why: string; token?: string } | undefined> {
-  const m = await readMarker(path);
+async function deadHolder(fh: FileHost, path: string): Promise<{ why: string; token?: string } | undefined> {
+  const m = await readMarker(fh, path);
   if (m) {
     const state = creatorState(m);
     if (state === 'gone') return { why: `its holder, pid ${m.pid} on ${m.host}, is gone`, token: m.token };
     if (state === 'running') return undefined;
   }
-  const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+  const age = await fh.stat(path).then((s) => (s ? Date.now() - s.mtimeMs : 0), () => 0);
   if (age > STALE_MS) return { why: `it is ${Math.round(age / 1000)} s old and its holder cannot be seen`, ...(m ? { token: m.token } : {}) };
   return undefined;
 }
 
 export async function withFileLock<T>(host: Host, name: string, fn: () => Promise<T>, what?: string, waitMs = WAIT_MS): Promise<T> {
+  const fh = hostFiles(host);
   const path = lockPath(host, name);
   const token = Math.random().toString(36).slice(2);
   const marker: FileLockMarker = { ...creatorMarker(), ...(what ? { what } : {}), token };
   const start = Date.now();
   let delay = 20;
   for (;;) {
-    try {
-      const f = await open(path, 'wx', 0o600);
-      try {
-        await f.writeFile(JSON.stringify(marker));
-      } finally {
-        await f.close();
+    if (await fh.createExclusive(path, JSON.stringify(marker))) break;
+    const dead = await deadHolder(fh, path);
+    if (dead) {
+      // Only the waiter that still finds that very lock removes it.
+      const now = await readMarker(fh, path);
+      if (now?.token === dead.token) {
+        host.log.warn({ lock: path, why: dead.why }, 'breaking a lock left by a CPI process that died');
+        await removeFile(fh, path);
       }
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const dead = await deadHolder(path);
-      if (dead) {
-        // Only the waiter that still finds that very lock removes it.
-        const now = await readMarker(path);
-        if (now?.token === dead.token) {
-          host.log.warn({ lock: path, why: dead.why }, 'breaking a lock left by a CPI process that died');
-          await removeFile(path);
-        }
-        continue;
-      }
-      if (Date.now() - start > waitMs) {
-        const m = await readMarker(path);
-        const who = m ? `held by pid ${m.pid} on ${m.host} since ${m.at}${m.what ? ` (${m.what})` : ''}` : 'whose holder could not be read';
-        throw new CloudError(`Timed out after ${Math.round((Date.now() - start) / 1000)} s waiting for lock ${path}, ${who}`, { okToRetry: true });
-      }
-      await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
-      delay = Math.min(delay * 2, 500);
+      continue;
     }
+    if (Date.now() - start > waitMs) {
+      const m = await readMarker(fh, path);
+      const who = m ? `held by pid ${m.pid} on ${m.host} since ${m.at}${m.what ? ` (${m.what})` : ''}` : 'whose holder could not be read';
+      throw new CloudError(`Timed out after ${Math.round((Date.now() - start) / 1000)} s waiting for lock ${path}, ${who}`, { okToRetry: true });
+    }
+    await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
+    delay = Math.min(delay * 2, 500);
   }
   try {
     return await fn();
   } finally {
-    if ((await readMarker(path))?.token === token) await removeFile(path);
+    if ((await readMarker(fh, path))?.token === token) await removeFile(fh, path);
   }
 }
 
 export const fileLocks: LockStore = {
   with: withFileLock,
   async holder(host, name) {
-    const m = await readMarker(lockPath(host, name));
+    const m = await readMarker(hostFiles(host), lockPath(host, name));
     return m ? { marker: { host: m.host, pid: m.pid, start: m.start, at: m.at }, state: creatorState(m) } : undefined;
   },
 };
@@ -179,14 +170,14 @@ export const fileClaims: ClaimStore = {
   name: 'state/claims.json',
   async read(host) {
     try {
-      const list = await readJson<PendingClaim[]>(hostLayout(host).claims);
+      const list = await readJson<PendingClaim[]>(hostFiles(host), hostLayout(host).claims);
       return list === null ? null : Array.isArray(list) ? list : [];
     } catch {
       return [];
     }
   },
-  write: (host, claims) => writeAtomic(hostLayout(host).claims, `${JSON.stringify(claims)}\n`),
-  remove: (host) => removeFile(hostLayout(host).claims),
+  write: (host, claims) => writeAtomic(hostFiles(host), hostLayout(host).claims, `${JSON.stringify(claims)}\n`),
+  remove: (host) => removeFile(hostFiles(host), hostLayout(host).claims),
 };
 
 // ---------------------------------------------------------------------------------------
@@ -196,56 +187,12 @@ export const fileClaims: ClaimStore = {
  * libvirt 9.0's vbox driver shares one VirtualBox session across all its threads and
  * connections, and two calls that lock machines at once collide (fixtures/vbox-sim
  * README: of six parallel defines, four failed). So every CPI call holds this lock from
- * connect to close. It is a kernel lock (flock(1) on a file per vbox daemon, held by a small
- * child process that reads our end of a pipe; profile.ts: hostLockPath): when the CPI process dies, the pipe
- * closes and the lock is gone with it, so no stale lock can outlive its holder.
- * Returns the release function.
+ * connect to close. It is a kernel lock (flock(1) on a file per vbox daemon on the
+ * VirtualBox host, held by a child process that reads our end of a pipe: a local flock,
+ * or over ssh an ssh whose remote flock runs `cat`; file-host.ts): when the CPI process
+ * dies, the pipe closes and the lock is gone with it, so no stale lock can outlive its
+ * holder. Returns the release function.
  */
-export async function takeHostLock(path: string, waitSeconds: number, log: Host['log']): Promise<() => Promise<void>> {
-  const started = Date.now();
-  const child: ChildProcess = spawn('flock', ['--exclusive', '--wait', String(waitSeconds), path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdin!.on('error', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('locked')) {
-        child.stdout!.off('data', onData);
-        resolve();
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.on('error', (e) => reject(new CloudError(`Cannot take the VirtualBox host lock ${path}: flock(1) could not run (${e.message}); it is part of util-linux`)));
-    child.on('exit', (code) =>
-      reject(
-        new CloudError(
-          code === 1
-            ? `Timed out after ${waitSeconds} s waiting for the VirtualBox host lock ${path}: another CPI call holds it (libvirt's vbox driver takes one call at a time; see docs/vbox.md)`
-            : `Cannot take the VirtualBox host lock ${path}: flock exited with ${code}: ${stderr.trim()}`,
-          { okToRetry: code === 1 },
-        ),
-      ),
-    );
-  });
-  const waited = Date.now() - started;
-  if (waited > 1000) log.info({ lock: path, waited_ms: waited }, 'waited for the VirtualBox host lock (one CPI call at a time per vbox host)');
-  // Neither the child nor its pipes keep this process alive: its exit releases the lock.
-  child.unref();
-  for (const s of [child.stdin, child.stdout, child.stderr] as Array<{ unref?: () => void } | null>) s?.unref?.();
-  let released = false;
-  return async () => {
-    if (released) return;
-    released = true;
-    await new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      // Waited for: ref'd again, or this process could end before the lock is gone.
-      child.ref();
-      child.once('exit', () => resolve());
-      child.stdin!.end();
-    });
-  };
+export async function takeHostLock(fh: FileHost, waitSeconds: number, log: Host['log']): Promise<() => Promise<void>> {
+  return fh.hostLock(waitSeconds, log);
 }

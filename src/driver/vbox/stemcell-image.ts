@@ -262,21 +262,29 @@ export async function importStemcellImage(opts: ImportOptions): Promise<Stemcell
 export async function vdiUuid(path: string): Promise<string> {
   const f = await open(path, 'r');
   try {
-    const head = Buffer.alloc(0x198);
+    const head = Buffer.alloc(VDI_HEAD_BYTES);
     const { bytesRead } = await f.read(head, 0, head.length, 0);
-    if (bytesRead < head.length || head.readUInt32LE(0x40) !== VDI_SIGNATURE) throw new CloudError(`${path} is not a VDI image (no VDI signature at byte 0x40)`);
-    const u = head.subarray(0x188, 0x198);
-    const hex = (b: Buffer) => b.toString('hex');
-    return [
-      u.readUInt32LE(0).toString(16).padStart(8, '0'),
-      u.readUInt16LE(4).toString(16).padStart(4, '0'),
-      u.readUInt16LE(6).toString(16).padStart(4, '0'),
-      hex(u.subarray(8, 10)),
-      hex(u.subarray(10, 16)),
-    ].join('-');
+    return vdiUuidOf(head.subarray(0, bytesRead), path);
   } finally {
     await f.close();
   }
+}
+
+/** How many bytes of a VDI's start vdiUuidOf needs. */
+export const VDI_HEAD_BYTES = 0x198;
+
+/** The image UUID in a VDI's first VDI_HEAD_BYTES bytes (`path` names it in the error). */
+export function vdiUuidOf(head: Buffer, path: string): string {
+  if (head.length < VDI_HEAD_BYTES || head.readUInt32LE(0x40) !== VDI_SIGNATURE) throw new CloudError(`${path} is not a VDI image (no VDI signature at byte 0x40)`);
+  const u = head.subarray(0x188, 0x198);
+  const hex = (b: Buffer) => b.toString('hex');
+  return [
+    u.readUInt32LE(0).toString(16).padStart(8, '0'),
+    u.readUInt16LE(4).toString(16).padStart(4, '0'),
+    u.readUInt16LE(6).toString(16).padStart(4, '0'),
+    hex(u.subarray(8, 10)),
+    hex(u.subarray(10, 16)),
+  ].join('-');
 }
 
 interface Unpacked {

@@ -12,10 +12,7 @@
 //   - no DHCP host entries (no networkUpdate): static addresses reach the VM through the
 //     agent's settings only;
 //   - no firmware choice: BIOS (EFI stemcells are refused at create_stemcell).
-import { execFile } from 'node:child_process';
-import { link, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Host } from '../shared/host.js';
 import type { VmBuild, VmPreviewInput } from '../shared/profile.js';
 import { vmMetadata } from '../shared/vms.js';
@@ -26,44 +23,48 @@ import { CloudError, NotSupported } from '../../errors.js';
 import { maybeFail } from '../../util/faults.js';
 import { isCid } from '../cids.js';
 import { tellCaller } from '../../log/logger.js';
-import { vdiUuid } from './stemcell-image.js';
+import { VDI_HEAD_BYTES, vdiUuidOf } from './stemcell-image.js';
 import { vboxDiskByIdPath } from './disk-hints.js';
 import { findStemcellFile } from './stemcells.js';
 import { withFileLock } from './state.js';
-import { hostLayout, listDir, removeFile, vmFileNames, writeAtomic } from './files.js';
+import { hostFiles, hostLayout, listDir, removeFile, vmFileNames, writeAtomic } from './files.js';
+import type { FileHost } from './file-host.js';
 
-const run = promisify(execFile);
 const MiB = 1024n * 1024n;
 
-/** `qemu-img`, with its own words in the error. */
-export async function qemuImg(args: string[], what: string): Promise<string> {
-  try {
-    return (await run('qemu-img', args, { maxBuffer: 1 << 20 })).stdout;
-  } catch (e) {
-    const err = e as { stderr?: string; message: string };
-    throw new CloudError(`${what} failed: qemu-img ${args.join(' ')}: ${(err.stderr ?? err.message).trim()}`);
-  }
+/** `qemu-img` on the VirtualBox host, with its own words in the error. */
+export async function qemuImg(fh: FileHost, args: string[], what: string): Promise<string> {
+  return fh.run('qemu-img', args, what);
 }
 
-/** A new VDI at `path` (never replacing a file): made as `.partial` beside it, then linked. */
-export async function makeVdi(path: string, how: { copyOf: string } | { bytes: bigint }, what: string): Promise<void> {
+/** The image UUID of a VDI on the VirtualBox host. */
+export async function vdiUuidOn(fh: FileHost, path: string): Promise<string> {
+  return vdiUuidOf(await fh.readHead(path, VDI_HEAD_BYTES), path);
+}
+
+/**
+ * A new VDI at `path` on the VirtualBox host (never replacing a file): made as
+ * `.partial` beside it by qemu-img, then linked (one qemu-img and two small file
+ * commands over ssh).
+ */
+export async function makeVdi(fh: FileHost, path: string, how: { copyOf: string } | { bytes: bigint }, what: string): Promise<void> {
   const dir = path.slice(0, path.lastIndexOf('/'));
   const partial = join(dir, `.${path.slice(dir.length + 1)}.partial`);
-  await rm(partial, { force: true });
+  await fh.remove(partial);
   try {
-    if ('copyOf' in how) await qemuImg(['convert', '-O', 'vdi', how.copyOf, partial], what);
-    else await qemuImg(['create', '-q', '-f', 'vdi', partial, String(how.bytes)], what);
-    await link(partial, path).catch((e: NodeJS.ErrnoException) => {
+    if ('copyOf' in how) await qemuImg(fh, ['convert', '-O', 'vdi', how.copyOf, partial], what);
+    else await qemuImg(fh, ['create', '-q', '-f', 'vdi', partial, String(how.bytes)], what);
+    await fh.linkNew(partial, path).catch((e: NodeJS.ErrnoException) => {
       throw e.code === 'EEXIST' ? Object.assign(new CloudError(`${what}: ${path} exists already; it is not replaced`), { code: 'EEXIST' }) : e;
     });
   } finally {
-    await rm(partial, { force: true });
+    await fh.remove(partial);
   }
 }
 
 /** An undo step that removes a file (true when it was there). */
-function undoFile(path: string): () => Promise<boolean> {
-  return () => removeFile(path);
+function undoFile(fh: FileHost, path: string): () => Promise<boolean> {
+  return () => removeFile(fh, path);
 }
 
 function vboxInterfaces(plan: NetworkPlan): VboxInterface[] {
@@ -85,6 +86,7 @@ let staticNoteLogged = false;
 export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
   const { host, undo, vm, req, shape, plan, step } = b;
   const l = hostLayout(host);
+  const fh = hostFiles(host);
   const names = vmFileNames(vm);
   const paths = { root: join(l.vms, names.root), ephemeral: join(l.vms, names.ephemeral), settings: join(l.vms, names.settings) };
   refuseUnsupported(plan);
@@ -104,10 +106,10 @@ export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
     if (!stemcell) throw new CloudError(`Stemcell ${req.stemcellCid} does not exist in ${l.stemcells}`);
     maybeFail('create_vm:after-plan');
     const t0 = performance.now();
-    const made = undo.begin(`root disk ${paths.root}`, undoFile(paths.root));
-    await makeVdi(paths.root, { copyOf: stemcell }, 'create_vm: copying the stemcell into the root disk');
+    const made = undo.begin(`root disk ${paths.root}`, undoFile(fh, paths.root));
+    await makeVdi(fh, paths.root, { copyOf: stemcell }, 'create_vm: copying the stemcell into the root disk');
     made();
-    const size = (await stat(paths.root)).size;
+    const size = (await fh.stat(paths.root))?.size ?? 0;
     const ms = Math.round(performance.now() - t0);
     host.log.info(
       { vm, root: paths.root, bytes: size, ms },
@@ -124,10 +126,10 @@ export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
   const volumes = [names.root];
   if (shape.ephemeralMiB > 0) {
     step('creating the ephemeral disk');
-    const made = undo.begin(`ephemeral disk ${paths.ephemeral}`, undoFile(paths.ephemeral));
-    await makeVdi(paths.ephemeral, { bytes: BigInt(shape.ephemeralMiB) * MiB }, 'create_vm: creating the ephemeral disk');
+    const made = undo.begin(`ephemeral disk ${paths.ephemeral}`, undoFile(fh, paths.ephemeral));
+    await makeVdi(fh, paths.ephemeral, { bytes: BigInt(shape.ephemeralMiB) * MiB }, 'create_vm: creating the ephemeral disk');
     made();
-    ephemeralUuid = await vdiUuid(paths.ephemeral);
+    ephemeralUuid = await vdiUuidOn(fh, paths.ephemeral);
     disks.push({ file: paths.ephemeral, port: VBOX_SATA_PORTS.ephemeral });
     volumes.push(names.ephemeral);
   }
@@ -142,8 +144,8 @@ export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
     networks: plan.agentNetworks,
     env: req.env,
   });
-  const made = undo.begin(`settings ISO ${paths.settings}`, undoFile(paths.settings));
-  await writeAtomic(paths.settings, buildConfigDrive(settings, { instanceId: vm }), 0o644);
+  const made = undo.begin(`settings ISO ${paths.settings}`, undoFile(fh, paths.settings));
+  await writeAtomic(fh, paths.settings, buildConfigDrive(settings, { instanceId: vm }), 0o644);
   made();
   volumes.push(names.settings);
   maybeFail('create_vm:after-config-drive');
@@ -206,10 +208,10 @@ export function preview(i: VmPreviewInput): { spec: VboxVmDomain; notes: string[
 
 /** The names delete_vm sweeps for `<vm>.…`: the files in the vms directory. */
 export async function listVolumes(host: Host): Promise<string[]> {
-  return listDir(hostLayout(host).vms);
+  return listDir(hostFiles(host), hostLayout(host).vms);
 }
 
 export async function removeVolume(host: Host, name: string): Promise<void> {
   if (name.includes('/') || name.startsWith('.')) throw new CloudError(`Invalid VM file name ${JSON.stringify(name)} in a VM record: expected a file name in ${hostLayout(host).vms}`);
-  await removeFile(join(hostLayout(host).vms, name));
+  await removeFile(hostFiles(host), join(hostLayout(host).vms, name));
 }
