@@ -1,0 +1,127 @@
+// The vbox backend's ssh file host (src/driver/vbox/file-host.ts) with hostile paths:
+// every operation's remote script is run by a real shell, through an "ssh" that is a
+// stand-in (the URI's ?command=, as libvirt's) which runs the remote command line with
+// `sh -c` on this host, exactly as sshd hands it to the user's shell. So the quoting is
+// what is tested: names with spaces, quotes, `$(…)`, backquotes, globs, a leading "-"
+// and a newline must reach each command as one word, and nothing else may run.
+// (test/e2e/vbox-ssh.test.ts runs the same class through a real sshd.)
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { SshFileHost, shellWords } from '../../src/driver/vbox/file-host.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Logger } from '../../src/log/logger.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+const dir = scratchDir('t-vbfh-');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// The stand-in ssh: drops the options and the host, runs the last argument as sshd would.
+const fakeSsh = join(dir, 'fake-ssh');
+writeFileSync(fakeSsh, '#!/bin/bash\nn=$#\nexec sh -c "${!n}"\n', { mode: 0o755 });
+// Would be made in $HOME if any name were run as a command (names hold no '/').
+const canary = join(homedir(), 't-vbfh-pwned');
+
+function host(): SshFileHost {
+  const uri = `vbox+ssh://user@vbox.invalid:2222/session?command=${encodeURIComponent(fakeSsh)}&socket=/x`;
+  const config = {
+    libvirt: { uri, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    storage: { path: dir },
+  } as unknown as Config;
+  return new SshFileHost(config);
+}
+
+const HOSTILE = [
+  "a b",
+  "it's",
+  'double"quote',
+  '$(cd; touch t-vbfh-pwned)',
+  '`cd; touch t-vbfh-pwned`',
+  '*',
+  '-rf',
+  'semi;colon && echo x',
+  'back\\slash',
+  "tab\there",
+  '$HOME ${PATH}',
+];
+
+describe('vbox ssh file host: every path crosses the remote shell as one word', () => {
+  const fh = host();
+  const root = join(dir, "store it's $(x)");
+
+  it('shellWords quotes each word so sh -c sees them unchanged', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const words = [...HOSTILE, 'new\nline', ''];
+    const out = execFileSync('sh', ['-c', `for w in ${shellWords(words)}; do printf '%s\\0' "$w"; done`], { encoding: 'utf8' });
+    expect(out.split('\0').slice(0, -1)).toEqual(words);
+    expect(existsSync(canary)).toBe(false);
+  });
+
+  it('mkdirs, writeAtomic, read, stat, readHead, list, exists, remove with hostile names', async () => {
+    const sub = join(root, 'sub dir');
+    await fh.mkdirs([root, sub]);
+    for (const name of HOSTILE) {
+      const p = join(sub, name);
+      await fh.writeAtomic(p, `data of ${name}\n`);
+      expect(readFileSync(p, 'utf8')).toBe(`data of ${name}\n`);
+      expect((await fh.read(p))!.toString()).toBe(`data of ${name}\n`);
+      expect(await fh.stat(p)).toMatchObject({ size: Buffer.byteLength(`data of ${name}\n`) });
+      expect((await fh.readHead(p, 4)).toString()).toBe('data');
+      expect(await fh.exists(p)).toBe(true);
+    }
+    expect((await fh.list(sub)).sort()).toEqual([...HOSTILE].sort());
+    // A newline in a name: written and read back as one name (list splits lines, so it is not listed here).
+    const nl = join(root, 'new\nline');
+    await fh.writeAtomic(nl, 'x');
+    expect((await fh.read(nl))!.toString()).toBe('x');
+    expect(await fh.remove(nl)).toBe(true);
+    for (const name of HOSTILE) expect(await fh.remove(join(sub, name))).toBe(true);
+    expect(await fh.remove(join(sub, 'a b'))).toBe(false);
+    expect(await fh.read(join(sub, 'a b'))).toBeNull();
+    expect(await fh.stat(join(sub, 'a b'))).toBeNull();
+    expect(await fh.exists(join(sub, 'a b'))).toBe(false);
+    expect(await fh.list(join(root, 'no such dir'))).toEqual([]);
+    expect(readdirSync(sub)).toEqual([]);
+    expect(existsSync(canary)).toBe(false);
+  });
+
+  it('createExclusive and linkNew never replace a file', async () => {
+    const lock = join(root, "lock '$(x)'.lock");
+    expect(await fh.createExclusive(lock, 'one')).toBe(true);
+    expect(await fh.createExclusive(lock, 'two')).toBe(false);
+    expect(readFileSync(lock, 'utf8')).toBe('one');
+    const target = join(root, 'linked `x`');
+    await fh.linkNew(lock, target);
+    await expect(fh.linkNew(lock, target)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(readFileSync(target, 'utf8')).toBe('one');
+    expect(existsSync(canary)).toBe(false);
+  });
+
+  it('run passes hostile arguments as they are, and names a missing program with its package', async () => {
+    expect(await fh.run('printf', ['%s|', ...HOSTILE], 'test')).toBe(`${HOSTILE.join('|')}|`);
+    await expect(fh.run('qemu-img-not-here', ['x'], 'create_disk of d')).rejects.toThrow(/create_disk of d failed: qemu-img-not-here is not installed on the VirtualBox host \(ssh user@vbox\.invalid:2222\)/);
+    expect(existsSync(canary)).toBe(false);
+  });
+
+  it('putNew copies a file to a hostile name, refuses an existing one, and leaves no temporary file', async () => {
+    const local = join(dir, 'local.vdi');
+    writeFileSync(local, Buffer.alloc(300_000, 7));
+    const dest = join(root, "sc $(x) 'q'.vdi");
+    await fh.putNew(local, dest);
+    expect(readFileSync(dest).equals(readFileSync(local))).toBe(true);
+    await expect(fh.putNew(local, dest)).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(readdirSync(root).filter((n) => n.includes('partial'))).toEqual([]);
+    // A copy that cannot be placed (its directory is missing) leaves nothing.
+    await expect(fh.putNew(local, join(root, 'missing dir', 'x.vdi'))).rejects.toThrow(/copying .* failed/);
+    expect(readdirSync(root).filter((n) => n.includes('partial'))).toEqual([]);
+  });
+
+  it('the host lock is one holder at a time and free after release', async () => {
+    const log = { info: () => undefined } as unknown as Logger;
+    const release = await fh.hostLock(5, log);
+    await expect(host().hostLock(1, log)).rejects.toThrow(/Timed out after 1 s waiting for the VirtualBox host lock .* on ssh user@vbox\.invalid:2222/);
+    await release();
+    await (await host().hostLock(1, log))();
+  });
+});
