@@ -9,7 +9,8 @@ import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'no
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { SshFileHost, shellWords } from '../../src/driver/vbox/file-host.js';
+import { LocalFileHost, SshFileHost, shellWords } from '../../src/driver/vbox/file-host.js';
+import { hostLockPath } from '../../src/driver/vbox/profile.js';
 import type { Config } from '../../src/config/schema.js';
 import type { Logger } from '../../src/log/logger.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -115,6 +116,33 @@ describe('vbox ssh file host: every path crosses the remote shell as one word', 
     // A copy that cannot be placed (its directory is missing) leaves nothing.
     await expect(fh.putNew(local, join(root, 'missing dir', 'x.vdi'))).rejects.toThrow(/copying .* failed/);
     expect(readdirSync(root).filter((n) => n.includes('partial'))).toEqual([]);
+  });
+
+  it('putNew: a copy cut short (the connection lost mid-copy) is removed on the host and not linked', async () => {
+    // A stand-in for a dropped connection: this "ssh" passes only the first 1000 bytes of
+    // its input to the remote command, which then sees end of input as after a cut.
+    const cutSsh = join(dir, 'cut-ssh');
+    writeFileSync(cutSsh, '#!/bin/bash\nn=$#\nhead -c 1000 | sh -c "${!n}"\n', { mode: 0o755 });
+    const cut = new SshFileHost({
+      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(cutSsh)}`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    const local = join(dir, 'big.vdi');
+    writeFileSync(local, Buffer.alloc(300_000, 9));
+    const dest = join(root, 'cut copy.vdi');
+    await expect(cut.putNew(local, dest)).rejects.toThrow(/copy is short: 1000 of 300000 bytes/);
+    expect(existsSync(dest)).toBe(false);
+    expect(readdirSync(root).filter((n) => n.includes('cut copy'))).toEqual([]);
+  });
+
+  it('over ssh the host lock is the same file a CPI on that host uses: the two take turns', async () => {
+    const log = { info: () => undefined } as unknown as Logger;
+    // The ssh URI names socket /x: a CPI on the host would say vbox:///session?socket=/x.
+    const local = new LocalFileHost('vbox:///session?socket=/x');
+    const release = await fh.hostLock(5, log);
+    expect(existsSync(hostLockPath('vbox:///session?socket=/x'))).toBe(true);
+    await expect(local.hostLock(1, log)).rejects.toThrow(/Timed out after 1 s waiting for the VirtualBox host lock/);
+    await release();
+    await (await local.hostLock(1, log))();
   });
 
   it('the host lock is one holder at a time and free after release', async () => {

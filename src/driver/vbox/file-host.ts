@@ -444,7 +444,8 @@ export class SshFileHost implements FileHost {
       `umask 077`,
       `t=${shq(tmp)}`,
       `if ! cat > "$t"; then rm -f -- "$t"; exit 1; fi`,
-      `if [ "$(stat -c %s -- "$t")" != ${size} ]; then rm -f -- "$t"; echo "copy is short: $(stat -c %s -- "$t" 2>/dev/null || echo 0) of ${size} bytes" >&2; exit 1; fi`,
+      `n=$(stat -c %s -- "$t")`,
+      `if [ "$n" != ${size} ]; then rm -f -- "$t"; echo "copy is short: $n of ${size} bytes" >&2; exit 1; fi`,
       `if ln -- "$t" ${shq(path)} 2>/dev/null; then rm -f -- "$t"; exit 0; fi`,
       `rm -f -- "$t"; [ -e ${shq(path)} ] && exit ${EXISTS}; exit 1`,
     ].join('\n');
