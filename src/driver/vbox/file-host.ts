@@ -297,6 +297,17 @@ async function holdLock(child: ChildProcess, path: string, waitSeconds: number, 
 // ---------------------------------------------------------------------------------------
 // The VirtualBox host over ssh.
 
+let ownDir: string | undefined;
+/** A 0700 directory of this process for an inline ssh key, removed when the process exits. */
+function privateDir(): string {
+  if (!ownDir) {
+    const dir = mkdtempSync(join(tmpdir(), 'bosh-cpi-vbox-ssh-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    ownDir = dir;
+  }
+  return ownDir;
+}
+
 /** Exit statuses the remote scripts use besides 0 and 1. */
 const MISSING = 3;
 const EXISTS = 4;
@@ -314,23 +325,23 @@ export class SshFileHost implements FileHost {
   private readonly u: ParsedUri;
   private readonly options: string[];
   private readonly sshCommand: string;
-  private readonly controlPath: string;
+  /** the lock's ssh connection's control socket, while it is held */
+  private controlPath: string | undefined;
   private readonly localUri: string;
 
   constructor(config: Config) {
     this.u = parseUri(config.libvirt.uri);
-    const dir = mkdtempSync(join(tmpdir(), 'bosh-cpi-vbox-ssh-'));
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     const opts = connectOptions(config);
     let keyFile: string | undefined;
     const pk = opts.ssh?.privateKey;
     if (pk && pk.includes('-----BEGIN')) {
+      // An inline key, as the libvirt transport takes it: a 0600 file for this process.
+      const dir = privateDir();
       keyFile = join(dir, 'id');
       writeFileSync(keyFile, pk.endsWith('\n') ? pk : `${pk}\n`, { mode: 0o600 });
     } else if (pk) keyFile = pk;
     this.options = sshOptionArgs(this.u, opts, keyFile);
     this.sshCommand = param(this.u, 'command') ?? 'ssh';
-    this.controlPath = join(dir, 'cm');
     this.where = `ssh ${this.u.user ? `${this.u.user}@` : ''}${this.u.host}${this.u.port ? `:${this.u.port}` : ''}`;
     // The daemon as a CPI on that host names it (vbox:///session, with its ?socket=):
     // the same lock file as a local CPI's.
@@ -339,8 +350,12 @@ export class SshFileHost implements FileHost {
   }
 
   /** ssh's argument vector for one remote script (exported for the quoting test). */
-  argv(script: string, master = false): string[] {
-    const mux = master ? ['-o', 'ControlMaster=yes', '-o', `ControlPath=${this.controlPath}`, '-o', 'ControlPersist=no'] : ['-o', 'ControlMaster=no', '-o', `ControlPath=${this.controlPath}`];
+  argv(script: string, master?: string): string[] {
+    const mux = master
+      ? ['-o', 'ControlMaster=yes', '-o', `ControlPath=${master}`, '-o', 'ControlPersist=no']
+      : this.controlPath
+        ? ['-o', 'ControlMaster=no', '-o', `ControlPath=${this.controlPath}`]
+        : [];
     return [...this.options, ...mux, '--', this.u.host!, script];
   }
 
@@ -459,12 +474,31 @@ export class SshFileHost implements FileHost {
     }
     if (r.code === EXISTS) throw Object.assign(new Error(`${path} exists on ${this.where}`), { code: 'EEXIST' });
   }
-  hostLock(waitSeconds: number, log: Logger): Promise<() => Promise<void>> {
+  async hostLock(waitSeconds: number, log: Logger): Promise<() => Promise<void>> {
     const name = hostLockName(this.localUri, '$(id -u)');
     const script = `command -v flock >/dev/null 2>&1 || exit ${NOT_INSTALLED}; exec flock --exclusive --wait ${Math.floor(waitSeconds)} "\${TMPDIR:-/tmp}"/${name.replace('$(id -u)', '"$(id -u)"')} sh -c 'echo locked; exec cat >/dev/null'`;
     this.commands++;
-    // This connection stays open for the whole call: the other commands ride on it.
-    const child = spawn(this.sshCommand, this.argv(script, true), { stdio: ['pipe', 'pipe', 'pipe'] });
-    return holdLock(child, `\${TMPDIR:-/tmp}/${name}`, waitSeconds, this.where, log);
+    // This connection stays open for the whole call: the other commands ride on it
+    // through its control socket, in a directory of its own removed with the connection.
+    const dir = mkdtempSync(join(tmpdir(), 'bosh-cpi-vbox-ssh-'));
+    const removeDir = () => rmSync(dir, { recursive: true, force: true });
+    process.once('exit', removeDir);
+    const master = join(dir, 'cm');
+    const child = spawn(this.sshCommand, this.argv(script, master), { stdio: ['pipe', 'pipe', 'pipe'] });
+    let release: () => Promise<void>;
+    try {
+      release = await holdLock(child, `\${TMPDIR:-/tmp}/${name}`, waitSeconds, this.where, log);
+    } catch (e) {
+      removeDir();
+      process.off('exit', removeDir);
+      throw e;
+    }
+    this.controlPath = master;
+    return async () => {
+      this.controlPath = undefined;
+      await release();
+      removeDir();
+      process.off('exit', removeDir);
+    };
   }
 }
