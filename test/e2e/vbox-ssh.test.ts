@@ -6,11 +6,13 @@
 // the test reads the files it expects directly, and what the simulated VirtualBox holds
 // from its state file. The storage directory's name has a space and a quote in it: every
 // path crosses the remote shell quoted.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, request, runCpi, writeConfig } from '../helpers/cpi.js';
+import { CPI_BUNDLE, ROOT, request, runCpi, writeConfig } from '../helpers/cpi.js';
+import { creatorMarker } from '../../src/driver/shared/creator.js';
+import { hostLockPath } from '../../src/driver/vbox/profile.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { tinyStemcell } from '../helpers/driver-fixtures.js';
 import { startSshd, type Sshd } from '../helpers/libvirt-fixtures.js';
@@ -177,6 +179,29 @@ describe('the vbox backend over vbox+ssh:// (bin/cpi, private sshd, simulated Vi
       message: expect.stringMatching(new RegExp(`qemu-img is not installed on the VirtualBox host \\(ssh root@127\\.0\\.0\\.1:${sshd!.port}\\); install it there \\(Debian package qemu-utils\\)`)),
     });
     expect(filesUnder(join(STORE, 'disks'))).toEqual([]);
+  }, 120_000);
+
+  it('a CPI killed while it holds the host lock over ssh releases it (the remote flock ends with the ssh input)', async () => {
+    // The CPI waits, holding the host lock, for a VM lock this test holds (a live holder:
+    // this process), and is killed there.
+    const vmName = `${PREFIX}vm-00000000-0000-4000-8000-00000000cafe`;
+    mkdirSync(join(STORE, 'state', 'locks'), { recursive: true });
+    const vmLock = join(STORE, 'state', 'locks', `${vmName}.lock`);
+    writeFileSync(vmLock, JSON.stringify({ ...creatorMarker(), what: 'the test', token: 'test' }));
+    const lockFile = hostLockPath(`vbox:///session?socket=${SOCKET}`);
+    const held = () => spawnSync('flock', ['--nonblock', lockFile, 'true']).status === 1;
+    const cpi = spawn(process.execPath, [CPI_BUNDLE, config], { stdio: ['pipe', 'ignore', 'ignore'] });
+    cpi.stdin.end(JSON.stringify(request('attach_disk', [vmName, `${PREFIX}d-x`])));
+    try {
+      const until = Date.now() + 60_000;
+      while (!held() && Date.now() < until && cpi.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+      expect(held()).toBe(true);
+    } finally {
+      cpi.kill('SIGKILL');
+    }
+    // Free again once ssh has passed on the end of its input (bounded wait, not a timing assert).
+    expect(spawnSync('flock', ['--wait', '30', lockFile, 'true']).status).toBe(0);
+    rmSync(vmLock);
   }, 120_000);
 
   it('vbox+tcp is refused before connecting: it reaches libvirt but not the host\'s files', async () => {
