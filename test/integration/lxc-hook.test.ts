@@ -7,7 +7,7 @@
 // renamed into its disk directory appears inside it while it runs.
 // Tests may use virsh; product code talks RPC. Everything is named lxcr-hook-….
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { renderLxcDomain, type LxcDomainSpec } from '../../src/xml/index.js';
@@ -267,22 +267,77 @@ describe('containers on the real daemon (lxc:///, hook installed)', () => {
     expect(hosts.split('\n').filter((l) => /\slxcr-hook-vm(\s|$)/.test(l))).toHaveLength(1);
   });
 
-  test('an /etc/hosts the container replaced by a link to a host path is not followed: the host file stays, the container starts', async () => {
-    virsh('destroy', NAME);
-    const hostFile = join(dir, 'lxcr-host-file');
-    writeFileSync(hostFile, 'host data\n');
-    const hosts = join(root.base, 'upper/etc/hosts');
-    rmSync(hosts);
-    symlinkSync(hostFile, hosts);
-    rmSync(reportPath());
+  // What a container can leave in its own tree for the next prepare (it runs as root
+  // inside): each case is planted while the container is stopped, then it is started.
+  // The hook must neither write outside the tree, nor block or read without bound.
+  const hostileHosts: { name: string; plant: (etc: string, hostDir: string) => void; check: (etc: string, hostDir: string) => void }[] = [
+    {
+      name: '/etc/hosts a link to a host file',
+      plant: (etc, hostDir) => symlinkSync(join(hostDir, 'file'), join(etc, 'hosts')),
+      check: (_etc, hostDir) => expect(readFileSync(join(hostDir, 'file'), 'utf8')).toBe('host data\n'),
+    },
+    {
+      name: '/etc/hosts a second name (hard link) of a host file',
+      plant: (etc, hostDir) => linkSync(join(hostDir, 'file'), join(etc, 'hosts')),
+      check: (_etc, hostDir) => expect(readFileSync(join(hostDir, 'file'), 'utf8')).toBe('host data\n'),
+    },
+    {
+      name: '/etc/hosts a FIFO (opening it would block the start)',
+      plant: (etc) => execFileSync('mkfifo', [join(etc, 'hosts')]),
+      check: (etc) => expect(lstatSync(join(etc, 'hosts')).isFIFO()).toBe(true),
+    },
+    {
+      name: '/etc/hosts a sparse 2 GiB file without a newline (reading it would stall the start)',
+      plant: (etc) => {
+        writeFileSync(join(etc, 'hosts'), '');
+        truncateSync(join(etc, 'hosts'), 2 * 1024 ** 3);
+      },
+      check: (etc) => expect(statSync(join(etc, 'hosts')).size).toBe(2 * 1024 ** 3),
+    },
+    {
+      name: '/etc a link to a host directory',
+      plant: (etc, hostDir) => {
+        renameSync(etc, `${etc}.away`);
+        symlinkSync(hostDir, etc);
+      },
+      check: (_etc, hostDir) => expect(readdirSync(hostDir)).toEqual(['file']),
+    },
+  ];
+
+  test.each(hostileHosts)('prepare leaves a planted file alone and the container starts: $name', async ({ plant, check }) => {
+    quietly('destroy', NAME);
+    const etc = join(root.base, 'upper/etc');
+    const hostDir = join(dir, 'lxcr-host-dir');
+    rmSync(hostDir, { recursive: true, force: true });
+    mkdirSync(hostDir);
+    writeFileSync(join(hostDir, 'file'), 'host data\n');
+    rmSync(join(etc, 'hosts'), { force: true });
+    plant(etc, hostDir);
     try {
       virsh('start', NAME);
-      const r = await readContainerReport(reportPath(), 30_000);
-      expect(r.agent_id).toBe('agent-lxcr-hook');
-      expect(readFileSync(hostFile, 'utf8')).toBe('host data\n');
+      check(etc, hostDir);
+      expect(virsh('domstate', NAME).trim()).toBe('running');
     } finally {
       quietly('destroy', NAME);
-      rmSync(hosts);
+      if (lstatSync(etc).isSymbolicLink()) {
+        rmSync(etc);
+        renameSync(`${etc}.away`, etc);
+      }
+      rmSync(join(etc, 'hosts'), { force: true });
+    }
+  });
+
+  test('a last line without its newline keeps its own line; a name in a comment does not count', async () => {
+    quietly('destroy', NAME);
+    const hosts = join(root.base, 'upper/etc/hosts');
+    writeFileSync(hosts, '127.0.0.1 localhost # lxcr-hook-vm');
+    rmSync(reportPath(), { force: true });
+    try {
+      virsh('start', NAME);
+      await readContainerReport(reportPath(), 30_000);
+      expect(readFileSync(hosts, 'utf8')).toMatch(/^127\.0\.0\.1 localhost # lxcr-hook-vm\n127\.0\.0\.1 lxcr-hook-vm # [^\n]*\n$/);
+    } finally {
+      quietly('destroy', NAME);
     }
   });
 
