@@ -33,6 +33,16 @@ function host(): SshFileHost {
   return new SshFileHost(config);
 }
 
+// A stand-in for a dropped connection: this "ssh" passes only the first 1000 bytes of
+// its input to the remote command, which then sees end of input as after a cut.
+function cutHost(): SshFileHost {
+  const cutSsh = join(dir, 'cut-ssh');
+  writeFileSync(cutSsh, '#!/bin/bash\nn=$#\nhead -c 1000 | sh -c "${!n}"\n', { mode: 0o755 });
+  return new SshFileHost({
+    libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(cutSsh)}`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+  } as unknown as Config);
+}
+
 const HOSTILE = [
   "a b",
   "it's",
@@ -119,19 +129,22 @@ describe('vbox ssh file host: every path crosses the remote shell as one word', 
   });
 
   it('putNew: a copy cut short (the connection lost mid-copy) is removed on the host and not linked', async () => {
-    // A stand-in for a dropped connection: this "ssh" passes only the first 1000 bytes of
-    // its input to the remote command, which then sees end of input as after a cut.
-    const cutSsh = join(dir, 'cut-ssh');
-    writeFileSync(cutSsh, '#!/bin/bash\nn=$#\nhead -c 1000 | sh -c "${!n}"\n', { mode: 0o755 });
-    const cut = new SshFileHost({
-      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(cutSsh)}`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
-    } as unknown as Config);
+    const cut = cutHost();
     const local = join(dir, 'big.vdi');
     writeFileSync(local, Buffer.alloc(300_000, 9));
     const dest = join(root, 'cut copy.vdi');
     await expect(cut.putNew(local, dest)).rejects.toThrow(/copy is short: 1000 of 300000 bytes/);
     expect(existsSync(dest)).toBe(false);
     expect(readdirSync(root).filter((n) => n.includes('cut copy'))).toEqual([]);
+  });
+
+  it('writeAtomic: data cut short (the connection lost mid-write) leaves the old file in place and no temporary file', async () => {
+    const cut = cutHost();
+    const dest = join(root, "record 'cut'.json");
+    await fh.writeAtomic(dest, '{"old":true}');
+    await expect(cut.writeAtomic(dest, `{"x":"${'y'.repeat(5000)}"}`)).rejects.toThrow(/record 'cut'\.json: the data was cut short: received 1000 of 5008 bytes/);
+    expect(readFileSync(dest, 'utf8')).toBe('{"old":true}');
+    expect(readdirSync(root).filter((n) => n.includes("record 'cut'") && n.endsWith('.tmp'))).toEqual([]);
   });
 
   it('over ssh the host lock is the same file a CPI on that host uses: the two take turns', async () => {

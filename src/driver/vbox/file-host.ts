@@ -311,6 +311,8 @@ function privateDir(): string {
 /** Exit statuses the remote scripts use besides 0 and 1. */
 const MISSING = 3;
 const EXISTS = 4;
+/** a file's input was cut short (or could not be written): it was removed */
+const SHORT = 5;
 const NOT_INSTALLED = 127;
 
 /** A remote shell command line: each word single-quoted. */
@@ -399,7 +401,18 @@ export class SshFileHost implements FileHost {
 
   async writeAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    await this.sh(`umask 077; cat > ${shq(tmp)} && chmod ${mode.toString(8)} ${shq(tmp)} && mv -f -- ${shq(tmp)} ${shq(path)} || { rm -f -- ${shq(tmp)}; exit 1; }`, `writing ${path}`, data);
+    const size = Buffer.byteLength(data);
+    // A connection lost mid-write ends cat's input early and cat still succeeds: the
+    // size check keeps a cut file from being renamed into place.
+    const script = [
+      `umask 077`,
+      `t=${shq(tmp)}`,
+      `if ! cat > "$t"; then rm -f -- "$t"; exit 1; fi`,
+      `n=$(wc -c < "$t")`,
+      `if ! [ "$n" -eq ${size} ] 2>/dev/null; then rm -f -- "$t"; echo ${shq(`${path}: the data was cut short: received`)} $n ${shq(`of ${size} bytes; the file was left as it was`)} >&2; exit ${SHORT}; fi`,
+      `chmod ${mode.toString(8)} "$t" && mv -f -- "$t" ${shq(path)} || { rm -f -- "$t"; exit 1; }`,
+    ].join('\n');
+    await this.sh(script, `writing ${path}`, data);
   }
   async read(path: string): Promise<Buffer | null> {
     const r = await this.sh(`[ -e ${shq(path)} ] || exit ${MISSING}; cat -- ${shq(path)}`, `reading ${path}`, undefined, [MISSING]);
