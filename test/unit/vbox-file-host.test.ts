@@ -147,6 +147,16 @@ describe('vbox ssh file host: every path crosses the remote shell as one word', 
     expect(readdirSync(root).filter((n) => n.includes("record 'cut'") && n.endsWith('.tmp'))).toEqual([]);
   });
 
+  it('createExclusive: data cut short is an error (not "existed") and leaves no partial file', async () => {
+    const marker = join(root, 'cut marker.lock');
+    await expect(cutHost().createExclusive(marker, 'z'.repeat(3000))).rejects.toThrow(/creating .*cut marker\.lock .*failed \(status 5\): .*the data was cut short: received 1000 of 3000 bytes/);
+    expect(existsSync(marker)).toBe(false);
+    // A file that cannot be made for another reason (no such directory) is an error too, with the shell's message.
+    await expect(fh.createExclusive(join(root, 'no dir', 'm.lock'), 'x')).rejects.toThrow(/creating .*m\.lock .*failed \(status 1\): .*(No such file|nonexistent|cannot create)/i);
+    expect(await fh.createExclusive(marker, 'whole')).toBe(true);
+    expect(readFileSync(marker, 'utf8')).toBe('whole');
+  });
+
   it('over ssh the host lock is the same file a CPI on that host uses: the two take turns', async () => {
     const log = { info: () => undefined } as unknown as Logger;
     // The ssh URI names socket /x: a CPI on the host would say vbox:///session?socket=/x.

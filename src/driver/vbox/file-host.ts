@@ -443,8 +443,19 @@ export class SshFileHost implements FileHost {
     await this.sh(`umask 077; mkdir -p -- ${shellWords(dirs)}`, `making ${dirs.join(', ')}`);
   }
   async createExclusive(path: string, data: string): Promise<boolean> {
-    // noclobber: the shell opens the file O_EXCL.
-    const r = await this.sh(`umask 077; set -C; if ! { cat > ${shq(path)}; } 2>/dev/null; then [ -e ${shq(path)} ] && exit ${EXISTS}; exit 1; fi`, `creating ${path}`, data, [EXISTS]);
+    // noclobber: the shell opens the file O_EXCL; only that step failing on an existing
+    // file is "existed". A write that fails or is cut short (the connection lost) removes
+    // the file again and is an error, so no partial file is left for others to wait on.
+    const size = Buffer.byteLength(data);
+    const script = [
+      `umask 077`,
+      `p=${shq(path)}`,
+      `if ! e=$( (set -C; : > "$p") 2>&1 ); then [ -e "$p" ] && exit ${EXISTS}; echo "$e" >&2; exit 1; fi`,
+      `if ! cat >> "$p"; then rm -f -- "$p"; exit ${SHORT}; fi`,
+      `n=$(wc -c < "$p")`,
+      `if ! [ "$n" -eq ${size} ] 2>/dev/null; then rm -f -- "$p"; echo ${shq(`${path}: the data was cut short: received`)} $n ${shq(`of ${size} bytes; the file was removed`)} >&2; exit ${SHORT}; fi`,
+    ].join('\n');
+    const r = await this.sh(script, `creating ${path}`, data, [EXISTS]);
     return r.code === 0;
   }
   async linkNew(from: string, to: string): Promise<void> {
