@@ -168,6 +168,34 @@ describe('vbox ssh file host: every path crosses the remote shell as one word', 
     await (await local.hostLock(1, log))();
   });
 
+  it('a lock whose connection ends mid-call makes every later command refuse, retryably, until it is released', async () => {
+    const log = { info: () => undefined } as unknown as Logger;
+    // A stand-in ssh that records the lock's pid (kept through the execs down to flock), so the
+    // test can end the lock's "connection" as a dead ssh master would end.
+    const pidFile = join(dir, 'lock-ssh.pid');
+    const pidSsh = join(dir, 'pid-ssh');
+    writeFileSync(pidSsh, `#!/bin/bash\nn=$#\ncase "\${!n}" in *flock*) echo $$ > '${pidFile}';; esac\nexec sh -c "\${!n}"\n`, { mode: 0o755 });
+    const fh2 = new SshFileHost({
+      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(pidSsh)}&socket=/lost`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    const release = await fh2.hostLock(5, log);
+    expect(await fh2.exists(dir)).toBe(true);
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    // Bounded wait for the child's end to be seen (a signal is not delivered synchronously).
+    let err: unknown;
+    for (let i = 0; i < 100 && !err; i++) {
+      err = await fh2.exists(dir).then(() => undefined, (e: unknown) => e);
+      if (!err) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(err).toMatchObject({ okToRetry: true, message: expect.stringMatching(/Lost the VirtualBox host lock on ssh user@vbox\.invalid: .*SIGKILL/) });
+    await expect(fh2.writeAtomic(join(dir, 'after-lost'), 'x')).rejects.toThrow(/Lost the VirtualBox host lock/);
+    expect(existsSync(join(dir, 'after-lost'))).toBe(false);
+    await release();
+    // Released: commands run again (on their own connections), and the lock can be taken anew.
+    expect(await fh2.exists(dir)).toBe(true);
+    await (await fh2.hostLock(5, log))();
+  });
+
   it('the host lock is one holder at a time and free after release', async () => {
     const log = { info: () => undefined } as unknown as Logger;
     const release = await fh.hostLock(5, log);

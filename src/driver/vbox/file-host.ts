@@ -246,7 +246,7 @@ function flockArgs(path: string, waitSeconds: number): string[] {
  * ssh sees end of input, the remote `cat` ends) and the lock is gone with it, so no stale
  * lock can outlive its holder.
  */
-async function holdLock(child: ChildProcess, path: string, waitSeconds: number, where: string, log: Logger): Promise<() => Promise<void>> {
+async function holdLock(child: ChildProcess, path: string, waitSeconds: number, where: string, log: Logger, onLost?: (how: string) => void): Promise<() => Promise<void>> {
   const started = Date.now();
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -281,11 +281,20 @@ async function holdLock(child: ChildProcess, path: string, waitSeconds: number, 
   child.unref();
   for (const s of [child.stdin, child.stdout, child.stderr] as Array<{ unref?: () => void } | null>) s?.unref?.();
   let released = false;
+  // The lock lasts as long as the child: its end before the release means the lock is gone.
+  const lost = (code: number | null, signal: NodeJS.Signals | null) => {
+    if (!released) onLost?.(signal ? `it was ended by ${signal}` : `it exited with code ${code}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
+  };
+  if (child.exitCode !== null || child.signalCode !== null) lost(child.exitCode, child.signalCode);
+  else child.once('exit', lost);
   return async () => {
     if (released) return;
     released = true;
     await new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      if (child.exitCode !== null || child.signalCode !== null) {
+        child.stdin!.destroy();
+        return resolve();
+      }
       // Waited for: ref'd again, or this process could end before the lock is gone.
       child.ref();
       child.once('exit', () => resolve());
@@ -329,6 +338,8 @@ export class SshFileHost implements FileHost {
   private readonly sshCommand: string;
   /** the lock's ssh connection's control socket, while it is held */
   private controlPath: string | undefined;
+  /** how the lock's ssh connection ended while the lock was meant to be held */
+  private lockLost: string | undefined;
   private readonly localUri: string;
 
   constructor(config: Config) {
@@ -363,6 +374,15 @@ export class SshFileHost implements FileHost {
 
   /** Runs `script` there (sh syntax) with `input` on its stdin; its status, stdout and stderr. */
   private exec(script: string, input?: Buffer | string | { file: string }): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+    if (this.lockLost !== undefined) {
+      // Without the lock another CPI call may be driving the same VirtualBox: stop here.
+      return Promise.reject(
+        new CloudError(
+          `Lost the VirtualBox host lock on ${this.where}: the ssh connection that held it ended during this call (${this.lockLost}), so the remote flock is gone and this call stops before it touches the host again; retry the call`,
+          { okToRetry: true },
+        ),
+      );
+    }
     this.commands++;
     return new Promise((resolve, reject) => {
       const child = spawn(this.sshCommand, this.argv(script), { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -511,7 +531,11 @@ export class SshFileHost implements FileHost {
     const child = spawn(this.sshCommand, this.argv(script, master), { stdio: ['pipe', 'pipe', 'pipe'] });
     let release: () => Promise<void>;
     try {
-      release = await holdLock(child, `\${TMPDIR:-/tmp}/${name}`, waitSeconds, this.where, log);
+      this.lockLost = undefined;
+      release = await holdLock(child, `\${TMPDIR:-/tmp}/${name}`, waitSeconds, this.where, log, (how) => {
+        this.lockLost = how;
+        log.warn?.({ host: this.where, how }, 'lost the VirtualBox host lock: its ssh connection ended');
+      });
     } catch (e) {
       removeDir();
       process.off('exit', removeDir);
@@ -520,6 +544,7 @@ export class SshFileHost implements FileHost {
     this.controlPath = master;
     return async () => {
       this.controlPath = undefined;
+      this.lockLost = undefined;
       await release();
       removeDir();
       process.off('exit', removeDir);
