@@ -43,6 +43,24 @@ function cutHost(): SshFileHost {
   } as unknown as Config);
 }
 
+describe('vbox ssh file host: ssh options', () => {
+  it('every ssh has keepalives and a connect timeout, and the user\'s extra_args still win (ssh -G shows what ssh would use)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const mk = (extra: string[]) =>
+      new SshFileHost({
+        libvirt: { uri: 'vbox+ssh://user@vbox.invalid/session', call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: extra }, tls: { verify: true } },
+      } as unknown as Config);
+    const effective = (fh: SshFileHost) => {
+      const argv = fh.argv('true');
+      // ssh -G prints the configuration it would use, without connecting.
+      const out = execFileSync('ssh', ['-G', '-F', '/dev/null', ...argv.slice(0, argv.indexOf('--')), 'vbox.invalid'], { encoding: 'utf8' });
+      return Object.fromEntries(out.split('\n').filter((l) => /^(serveraliveinterval|serveralivecountmax|connecttimeout) /.test(l)).map((l) => l.split(' ')));
+    };
+    expect(effective(mk([]))).toEqual({ serveraliveinterval: '15', serveralivecountmax: '3', connecttimeout: '30' });
+    expect(effective(mk(['-o', 'ServerAliveInterval=5', '-o', 'ConnectTimeout=7']))).toEqual({ serveraliveinterval: '5', serveralivecountmax: '3', connecttimeout: '7' });
+  });
+});
+
 const HOSTILE = [
   "a b",
   "it's",

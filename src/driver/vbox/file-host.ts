@@ -324,6 +324,9 @@ const EXISTS = 4;
 const SHORT = 5;
 const NOT_INSTALLED = 127;
 
+/** ssh options every file-host ssh takes after the user's. */
+export const SSH_TIMEOUTS = ['-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=30'];
+
 /** A remote shell command line: each word single-quoted. */
 export function shellWords(words: string[]): string {
   return words.map(shq).join(' ');
@@ -369,7 +372,10 @@ export class SshFileHost implements FileHost {
       : this.controlPath
         ? ['-o', 'ControlMaster=no', '-o', `ControlPath=${this.controlPath}`]
         : [];
-    return [...this.options, ...mux, '--', this.u.host!, script];
+    // Keepalives and a connect timeout after the user's options: ssh keeps the first
+    // value of an option, so extra_args can still set their own. A connection that dies
+    // without a word is then noticed within about 45 s instead of never.
+    return [...this.options, ...SSH_TIMEOUTS, ...mux, '--', this.u.host!, script];
   }
 
   /** Runs `script` there (sh syntax) with `input` on its stdin; its status, stdout and stderr. */
