@@ -61,6 +61,30 @@ describe('vbox ssh file host: ssh options', () => {
   });
 });
 
+describe('vbox ssh file host: a login shell that is not sh', () => {
+  it('every remote script reaches sh as one word, so a csh or fish login shell only starts sh', async () => {
+    // A stand-in for a non-POSIX login shell (csh, fish are not installed here): it knows
+    // quoting and nothing else of sh's syntax (no `;`, `if`, `$(…)`, redirections), splits
+    // the command line into words as they do and runs them as one program.
+    const py = join(dir, 'nosh.py');
+    writeFileSync(py, 'import os, shlex, sys\nw = shlex.split(sys.argv[1])\nos.execvp(w[0], w)\n');
+    const nosh = join(dir, 'nosh-ssh');
+    writeFileSync(nosh, `#!/bin/bash\nn=$#\nexec python3 '${py}' "\${!n}"\n`, { mode: 0o755 });
+    const fh = new SshFileHost({
+      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(nosh)}&socket=/nosh`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    const p = join(dir, "nosh it's $(x).json");
+    await fh.writeAtomic(p, '{"a":1}');
+    expect((await fh.read(p))!.toString()).toBe('{"a":1}');
+    expect(await fh.createExclusive(`${p}.lock`, 'x')).toBe(true);
+    expect(await fh.createExclusive(`${p}.lock`, 'x')).toBe(false);
+    expect(await fh.remove(p)).toBe(true);
+    expect(await fh.exists(p)).toBe(false);
+    const log = { info: () => undefined } as unknown as Logger;
+    await (await fh.hostLock(5, log))();
+  });
+});
+
 const HOSTILE = [
   "a b",
   "it's",

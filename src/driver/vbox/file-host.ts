@@ -4,7 +4,8 @@
 // from another machine (vbox+ssh://user@host/session: SshFileHost, one `ssh` per
 // operation, with the ssh options the libvirt ssh transport takes from the URI).
 //
-// Over ssh every operation is one short shell script run by the remote user's shell;
+// Over ssh every operation is one short sh script (sent as `sh -c '…'`, whatever the
+// remote user's login shell);
 // every path and argument in it is single-quoted (shq), so names with spaces, quotes,
 // `$` or newlines reach the remote command as one word each. The host-wide lock's ssh
 // connection (hostLock) is an ssh ControlMaster for the rest of the call: the other
@@ -375,7 +376,9 @@ export class SshFileHost implements FileHost {
     // Keepalives and a connect timeout after the user's options: ssh keeps the first
     // value of an option, so extra_args can still set their own. A connection that dies
     // without a word is then noticed within about 45 s instead of never.
-    return [...this.options, ...SSH_TIMEOUTS, ...mux, '--', this.u.host!, script];
+    // sshd hands the command line to the remote user's login shell, which may be csh or
+    // fish: the script goes to sh as one single-quoted word, as the libvirt transport's.
+    return [...this.options, ...SSH_TIMEOUTS, ...mux, '--', this.u.host!, `sh -c ${shq(script)}`];
   }
 
   /** Runs `script` there (sh syntax) with `input` on its stdin; its status, stdout and stderr. */
