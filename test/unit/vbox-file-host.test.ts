@@ -5,7 +5,7 @@
 // what is tested: names with spaces, quotes, `$(…)`, backquotes, globs, a leading "-"
 // and a newline must reach each command as one word, and nothing else may run.
 // (test/e2e/vbox-ssh.test.ts runs the same class through a real sshd.)
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -178,6 +178,23 @@ describe('vbox ssh file host: every path crosses the remote shell as one word', 
     await expect(cut.putNew(local, dest)).rejects.toThrow(/copy is short: 1000 of 300000 bytes/);
     expect(existsSync(dest)).toBe(false);
     expect(readdirSync(root).filter((n) => n.includes('cut copy'))).toEqual([]);
+  });
+
+  it('putNew: a link that fails says why (ln\'s message), and a lock child ended by a signal is not called a timeout', async () => {
+    const local = join(dir, 'small.vdi');
+    writeFileSync(local, Buffer.alloc(2000, 3));
+    // A dangling symlink: not "existing" to [ -e ], but ln cannot make that name.
+    const dest = join(dir, 'dangling.vdi');
+    symlinkSync(join(dir, 'nowhere'), dest);
+    await expect(fh.putNew(local, dest)).rejects.toThrow(/copying .* failed \(status 1\): ln: .*dangling\.vdi.*File exists/);
+    rmSync(dest);
+    expect(readdirSync(dir).filter((n) => n.includes('partial'))).toEqual([]);
+    const killSsh = join(dir, 'kill-ssh');
+    writeFileSync(killSsh, '#!/bin/bash\nkill -TERM $$\n', { mode: 0o755 });
+    const killed = new SshFileHost({
+      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(killSsh)}`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    await expect(killed.hostLock(5, { info: () => undefined } as unknown as Logger)).rejects.toThrow(/Cannot take the VirtualBox host lock .* on ssh user@vbox\.invalid: .*kill-ssh was ended by SIGTERM/);
   });
 
   it('writeAtomic: data cut short (the connection lost mid-write) leaves the old file in place and no temporary file', async () => {

@@ -263,15 +263,15 @@ async function holdLock(child: ChildProcess, path: string, waitSeconds: number, 
     };
     child.stdout!.on('data', onData);
     child.on('error', (e) => reject(new CloudError(`Cannot take the VirtualBox host lock ${path} on ${where}: flock(1) could not run (${e.message}); it is part of util-linux`)));
-    child.on('exit', (code) =>
+    child.on('exit', (code, signal) =>
       reject(
         new CloudError(
           code === 1
-            ? `Timed out after ${waitSeconds} s waiting for the VirtualBox host lock ${path} on ${where}: another CPI call holds it (libvirt's vbox driver takes one call at a time; see docs/vbox.md)`
+            ? `Timed out after ${waitSeconds} s waiting for the VirtualBox host lock ${path} on ${where}: another CPI call holds it (libvirt's vbox driver takes one call at a time; see docs/vbox.md)${stderr.trim() ? ` (${child.spawnfile} said: ${stderr.trim()})` : ''}`
             : code === 127
               ? `Cannot take the VirtualBox host lock ${path}: flock(1) is not installed on ${where} (Debian package util-linux)`
-              : `Cannot take the VirtualBox host lock ${path} on ${where}: ${child.spawnfile} exited with ${code}: ${stderr.trim()}`,
-          { okToRetry: code === 1 },
+              : `Cannot take the VirtualBox host lock ${path} on ${where}: ${child.spawnfile} ${signal ? `was ended by ${signal}` : `exited with code ${code}`}: ${stderr.trim() || 'no message'}`,
+          { okToRetry: code === 1 || code === 255 || signal !== null },
         ),
       ),
     );
@@ -514,8 +514,8 @@ export class SshFileHost implements FileHost {
       `if ! cat > "$t"; then rm -f -- "$t"; exit 1; fi`,
       `n=$(stat -c %s -- "$t")`,
       `if [ "$n" != ${size} ]; then rm -f -- "$t"; echo "copy is short: $n of ${size} bytes" >&2; exit 1; fi`,
-      `if ln -- "$t" ${shq(path)} 2>/dev/null; then rm -f -- "$t"; exit 0; fi`,
-      `rm -f -- "$t"; [ -e ${shq(path)} ] && exit ${EXISTS}; exit 1`,
+      `if e=$(ln -- "$t" ${shq(path)} 2>&1); then rm -f -- "$t"; exit 0; fi`,
+      `rm -f -- "$t"; [ -e ${shq(path)} ] && exit ${EXISTS}; echo "$e" >&2; exit 1`,
     ].join('\n');
     let r;
     try {
