@@ -5,12 +5,14 @@
 // operation, with the ssh options the libvirt ssh transport takes from the URI).
 //
 // Over ssh every operation is one short sh script (sent as `sh -c '…'`, whatever the
-// remote user's login shell);
-// every path and argument in it is single-quoted (shq), so names with spaces, quotes,
-// `$` or newlines reach the remote command as one word each. The host-wide lock's ssh
-// connection (hostLock) is an ssh ControlMaster for the rest of the call: the other
-// commands open a channel on it instead of a new connection (and connect on their own
-// when it is not there yet, or any more).
+// remote user's login shell); every path and argument in it is single-quoted (shq), so
+// names with spaces, quotes, `$` or newlines reach the remote command as one word each.
+// Data sent to a file is checked for its size on the host before the file is kept, as a
+// lost connection ends the remote `cat`'s input early without an error. The host-wide
+// lock's ssh connection (hostLock) is an ssh ControlMaster for the rest of the call: the
+// other commands open a channel on it instead of a new connection (and connect on their
+// own before it is there). If it ends while the lock is held, the lock is gone and every
+// later command refuses with a retryable error until the call releases it.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
