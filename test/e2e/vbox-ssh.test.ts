@@ -18,6 +18,9 @@ import { tinyStemcell } from '../helpers/driver-fixtures.js';
 import { startSshd, type Sshd } from '../helpers/libvirt-fixtures.js';
 import { vdiUuid } from '../../src/driver/vbox/stemcell-image.js';
 import { vboxDiskByIdPath } from '../../src/driver/vbox/disk-hints.js';
+import { SshFileHost } from '../../src/driver/vbox/file-host.js';
+import type { Config } from '../../src/config/schema.js';
+import type { Logger } from '../../src/log/logger.js';
 
 const SCRIPT = join(ROOT, 'scripts', 'vbox-host.sh');
 const DIR = '/var/lib/bosh-cpi-vbox-libvirtd';
@@ -202,6 +205,39 @@ describe('the vbox backend over vbox+ssh:// (bin/cpi, private sshd, simulated Vi
     // Free again once ssh has passed on the end of its input (bounded wait, not a timing assert).
     expect(spawnSync('flock', ['--wait', '30', lockFile, 'true']).status).toBe(0);
     rmSync(vmLock);
+  }, 120_000);
+
+  it('a host lock whose ssh connection dies mid-call: the remote flock is free and every later file command refuses, retryably', async () => {
+    const fh = new SshFileHost({
+      libvirt: { uri: sshUri(), call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    const log = { info: () => undefined, warn: () => undefined } as unknown as Logger;
+    const lockFile = hostLockPath(`vbox:///session?socket=${SOCKET}`);
+    const held = () => spawnSync('flock', ['--nonblock', lockFile, 'true']).status === 1;
+    const release = await fh.hostLock(30, log);
+    try {
+      expect(held()).toBe(true);
+      expect(await fh.exists(DIR)).toBe(true);
+      // The lock's ssh (the ControlMaster) is a child of this process: found by its parent
+      // and its options, ended as a dead connection would end it.
+      const master = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes('ControlMaster=yes') && l.includes('flock'))
+        .map((l) => Number(l.trim().split(/\s+/)[0]));
+      expect(master).toHaveLength(1);
+      process.kill(master[0]!, 'SIGKILL');
+      // Bounded waits: for the remote flock to end, and for the child's end to be seen here.
+      expect(spawnSync('flock', ['--wait', '30', lockFile, 'true']).status).toBe(0);
+      let err: unknown;
+      for (let i = 0; i < 200 && !err; i++) {
+        err = await fh.exists(DIR).then(() => undefined, (e: unknown) => e);
+        if (!err) await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(err).toMatchObject({ okToRetry: true, message: expect.stringMatching(/Lost the VirtualBox host lock on ssh root@127\.0\.0\.1:\d+: .*SIGKILL/) });
+    } finally {
+      await release();
+    }
+    expect(await fh.exists(DIR)).toBe(true);
   }, 120_000);
 
   it('vbox+tcp is refused before connecting: it reaches libvirt but not the host\'s files', async () => {

@@ -5,7 +5,7 @@
 // what is tested: names with spaces, quotes, `$(…)`, backquotes, globs, a leading "-"
 // and a newline must reach each command as one word, and nothing else may run.
 // (test/e2e/vbox-ssh.test.ts runs the same class through a real sshd.)
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -32,6 +32,58 @@ function host(): SshFileHost {
   } as unknown as Config;
   return new SshFileHost(config);
 }
+
+// A stand-in for a dropped connection: this "ssh" passes only the first 1000 bytes of
+// its input to the remote command, which then sees end of input as after a cut.
+function cutHost(): SshFileHost {
+  const cutSsh = join(dir, 'cut-ssh');
+  writeFileSync(cutSsh, '#!/bin/bash\nn=$#\nhead -c 1000 | sh -c "${!n}"\n', { mode: 0o755 });
+  return new SshFileHost({
+    libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(cutSsh)}`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+  } as unknown as Config);
+}
+
+describe('vbox ssh file host: ssh options', () => {
+  it('every ssh has keepalives and a connect timeout, and the user\'s extra_args still win (ssh -G shows what ssh would use)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const mk = (extra: string[]) =>
+      new SshFileHost({
+        libvirt: { uri: 'vbox+ssh://user@vbox.invalid/session', call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: extra }, tls: { verify: true } },
+      } as unknown as Config);
+    const effective = (fh: SshFileHost) => {
+      const argv = fh.argv('true');
+      // ssh -G prints the configuration it would use, without connecting.
+      const out = execFileSync('ssh', ['-G', '-F', '/dev/null', ...argv.slice(0, argv.indexOf('--')), 'vbox.invalid'], { encoding: 'utf8' });
+      return Object.fromEntries(out.split('\n').filter((l) => /^(serveraliveinterval|serveralivecountmax|connecttimeout) /.test(l)).map((l) => l.split(' ')));
+    };
+    expect(effective(mk([]))).toEqual({ serveraliveinterval: '15', serveralivecountmax: '3', connecttimeout: '30' });
+    expect(effective(mk(['-o', 'ServerAliveInterval=5', '-o', 'ConnectTimeout=7']))).toEqual({ serveraliveinterval: '5', serveralivecountmax: '3', connecttimeout: '7' });
+  });
+});
+
+describe('vbox ssh file host: a login shell that is not sh', () => {
+  it('every remote script reaches sh as one word, so a csh or fish login shell only starts sh', async () => {
+    // A stand-in for a non-POSIX login shell (csh, fish are not installed here): it knows
+    // quoting and nothing else of sh's syntax (no `;`, `if`, `$(…)`, redirections), splits
+    // the command line into words as they do and runs them as one program.
+    const py = join(dir, 'nosh.py');
+    writeFileSync(py, 'import os, shlex, sys\nw = shlex.split(sys.argv[1])\nos.execvp(w[0], w)\n');
+    const nosh = join(dir, 'nosh-ssh');
+    writeFileSync(nosh, `#!/bin/bash\nn=$#\nexec python3 '${py}' "\${!n}"\n`, { mode: 0o755 });
+    const fh = new SshFileHost({
+      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(nosh)}&socket=/nosh`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    const p = join(dir, "nosh it's $(x).json");
+    await fh.writeAtomic(p, '{"a":1}');
+    expect((await fh.read(p))!.toString()).toBe('{"a":1}');
+    expect(await fh.createExclusive(`${p}.lock`, 'x')).toBe(true);
+    expect(await fh.createExclusive(`${p}.lock`, 'x')).toBe(false);
+    expect(await fh.remove(p)).toBe(true);
+    expect(await fh.exists(p)).toBe(false);
+    const log = { info: () => undefined } as unknown as Logger;
+    await (await fh.hostLock(5, log))();
+  });
+});
 
 const HOSTILE = [
   "a b",
@@ -119,19 +171,49 @@ describe('vbox ssh file host: every path crosses the remote shell as one word', 
   });
 
   it('putNew: a copy cut short (the connection lost mid-copy) is removed on the host and not linked', async () => {
-    // A stand-in for a dropped connection: this "ssh" passes only the first 1000 bytes of
-    // its input to the remote command, which then sees end of input as after a cut.
-    const cutSsh = join(dir, 'cut-ssh');
-    writeFileSync(cutSsh, '#!/bin/bash\nn=$#\nhead -c 1000 | sh -c "${!n}"\n', { mode: 0o755 });
-    const cut = new SshFileHost({
-      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(cutSsh)}`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
-    } as unknown as Config);
+    const cut = cutHost();
     const local = join(dir, 'big.vdi');
     writeFileSync(local, Buffer.alloc(300_000, 9));
     const dest = join(root, 'cut copy.vdi');
     await expect(cut.putNew(local, dest)).rejects.toThrow(/copy is short: 1000 of 300000 bytes/);
     expect(existsSync(dest)).toBe(false);
     expect(readdirSync(root).filter((n) => n.includes('cut copy'))).toEqual([]);
+  });
+
+  it('putNew: a link that fails says why (ln\'s message), and a lock child ended by a signal is not called a timeout', async () => {
+    const local = join(dir, 'small.vdi');
+    writeFileSync(local, Buffer.alloc(2000, 3));
+    // A dangling symlink: not "existing" to [ -e ], but ln cannot make that name.
+    const dest = join(dir, 'dangling.vdi');
+    symlinkSync(join(dir, 'nowhere'), dest);
+    await expect(fh.putNew(local, dest)).rejects.toThrow(/copying .* failed \(status 1\): ln: .*dangling\.vdi.*File exists/);
+    rmSync(dest);
+    expect(readdirSync(dir).filter((n) => n.includes('partial'))).toEqual([]);
+    const killSsh = join(dir, 'kill-ssh');
+    writeFileSync(killSsh, '#!/bin/bash\nkill -TERM $$\n', { mode: 0o755 });
+    const killed = new SshFileHost({
+      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(killSsh)}`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    await expect(killed.hostLock(5, { info: () => undefined } as unknown as Logger)).rejects.toThrow(/Cannot take the VirtualBox host lock .* on ssh user@vbox\.invalid: .*kill-ssh was ended by SIGTERM/);
+  });
+
+  it('writeAtomic: data cut short (the connection lost mid-write) leaves the old file in place and no temporary file', async () => {
+    const cut = cutHost();
+    const dest = join(root, "record 'cut'.json");
+    await fh.writeAtomic(dest, '{"old":true}');
+    await expect(cut.writeAtomic(dest, `{"x":"${'y'.repeat(5000)}"}`)).rejects.toThrow(/record 'cut'\.json: the data was cut short: received 1000 of 5008 bytes/);
+    expect(readFileSync(dest, 'utf8')).toBe('{"old":true}');
+    expect(readdirSync(root).filter((n) => n.includes("record 'cut'") && n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('createExclusive: data cut short is an error (not "existed") and leaves no partial file', async () => {
+    const marker = join(root, 'cut marker.lock');
+    await expect(cutHost().createExclusive(marker, 'z'.repeat(3000))).rejects.toThrow(/creating .*cut marker\.lock .*failed \(status 5\): .*the data was cut short: received 1000 of 3000 bytes/);
+    expect(existsSync(marker)).toBe(false);
+    // A file that cannot be made for another reason (no such directory) is an error too, with the shell's message.
+    await expect(fh.createExclusive(join(root, 'no dir', 'm.lock'), 'x')).rejects.toThrow(/creating .*m\.lock .*failed \(status 1\): .*(No such file|nonexistent|cannot create)/i);
+    expect(await fh.createExclusive(marker, 'whole')).toBe(true);
+    expect(readFileSync(marker, 'utf8')).toBe('whole');
   });
 
   it('over ssh the host lock is the same file a CPI on that host uses: the two take turns', async () => {
@@ -143,6 +225,34 @@ describe('vbox ssh file host: every path crosses the remote shell as one word', 
     await expect(local.hostLock(1, log)).rejects.toThrow(/Timed out after 1 s waiting for the VirtualBox host lock/);
     await release();
     await (await local.hostLock(1, log))();
+  });
+
+  it('a lock whose connection ends mid-call makes every later command refuse, retryably, until it is released', async () => {
+    const log = { info: () => undefined } as unknown as Logger;
+    // A stand-in ssh that records the lock's pid (kept through the execs down to flock), so the
+    // test can end the lock's "connection" as a dead ssh master would end.
+    const pidFile = join(dir, 'lock-ssh.pid');
+    const pidSsh = join(dir, 'pid-ssh');
+    writeFileSync(pidSsh, `#!/bin/bash\nn=$#\ncase "\${!n}" in *flock*) echo $$ > '${pidFile}';; esac\nexec sh -c "\${!n}"\n`, { mode: 0o755 });
+    const fh2 = new SshFileHost({
+      libvirt: { uri: `vbox+ssh://user@vbox.invalid/session?command=${encodeURIComponent(pidSsh)}&socket=/lost`, call_timeout_seconds: 30, ssh: { strict_host_key_checking: true, extra_args: [] }, tls: { verify: true } },
+    } as unknown as Config);
+    const release = await fh2.hostLock(5, log);
+    expect(await fh2.exists(dir)).toBe(true);
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+    // Bounded wait for the child's end to be seen (a signal is not delivered synchronously).
+    let err: unknown;
+    for (let i = 0; i < 100 && !err; i++) {
+      err = await fh2.exists(dir).then(() => undefined, (e: unknown) => e);
+      if (!err) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(err).toMatchObject({ okToRetry: true, message: expect.stringMatching(/Lost the VirtualBox host lock on ssh user@vbox\.invalid: .*SIGKILL/) });
+    await expect(fh2.writeAtomic(join(dir, 'after-lost'), 'x')).rejects.toThrow(/Lost the VirtualBox host lock/);
+    expect(existsSync(join(dir, 'after-lost'))).toBe(false);
+    await release();
+    // Released: commands run again (on their own connections), and the lock can be taken anew.
+    expect(await fh2.exists(dir)).toBe(true);
+    await (await fh2.hostLock(5, log))();
   });
 
   it('the host lock is one holder at a time and free after release', async () => {

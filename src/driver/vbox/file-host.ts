@@ -4,12 +4,15 @@
 // from another machine (vbox+ssh://user@host/session: SshFileHost, one `ssh` per
 // operation, with the ssh options the libvirt ssh transport takes from the URI).
 //
-// Over ssh every operation is one short shell script run by the remote user's shell;
-// every path and argument in it is single-quoted (shq), so names with spaces, quotes,
-// `$` or newlines reach the remote command as one word each. The host-wide lock's ssh
-// connection (hostLock) is an ssh ControlMaster for the rest of the call: the other
-// commands open a channel on it instead of a new connection (and connect on their own
-// when it is not there yet, or any more).
+// Over ssh every operation is one short sh script (sent as `sh -c '…'`, whatever the
+// remote user's login shell); every path and argument in it is single-quoted (shq), so
+// names with spaces, quotes, `$` or newlines reach the remote command as one word each.
+// Data sent to a file is checked for its size on the host before the file is kept, as a
+// lost connection ends the remote `cat`'s input early without an error. The host-wide
+// lock's ssh connection (hostLock) is an ssh ControlMaster for the rest of the call: the
+// other commands open a channel on it instead of a new connection (and connect on their
+// own before it is there). If it ends while the lock is held, the lock is gone and every
+// later command refuses with a retryable error until the call releases it.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -246,7 +249,7 @@ function flockArgs(path: string, waitSeconds: number): string[] {
  * ssh sees end of input, the remote `cat` ends) and the lock is gone with it, so no stale
  * lock can outlive its holder.
  */
-async function holdLock(child: ChildProcess, path: string, waitSeconds: number, where: string, log: Logger): Promise<() => Promise<void>> {
+async function holdLock(child: ChildProcess, path: string, waitSeconds: number, where: string, log: Logger, onLost?: (how: string) => void): Promise<() => Promise<void>> {
   const started = Date.now();
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -262,15 +265,15 @@ async function holdLock(child: ChildProcess, path: string, waitSeconds: number, 
     };
     child.stdout!.on('data', onData);
     child.on('error', (e) => reject(new CloudError(`Cannot take the VirtualBox host lock ${path} on ${where}: flock(1) could not run (${e.message}); it is part of util-linux`)));
-    child.on('exit', (code) =>
+    child.on('exit', (code, signal) =>
       reject(
         new CloudError(
           code === 1
-            ? `Timed out after ${waitSeconds} s waiting for the VirtualBox host lock ${path} on ${where}: another CPI call holds it (libvirt's vbox driver takes one call at a time; see docs/vbox.md)`
+            ? `Timed out after ${waitSeconds} s waiting for the VirtualBox host lock ${path} on ${where}: another CPI call holds it (libvirt's vbox driver takes one call at a time; see docs/vbox.md)${stderr.trim() ? ` (${child.spawnfile} said: ${stderr.trim()})` : ''}`
             : code === 127
               ? `Cannot take the VirtualBox host lock ${path}: flock(1) is not installed on ${where} (Debian package util-linux)`
-              : `Cannot take the VirtualBox host lock ${path} on ${where}: ${child.spawnfile} exited with ${code}: ${stderr.trim()}`,
-          { okToRetry: code === 1 },
+              : `Cannot take the VirtualBox host lock ${path} on ${where}: ${child.spawnfile} ${signal ? `was ended by ${signal}` : `exited with code ${code}`}: ${stderr.trim() || 'no message'}`,
+          { okToRetry: code === 1 || code === 255 || signal !== null },
         ),
       ),
     );
@@ -281,11 +284,20 @@ async function holdLock(child: ChildProcess, path: string, waitSeconds: number, 
   child.unref();
   for (const s of [child.stdin, child.stdout, child.stderr] as Array<{ unref?: () => void } | null>) s?.unref?.();
   let released = false;
+  // The lock lasts as long as the child: its end before the release means the lock is gone.
+  const lost = (code: number | null, signal: NodeJS.Signals | null) => {
+    if (!released) onLost?.(signal ? `it was ended by ${signal}` : `it exited with code ${code}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
+  };
+  if (child.exitCode !== null || child.signalCode !== null) lost(child.exitCode, child.signalCode);
+  else child.once('exit', lost);
   return async () => {
     if (released) return;
     released = true;
     await new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      if (child.exitCode !== null || child.signalCode !== null) {
+        child.stdin!.destroy();
+        return resolve();
+      }
       // Waited for: ref'd again, or this process could end before the lock is gone.
       child.ref();
       child.once('exit', () => resolve());
@@ -311,7 +323,12 @@ function privateDir(): string {
 /** Exit statuses the remote scripts use besides 0 and 1. */
 const MISSING = 3;
 const EXISTS = 4;
+/** a file's input was cut short (or could not be written): it was removed */
+const SHORT = 5;
 const NOT_INSTALLED = 127;
+
+/** ssh options every file-host ssh takes after the user's. */
+export const SSH_TIMEOUTS = ['-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=30'];
 
 /** A remote shell command line: each word single-quoted. */
 export function shellWords(words: string[]): string {
@@ -327,6 +344,8 @@ export class SshFileHost implements FileHost {
   private readonly sshCommand: string;
   /** the lock's ssh connection's control socket, while it is held */
   private controlPath: string | undefined;
+  /** how the lock's ssh connection ended while the lock was meant to be held */
+  private lockLost: string | undefined;
   private readonly localUri: string;
 
   constructor(config: Config) {
@@ -356,11 +375,25 @@ export class SshFileHost implements FileHost {
       : this.controlPath
         ? ['-o', 'ControlMaster=no', '-o', `ControlPath=${this.controlPath}`]
         : [];
-    return [...this.options, ...mux, '--', this.u.host!, script];
+    // Keepalives and a connect timeout after the user's options: ssh keeps the first
+    // value of an option, so extra_args can still set their own. A connection that dies
+    // without a word is then noticed within about 45 s instead of never.
+    // sshd hands the command line to the remote user's login shell, which may be csh or
+    // fish: the script goes to sh as one single-quoted word, as the libvirt transport's.
+    return [...this.options, ...SSH_TIMEOUTS, ...mux, '--', this.u.host!, `sh -c ${shq(script)}`];
   }
 
   /** Runs `script` there (sh syntax) with `input` on its stdin; its status, stdout and stderr. */
   private exec(script: string, input?: Buffer | string | { file: string }): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+    if (this.lockLost !== undefined) {
+      // Without the lock another CPI call may be driving the same VirtualBox: stop here.
+      return Promise.reject(
+        new CloudError(
+          `Lost the VirtualBox host lock on ${this.where}: the ssh connection that held it ended during this call (${this.lockLost}), so the remote flock is gone and this call stops before it touches the host again; retry the call`,
+          { okToRetry: true },
+        ),
+      );
+    }
     this.commands++;
     return new Promise((resolve, reject) => {
       const child = spawn(this.sshCommand, this.argv(script), { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -399,7 +432,18 @@ export class SshFileHost implements FileHost {
 
   async writeAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    await this.sh(`umask 077; cat > ${shq(tmp)} && chmod ${mode.toString(8)} ${shq(tmp)} && mv -f -- ${shq(tmp)} ${shq(path)} || { rm -f -- ${shq(tmp)}; exit 1; }`, `writing ${path}`, data);
+    const size = Buffer.byteLength(data);
+    // A connection lost mid-write ends cat's input early and cat still succeeds: the
+    // size check keeps a cut file from being renamed into place.
+    const script = [
+      `umask 077`,
+      `t=${shq(tmp)}`,
+      `if ! cat > "$t"; then rm -f -- "$t"; exit 1; fi`,
+      `n=$(wc -c < "$t")`,
+      `if ! [ "$n" -eq ${size} ] 2>/dev/null; then rm -f -- "$t"; echo ${shq(`${path}: the data was cut short: received`)} $n ${shq(`of ${size} bytes; the file was left as it was`)} >&2; exit ${SHORT}; fi`,
+      `chmod ${mode.toString(8)} "$t" && mv -f -- "$t" ${shq(path)} || { rm -f -- "$t"; exit 1; }`,
+    ].join('\n');
+    await this.sh(script, `writing ${path}`, data);
   }
   async read(path: string): Promise<Buffer | null> {
     const r = await this.sh(`[ -e ${shq(path)} ] || exit ${MISSING}; cat -- ${shq(path)}`, `reading ${path}`, undefined, [MISSING]);
@@ -430,8 +474,19 @@ export class SshFileHost implements FileHost {
     await this.sh(`umask 077; mkdir -p -- ${shellWords(dirs)}`, `making ${dirs.join(', ')}`);
   }
   async createExclusive(path: string, data: string): Promise<boolean> {
-    // noclobber: the shell opens the file O_EXCL.
-    const r = await this.sh(`umask 077; set -C; if ! { cat > ${shq(path)}; } 2>/dev/null; then [ -e ${shq(path)} ] && exit ${EXISTS}; exit 1; fi`, `creating ${path}`, data, [EXISTS]);
+    // noclobber: the shell opens the file O_EXCL; only that step failing on an existing
+    // file is "existed". A write that fails or is cut short (the connection lost) removes
+    // the file again and is an error, so no partial file is left for others to wait on.
+    const size = Buffer.byteLength(data);
+    const script = [
+      `umask 077`,
+      `p=${shq(path)}`,
+      `if ! e=$( (set -C; : > "$p") 2>&1 ); then [ -e "$p" ] && exit ${EXISTS}; echo "$e" >&2; exit 1; fi`,
+      `if ! cat >> "$p"; then rm -f -- "$p"; exit ${SHORT}; fi`,
+      `n=$(wc -c < "$p")`,
+      `if ! [ "$n" -eq ${size} ] 2>/dev/null; then rm -f -- "$p"; echo ${shq(`${path}: the data was cut short: received`)} $n ${shq(`of ${size} bytes; the file was removed`)} >&2; exit ${SHORT}; fi`,
+    ].join('\n');
+    const r = await this.sh(script, `creating ${path}`, data, [EXISTS]);
     return r.code === 0;
   }
   async linkNew(from: string, to: string): Promise<void> {
@@ -461,8 +516,8 @@ export class SshFileHost implements FileHost {
       `if ! cat > "$t"; then rm -f -- "$t"; exit 1; fi`,
       `n=$(stat -c %s -- "$t")`,
       `if [ "$n" != ${size} ]; then rm -f -- "$t"; echo "copy is short: $n of ${size} bytes" >&2; exit 1; fi`,
-      `if ln -- "$t" ${shq(path)} 2>/dev/null; then rm -f -- "$t"; exit 0; fi`,
-      `rm -f -- "$t"; [ -e ${shq(path)} ] && exit ${EXISTS}; exit 1`,
+      `if e=$(ln -- "$t" ${shq(path)} 2>&1); then rm -f -- "$t"; exit 0; fi`,
+      `rm -f -- "$t"; [ -e ${shq(path)} ] && exit ${EXISTS}; echo "$e" >&2; exit 1`,
     ].join('\n');
     let r;
     try {
@@ -487,7 +542,11 @@ export class SshFileHost implements FileHost {
     const child = spawn(this.sshCommand, this.argv(script, master), { stdio: ['pipe', 'pipe', 'pipe'] });
     let release: () => Promise<void>;
     try {
-      release = await holdLock(child, `\${TMPDIR:-/tmp}/${name}`, waitSeconds, this.where, log);
+      this.lockLost = undefined;
+      release = await holdLock(child, `\${TMPDIR:-/tmp}/${name}`, waitSeconds, this.where, log, (how) => {
+        this.lockLost = how;
+        log.warn?.({ host: this.where, how }, 'lost the VirtualBox host lock: its ssh connection ended');
+      });
     } catch (e) {
       removeDir();
       process.off('exit', removeDir);
@@ -496,6 +555,7 @@ export class SshFileHost implements FileHost {
     this.controlPath = master;
     return async () => {
       this.controlPath = undefined;
+      this.lockLost = undefined;
       await release();
       removeDir();
       process.off('exit', removeDir);
