@@ -14,6 +14,7 @@ import { CPI_BUNDLE, ROOT, request, runCpi, writeConfig } from '../helpers/cpi.j
 import { creatorMarker } from '../../src/driver/shared/creator.js';
 import { hostLockPath } from '../../src/driver/vbox/profile.js';
 import { scratchDir } from '../helpers/scratch.js';
+import { attachments, filesUnder, machine, ours, removeOurs, sim, VBOX_DAEMON_DIR, VBOX_DAEMON_SOCKET } from '../helpers/vbox-sim.js';
 import { tinyStemcell } from '../helpers/driver-fixtures.js';
 import { startSshd, type Sshd } from '../helpers/libvirt-fixtures.js';
 import { vdiUuid } from '../../src/driver/vbox/stemcell-image.js';
@@ -23,26 +24,11 @@ import type { Config } from '../../src/config/schema.js';
 import type { Logger } from '../../src/log/logger.js';
 
 const SCRIPT = join(ROOT, 'scripts', 'vbox-host.sh');
-const DIR = '/var/lib/bosh-cpi-vbox-libvirtd';
-const STATE = join(DIR, 'vbox-sim', 'state.json');
-const SOCKET = join(DIR, 'run', 'libvirt-sock');
+const DIR = VBOX_DAEMON_DIR;
+const SOCKET = VBOX_DAEMON_SOCKET;
 const PREFIX = 't-vbssh-';
 const STORE = join(DIR, `${PREFIX}store it's here`);
 
-interface SimAttachment { port: number; device: number; type: string; medium: string | null }
-interface SimMachine { name: string; state: string; storageControllers: Array<{ name: string; bus: string; attachments: SimAttachment[] }> }
-interface SimMedium { location: string; deviceType: string; machines: string[] }
-interface SimState { machines: SimMachine[]; media: SimMedium[] }
-
-const sim = (): SimState => JSON.parse(readFileSync(STATE, 'utf8')) as SimState;
-const machine = (name: string): SimMachine | undefined => sim().machines.find((m) => m.name === name);
-const attachments = (m: SimMachine) => m.storageControllers.flatMap((c) => c.attachments.map((a) => ({ ...a, bus: c.bus })));
-const ours = (s: SimState) => ({
-  machines: s.machines.filter((m) => m.name.startsWith(PREFIX)).map((m) => m.name),
-  hardDisks: s.media.filter((m) => m.location.startsWith(STORE) && m.deviceType === 'HardDisk').map((m) => m.location),
-});
-const filesUnder = (dir: string): string[] =>
-  existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1)).sort() : [];
 
 let localUri = '';
 let sshd: Sshd | undefined;
@@ -70,13 +56,7 @@ async function ok(method: string, args: unknown[]): Promise<{ result: unknown; l
 }
 
 function cleanup(): void {
-  if (!localUri) return;
-  for (const name of execFileSync('virsh', ['-q', '-c', localUri, 'list', '--all', '--name'], { encoding: 'utf8' }).split('\n').map((l) => l.trim())) {
-    if (!name.startsWith(PREFIX)) continue;
-    try { execFileSync('virsh', ['-c', localUri, 'destroy', name], { stdio: 'ignore' }); } catch { /* not running */ }
-    try { execFileSync('virsh', ['-c', localUri, 'undefine', name], { stdio: 'ignore' }); } catch { /* gone */ }
-  }
-  rmSync(STORE, { recursive: true, force: true });
+  if (localUri) removeOurs(localUri, PREFIX, STORE);
 }
 
 beforeAll(async () => {
@@ -108,7 +88,7 @@ describe('the vbox backend over vbox+ssh:// (bin/cpi, private sshd, simulated Vi
     expect(filesUnder(join(STORE, 'stemcells'))).toEqual([`${stemcell}.vdi`]);
     expect(await vdiUuid(join(STORE, 'stemcells', `${stemcell}.vdi`))).toMatch(/^[0-9a-f-]{36}$/);
     expect(JSON.parse(readFileSync(join(STORE, 'state', 'tags', `${stemcell}.json`), 'utf8'))).toMatchObject({ kind: 'stemcell', source: 'qcow2' });
-    expect(ours(sim())).toEqual({ machines: [], hardDisks: [] });
+    expect(ours(sim(), PREFIX, STORE)).toEqual({ machines: [], hardDisks: [] });
   }, 120_000);
 
   it('create_vm makes the root and ephemeral VDIs with qemu-img on the VirtualBox host and defines the machine', async () => {
@@ -152,7 +132,7 @@ describe('the vbox backend over vbox+ssh:// (bin/cpi, private sshd, simulated Vi
     await ok('delete_vm', [vm]);
     await ok('delete_disk', [disk]);
     await ok('delete_stemcell', [stemcell]);
-    expect(ours(sim())).toEqual({ machines: [], hardDisks: [] });
+    expect(ours(sim(), PREFIX, STORE)).toEqual({ machines: [], hardDisks: [] });
     expect(filesUnder(STORE)).toEqual([]);
     expect((await call('has_vm', [vm])).result).toBe(false);
   }, 120_000);

@@ -11,34 +11,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, request, runCpi, writeConfig } from '../helpers/cpi.js';
 import { scratchDir } from '../helpers/scratch.js';
+import { attachments, filesUnder, machine, ours, removeOurs, sim, VBOX_DAEMON_DIR, type SimMachine } from '../helpers/vbox-sim.js';
 import { tinyStemcell } from '../helpers/driver-fixtures.js';
 import { vdiUuid } from '../../src/driver/vbox/stemcell-image.js';
 import { vboxDiskByIdPath } from '../../src/driver/vbox/disk-hints.js';
 
 const SCRIPT = join(ROOT, 'scripts', 'vbox-host.sh');
-const DIR = '/var/lib/bosh-cpi-vbox-libvirtd';
-const STATE = join(DIR, 'vbox-sim', 'state.json');
+const DIR = VBOX_DAEMON_DIR;
 const PREFIX = 't-e2evb-';
 const STORE = join(DIR, `${PREFIX}store`);
 
-interface SimAttachment { port: number; device: number; type: string; medium: string | null; mediumUuid?: string }
-interface SimMachine {
-  name: string; uuid: string; state: string; memoryMB: number; cpus: number; firmware: string; frontend: string | null;
-  storageControllers: Array<{ name: string; bus: string; attachments: SimAttachment[] }>;
-  networkAdapters: Array<{ slot: number; attachment: string; hostOnlyInterface: string | null; bridgedInterface: string | null; mac: string }>;
-}
-interface SimMedium { location: string; uuid: string; deviceType: string; machines: string[] }
-interface SimState { simulation: boolean; machines: SimMachine[]; media: SimMedium[] }
-
-const sim = (): SimState => JSON.parse(readFileSync(STATE, 'utf8')) as SimState;
-const machine = (name: string): SimMachine | undefined => sim().machines.find((m) => m.name === name);
-const attachments = (m: SimMachine) => m.storageControllers.flatMap((c) => c.attachments.map((a) => ({ ...a, bus: c.bus })));
-const ours = (s: SimState) => ({
-  machines: s.machines.filter((m) => m.name.startsWith(PREFIX)).map((m) => m.name),
-  hardDisks: s.media.filter((m) => m.location.startsWith(STORE) && m.deviceType === 'HardDisk').map((m) => m.location),
-});
-const filesUnder = (dir: string): string[] =>
-  existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name).slice(dir.length + 1)).sort() : [];
 
 let uri = '';
 let config = '';
@@ -55,13 +37,7 @@ async function ok(method: string, args: unknown[]): Promise<{ result: unknown; l
 }
 
 function cleanup(): void {
-  if (!uri) return;
-  for (const name of execFileSync('virsh', ['-q', '-c', uri, 'list', '--all', '--name'], { encoding: 'utf8' }).split('\n').map((l) => l.trim())) {
-    if (!name.startsWith(PREFIX)) continue;
-    try { execFileSync('virsh', ['-c', uri, 'destroy', name], { stdio: 'ignore' }); } catch { /* not running */ }
-    try { execFileSync('virsh', ['-c', uri, 'undefine', name], { stdio: 'ignore' }); } catch { /* gone */ }
-  }
-  rmSync(STORE, { recursive: true, force: true });
+  if (uri) removeOurs(uri, PREFIX, STORE);
 }
 
 /** A general-ovf image whose OVF asks for EFI (as vSphere stemcells do) or for BIOS. */
@@ -110,7 +86,7 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     const vdi = join(STORE, 'stemcells', `${stemcell}.vdi`);
     expect(existsSync(vdi)).toBe(true);
     expect(await vdiUuid(vdi)).toMatch(/^[0-9a-f-]{36}$/);
-    expect(ours(sim())).toEqual({ machines: [], hardDisks: [] });
+    expect(ours(sim(), PREFIX, STORE)).toEqual({ machines: [], hardDisks: [] });
   }, 120_000);
 
   it('create_vm defines a headless machine: root and ephemeral VDIs on SATA 0/1, the settings ISO on port 2, NICs on vboxnet0 (and one bridged) with the planned MACs', async () => {
@@ -217,7 +193,7 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
     await ok('delete_vm', [vm]);
     await ok('delete_disk', [disk]);
     await ok('delete_stemcell', [stemcell]);
-    expect(ours(sim())).toEqual({ machines: [], hardDisks: [] });
+    expect(ours(sim(), PREFIX, STORE)).toEqual({ machines: [], hardDisks: [] });
     expect(filesUnder(STORE)).toEqual([]);
     // libvirt cannot close DVD images (its volume delete takes hard disks only): the
     // settings ISO's registry entry stays, its file gone, until the daemon restarts
@@ -247,7 +223,7 @@ describe('the vbox backend over the simulated VirtualBox (bin/cpi, fixtures/conf
       for (const name of made) await call('delete_vm', [name]);
       await call('delete_stemcell', [sc]);
     }
-    expect(ours(sim())).toEqual({ machines: [], hardDisks: [] });
+    expect(ours(sim(), PREFIX, STORE)).toEqual({ machines: [], hardDisks: [] });
   }, 300_000);
 
   it('imports a BIOS OVF, and refuses an EFI OVF stemcell at create_stemcell, saying the driver cannot select EFI, leaving no file', async () => {
