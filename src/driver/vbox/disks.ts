@@ -23,7 +23,7 @@ import { DomainState, ErrorCode, isLibvirtError, type DomainRef } from '../../li
 import { parseVboxDomain, renderVboxDomain, VBOX_LIMITS, VBOX_SATA_PORTS, type ParsedVboxDomain, type VboxDomainSpec, type VboxInterface, type VboxNicModel, VBOX_NIC_MODELS } from '../../xml/index.js';
 import { vboxAtaSerial, vboxDiskByIdPath } from './disk-hints.js';
 import { fileRecords, withFileLock } from './state.js';
-import { diskPath, fileExists, hostFiles, hostLayout, readJson, removeFile, writeAtomic } from './files.js';
+import { diskPath, hostFiles, hostLayout, readJson } from './files.js';
 import { maybeFail } from '../../util/faults.js';
 import { makeVdi, vdiUuidOn } from './vms.js';
 import { tellCaller } from '../../log/logger.js';
@@ -51,7 +51,7 @@ export async function createDisk(host: Host, cid: DiskCID, bytes: bigint): Promi
 export async function locateDisk(host: Host, cid: DiskCID): Promise<{ vm: VMCID } | 'pool' | null> {
   if (!isCid(cid, 'disk', host.config.name_prefix)) return null;
   const path = diskPath(hostLayout(host), cid);
-  if (!(await fileExists(hostFiles(host), path))) return null;
+  if (!(await hostFiles(host).exists(path))) return null;
   const users = await domainsUsing(host, [path]);
   return users[0] !== undefined ? { vm: users[0] as VMCID } : 'pool';
 }
@@ -59,10 +59,10 @@ export async function locateDisk(host: Host, cid: DiskCID): Promise<{ vm: VMCID 
 export async function deleteDisk(host: Host, cid: DiskCID): Promise<void> {
   const path = diskPath(hostLayout(host), cid);
   await withFileLock(host, cid, async () => {
-    if (!(await fileExists(hostFiles(host), path))) throw new DiskNotFound(`Disk ${cid} does not exist in ${hostLayout(host).disks}`);
+    if (!(await hostFiles(host).exists(path))) throw new DiskNotFound(`Disk ${cid} does not exist in ${hostLayout(host).disks}`);
     const users = await domainsUsing(host, [path]);
     if (users.length) throw new CloudError(`Disk ${cid} is attached to VM ${users.join(', ')}; detach it before deleting it`);
-    await removeFile(hostFiles(host), path);
+    await hostFiles(host).remove(path);
   }, `delete_disk of ${cid}`);
 }
 
@@ -143,7 +143,7 @@ async function redefine(host: Host, dom: DomainRef, before: VboxDomainSpec, next
   const beforeXml = renderVboxDomain(before);
   const running = (await host.conn.domains.getState(dom, 0)).state !== DomainState.SHUTOFF;
   const pending = pendingPath(host, dom.name);
-  await writeAtomic(hostFiles(host), pending, JSON.stringify({ xml: beforeXml, running, at: new Date().toISOString() } satisfies PendingRedefine));
+  await hostFiles(host).writeAtomic(pending, JSON.stringify({ xml: beforeXml, running, at: new Date().toISOString() } satisfies PendingRedefine));
   if (running) await stopVm(host, dom);
   await host.conn.domains.undefine(dom, 0);
   maybeFail('vbox-redefine:after-undefine');
@@ -154,11 +154,11 @@ async function redefine(host: Host, dom: DomainRef, before: VboxDomainSpec, next
     host.log.error({ vm: dom.name, err: String(e) }, 'the new definition was refused; defining the old one again');
     const back = await host.conn.domains.defineXML(beforeXml, 0);
     if (running) await host.conn.domains.create(back, 0);
-    await removeFile(hostFiles(host), pending);
+    await hostFiles(host).remove(pending);
     throw e;
   }
   if (running) await host.conn.domains.create(ref, 0);
-  await removeFile(hostFiles(host), pending);
+  await hostFiles(host).remove(pending);
   return running;
 }
 
@@ -178,7 +178,7 @@ export async function recoverRedefine(host: Host, name: string, found: DomainRef
     host.log.warn({ vm: name, since: pending.at }, 'a cold disk change was interrupted after the undefine: the VM was defined again from its previous definition');
   }
   if (pending.running && (await host.conn.domains.getState(dom, 0)).state === DomainState.SHUTOFF) await host.conn.domains.create(dom, 0);
-  await removeFile(hostFiles(host), path);
+  await hostFiles(host).remove(path);
   return dom;
 }
 
@@ -228,7 +228,7 @@ export async function attachDisk(host: Host, vm: VMCID, disk: DiskCID): Promise<
   return withFileLock(host, vm, async () => {
     const dom = await requireDomain(host, vm);
     const path = diskPath(hostLayout(host), disk);
-    if (!isCid(disk, 'disk', host.config.name_prefix) || !(await fileExists(hostFiles(host), path))) throw new DiskNotFound(`Disk ${disk} does not exist in ${hostLayout(host).disks}`);
+    if (!isCid(disk, 'disk', host.config.name_prefix) || !(await hostFiles(host).exists(path))) throw new DiskNotFound(`Disk ${disk} does not exist in ${hostLayout(host).disks}`);
     const uuid = await vdiUuidOn(hostFiles(host), path);
     const hint = { path: vboxDiskByIdPath(uuid) };
     const before = specOf(await readDomain(host, dom));

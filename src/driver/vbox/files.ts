@@ -76,11 +76,6 @@ export function vmFileNames(vm: string): { root: string; ephemeral: string; sett
   return { root: `${vm}.root.vdi`, ephemeral: `${vm}.ephemeral.vdi`, settings: `${vm}.settings.iso` };
 }
 
-/** Replaces `path` with `data` atomically (temporary file beside it, then rename). */
-export async function writeAtomic(fh: FileHost, path: string, data: string | Buffer, mode = 0o600): Promise<void> {
-  await fh.writeAtomic(path, data, mode);
-}
-
 /** A JSON document, or null when there is none. Unreadable JSON throws, naming the file. */
 export async function readJson<T>(fh: FileHost, path: string): Promise<T | null> {
   const data = await fh.read(path);
@@ -92,16 +87,7 @@ export async function readJson<T>(fh: FileHost, path: string): Promise<T | null>
   }
 }
 
-/** Removes a file; true when there was one. */
-export async function removeFile(fh: FileHost, path: string): Promise<boolean> {
-  return fh.remove(path);
-}
-
 /** File names in a directory ([] when it does not exist); temporary and hidden files left out. */
 export async function listDir(fh: FileHost, dir: string): Promise<string[]> {
   return (await fh.list(dir)).filter((n) => !n.startsWith('.') && !n.endsWith('.tmp'));
-}
-
-export async function fileExists(fh: FileHost, path: string): Promise<boolean> {
-  return fh.exists(path);
 }

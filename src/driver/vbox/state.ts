@@ -19,7 +19,7 @@ import { findDomain } from '../shared/host.js';
 import { isCid } from '../cids.js';
 import { CloudError } from '../../errors.js';
 import type { VmMetadata } from '../../xml/index.js';
-import { hostFiles, hostLayout, listDir, readJson, removeFile, writeAtomic } from './files.js';
+import { hostFiles, hostLayout, listDir, readJson } from './files.js';
 import type { FileHost } from './file-host.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,200}$/;
@@ -41,7 +41,7 @@ export const fileRecords: VmRecordStore = {
     return readJson<VmMetadata>(hostFiles(host), recordPath(host, dom.name));
   },
   async write(host, dom, record) {
-    await writeAtomic(hostFiles(host), recordPath(host, dom.name), `${JSON.stringify(record)}\n`);
+    await hostFiles(host).writeAtomic(recordPath(host, dom.name), `${JSON.stringify(record)}\n`);
   },
   async list(host) {
     const out: VmRecordEntry[] = [];
@@ -65,7 +65,7 @@ export const fileRecords: VmRecordStore = {
     host.log.debug({ vm: dom.name, title }, 'the vbox backend keeps no domain title (the VM record holds the tags)');
   },
   async remove(host, vm) {
-    await removeFile(hostFiles(host), recordPath(host, vm));
+    await hostFiles(host).remove(recordPath(host, vm));
   },
 };
 
@@ -78,9 +78,9 @@ function tagPath(host: Host, cid: string): string {
 
 export const fileTags: TagStore = {
   read: (host, cid) => readJson<Record<string, unknown>>(hostFiles(host), tagPath(host, cid)),
-  write: (host, cid, data) => writeAtomic(hostFiles(host), tagPath(host, cid), `${JSON.stringify(data)}\n`),
+  write: (host, cid, data) => hostFiles(host).writeAtomic(tagPath(host, cid), `${JSON.stringify(data)}\n`),
   async remove(host, cid) {
-    await removeFile(hostFiles(host), tagPath(host, cid));
+    await hostFiles(host).remove(tagPath(host, cid));
   },
   volumes: () => [],
 };
@@ -136,7 +136,7 @@ export async function withFileLock<T>(host: Host, name: string, fn: () => Promis
       const now = await readMarker(fh, path);
       if (now?.token === dead.token) {
         host.log.warn({ lock: path, why: dead.why }, 'breaking a lock left by a CPI process that died');
-        await removeFile(fh, path);
+        await fh.remove(path);
       }
       continue;
     }
@@ -151,7 +151,7 @@ export async function withFileLock<T>(host: Host, name: string, fn: () => Promis
   try {
     return await fn();
   } finally {
-    if ((await readMarker(fh, path))?.token === token) await removeFile(fh, path);
+    if ((await readMarker(fh, path))?.token === token) await fh.remove(path);
   }
 }
 
@@ -176,8 +176,8 @@ export const fileClaims: ClaimStore = {
       return [];
     }
   },
-  write: (host, claims) => writeAtomic(hostFiles(host), hostLayout(host).claims, `${JSON.stringify(claims)}\n`),
-  remove: (host) => removeFile(hostFiles(host), hostLayout(host).claims),
+  write: (host, claims) => hostFiles(host).writeAtomic(hostLayout(host).claims, `${JSON.stringify(claims)}\n`),
+  remove: (host) => hostFiles(host).remove(hostLayout(host).claims),
 };
 
 // ---------------------------------------------------------------------------------------

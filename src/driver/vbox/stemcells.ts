@@ -11,7 +11,7 @@ import { isCid, newCid, type StemcellCID } from '../cids.js';
 import { CloudError } from '../../errors.js';
 import { importStemcellImage } from './stemcell-image.js';
 import { fileTags, withFileLock } from './state.js';
-import { fileExists, hostFiles, hostLayout, removeFile, stemcellPath } from './files.js';
+import { hostFiles, hostLayout, stemcellPath } from './files.js';
 
 export async function createStemcell(host: Host, imagePath: string, props: CloudProperties, tags: Record<string, string>): Promise<StemcellCID> {
   const l = hostLayout(host);
@@ -39,7 +39,7 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
     try {
       await fileTags.write(host, cid, { kind: 'stemcell', source: disk.source, format: disk.format, virtual_size: String(disk.virtualSize), ...(disk.uuid ? { uuid: disk.uuid } : {}), tags });
     } catch (e) {
-      await removeFile(fh, path).catch(() => undefined);
+      await fh.remove(path).catch(() => undefined);
       throw e;
     }
   } catch (e) {
@@ -57,13 +57,13 @@ export async function createStemcell(host: Host, imagePath: string, props: Cloud
 export async function findStemcellFile(host: Host, cid: string): Promise<string | null> {
   if (!isCid(cid, 'sc', host.config.name_prefix)) return null;
   const path = stemcellPath(hostLayout(host), cid);
-  return (await fileExists(hostFiles(host), path)) ? path : null;
+  return (await hostFiles(host).exists(path)) ? path : null;
 }
 
 export async function deleteStemcell(host: Host, cid: StemcellCID): Promise<boolean> {
   if (!isCid(cid, 'sc', host.config.name_prefix)) return false;
   return withFileLock(host, cid, async () => {
-    const removed = await removeFile(hostFiles(host), stemcellPath(hostLayout(host), cid));
+    const removed = await hostFiles(host).remove(stemcellPath(hostLayout(host), cid));
     const tags = (await fileTags.read(host, cid)) !== null;
     await fileTags.remove(host, cid);
     return removed || tags;

@@ -27,7 +27,7 @@ import { VDI_HEAD_BYTES, vdiUuidOf } from './stemcell-image.js';
 import { vboxDiskByIdPath } from './disk-hints.js';
 import { findStemcellFile } from './stemcells.js';
 import { withFileLock } from './state.js';
-import { hostFiles, hostLayout, listDir, removeFile, vmFileNames, writeAtomic } from './files.js';
+import { hostFiles, hostLayout, listDir, vmFileNames } from './files.js';
 import type { FileHost } from './file-host.js';
 
 const MiB = 1024n * 1024n;
@@ -64,7 +64,7 @@ export async function makeVdi(fh: FileHost, path: string, how: { copyOf: string 
 
 /** An undo step that removes a file (true when it was there). */
 function undoFile(fh: FileHost, path: string): () => Promise<boolean> {
-  return () => removeFile(fh, path);
+  return () => fh.remove(path);
 }
 
 function vboxInterfaces(plan: NetworkPlan): VboxInterface[] {
@@ -145,7 +145,7 @@ export async function prepare(b: VmBuild): Promise<VboxVmDomain> {
     env: req.env,
   });
   const made = undo.begin(`settings ISO ${paths.settings}`, undoFile(fh, paths.settings));
-  await writeAtomic(fh, paths.settings, buildConfigDrive(settings, { instanceId: vm }), 0o644);
+  await fh.writeAtomic(paths.settings, buildConfigDrive(settings, { instanceId: vm }), 0o644);
   made();
   volumes.push(names.settings);
   maybeFail('create_vm:after-config-drive');
@@ -213,5 +213,5 @@ export async function listVolumes(host: Host): Promise<string[]> {
 
 export async function removeVolume(host: Host, name: string): Promise<void> {
   if (name.includes('/') || name.startsWith('.')) throw new CloudError(`Invalid VM file name ${JSON.stringify(name)} in a VM record: expected a file name in ${hostLayout(host).vms}`);
-  await removeFile(hostFiles(host), join(hostLayout(host).vms, name));
+  await hostFiles(host).remove(join(hostLayout(host).vms, name));
 }
