@@ -2,7 +2,7 @@
 // once the previous entry was handled, so memory stays at a few chunks however large the
 // archive. Compression is recognised from the first bytes, not from a file name.
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { readFileHead } from '../../util/file-head.js';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -36,14 +36,7 @@ export function compressionOf(head: Buffer): Compression {
 }
 
 export async function fileCompression(path: string): Promise<Compression> {
-  const f = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(6);
-    const { bytesRead } = await f.read(head, 0, head.length, 0);
-    return compressionOf(head.subarray(0, bytesRead));
-  } finally {
-    await f.close();
-  }
+  return compressionOf(await readFileHead(path, 6));
 }
 
 /** The file's bytes from `start` (inclusive) to `end` (exclusive), or to its end. */

@@ -26,6 +26,7 @@ import { CloudError, NotSupported } from '../../errors.js';
 import { parseUri, param, type ParsedUri } from '../../libvirt/uri.js';
 import { shq, sshOptionArgs } from '../../libvirt/transports.js';
 import { connectOptions } from '../shared/host.js';
+import { readFileHead } from '../../util/file-head.js';
 
 const execFileP = promisify(execFile);
 
@@ -121,6 +122,17 @@ function isErrno(e: unknown, code: string): boolean {
   return (e as NodeJS.ErrnoException)?.code === code;
 }
 
+/** What `p` gives, or `missing` when what it looked at does not exist (ENOENT). */
+async function ifMissing<T, M>(p: Promise<T>, missing: M): Promise<T | M> {
+  try {
+    return await p;
+  } catch (e) {
+    if (isErrno(e, 'ENOENT')) return missing;
+    throw e;
+  }
+}
+
+
 export class LocalFileHost implements FileHost {
   readonly where = 'this host';
   readonly local = true;
@@ -137,58 +149,24 @@ export class LocalFileHost implements FileHost {
       throw e;
     }
   }
-  async read(path: string): Promise<Buffer | null> {
-    try {
-      return await readFile(path);
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) return null;
-      throw e;
-    }
+  read(path: string): Promise<Buffer | null> {
+    return ifMissing(readFile(path), null);
   }
-  async readHead(path: string, bytes: number): Promise<Buffer> {
-    const f = await open(path, 'r');
-    try {
-      const buf = Buffer.alloc(bytes);
-      const { bytesRead } = await f.read(buf, 0, bytes, 0);
-      return buf.subarray(0, bytesRead);
-    } finally {
-      await f.close();
-    }
+  readHead(path: string, bytes: number): Promise<Buffer> {
+    return readFileHead(path, bytes);
   }
   async stat(path: string): Promise<FileStat | null> {
-    try {
-      const s = await stat(path);
-      return { size: s.size, mtimeMs: s.mtimeMs };
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) return null;
-      throw e;
-    }
+    const s = await ifMissing(stat(path), null);
+    return s && { size: s.size, mtimeMs: s.mtimeMs };
   }
-  async remove(path: string): Promise<boolean> {
-    try {
-      await rm(path);
-      return true;
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) return false;
-      throw e;
-    }
+  remove(path: string): Promise<boolean> {
+    return ifMissing(rm(path).then(() => true), false);
   }
-  async list(dir: string): Promise<string[]> {
-    try {
-      return await readdir(dir);
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) return [];
-      throw e;
-    }
+  list(dir: string): Promise<string[]> {
+    return ifMissing(readdir(dir), []);
   }
-  async exists(path: string): Promise<boolean> {
-    try {
-      await access(path);
-      return true;
-    } catch (e) {
-      if (isErrno(e, 'ENOENT')) return false;
-      throw e;
-    }
+  exists(path: string): Promise<boolean> {
+    return ifMissing(access(path).then(() => true), false);
   }
   async mkdirs(dirs: string[]): Promise<void> {
     for (const dir of dirs) await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -234,8 +212,8 @@ export class LocalFileHost implements FileHost {
     }
   }
   hostLock(waitSeconds: number, log: Logger): Promise<() => Promise<void>> {
-    const uid = String(process.getuid?.() ?? 'user');
-    return holdLock(spawn('flock', flockArgs(join(tmpdir(), hostLockName(this.uri, uid)), waitSeconds), { stdio: ['pipe', 'pipe', 'pipe'] }), join(tmpdir(), hostLockName(this.uri, uid)), waitSeconds, 'this host', log);
+    const path = join(tmpdir(), hostLockName(this.uri, String(process.getuid?.() ?? 'user')));
+    return holdLock(spawn('flock', flockArgs(path, waitSeconds), { stdio: ['pipe', 'pipe', 'pipe'] }), path, waitSeconds, 'this host', log);
   }
 }
 
@@ -329,6 +307,15 @@ const NOT_INSTALLED = 127;
 
 /** ssh options every file-host ssh takes after the user's. */
 export const SSH_TIMEOUTS = ['-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=30'];
+
+/**
+ * The script line that keeps the file in shell variable `v` only if it holds `size` bytes:
+ * a lost connection ends cat's input early and cat still succeeds. Otherwise the file is
+ * removed, `before <received> after` goes to stderr and the script exits with `status`.
+ */
+function sizeCheck(v: string, size: number, before: string, after: string, status: number): string {
+  return `n=$(wc -c < "$${v}"); if ! [ "$n" -eq ${size} ] 2>/dev/null; then rm -f -- "$${v}"; echo ${shq(before)} $n ${shq(after)} >&2; exit ${status}; fi`;
+}
 
 /** A remote shell command line: each word single-quoted. */
 export function shellWords(words: string[]): string {
@@ -433,14 +420,12 @@ export class SshFileHost implements FileHost {
   async writeAtomic(path: string, data: string | Buffer, mode = 0o600): Promise<void> {
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     const size = Buffer.byteLength(data);
-    // A connection lost mid-write ends cat's input early and cat still succeeds: the
-    // size check keeps a cut file from being renamed into place.
+    // The size check keeps a cut file from being renamed into place.
     const script = [
       `umask 077`,
       `t=${shq(tmp)}`,
       `if ! cat > "$t"; then rm -f -- "$t"; exit 1; fi`,
-      `n=$(wc -c < "$t")`,
-      `if ! [ "$n" -eq ${size} ] 2>/dev/null; then rm -f -- "$t"; echo ${shq(`${path}: the data was cut short: received`)} $n ${shq(`of ${size} bytes; the file was left as it was`)} >&2; exit ${SHORT}; fi`,
+      sizeCheck('t', size, `${path}: the data was cut short: received`, `of ${size} bytes; the file was left as it was`, SHORT),
       `chmod ${mode.toString(8)} "$t" && mv -f -- "$t" ${shq(path)} || { rm -f -- "$t"; exit 1; }`,
     ].join('\n');
     await this.sh(script, `writing ${path}`, data);
@@ -483,8 +468,7 @@ export class SshFileHost implements FileHost {
       `p=${shq(path)}`,
       `if ! e=$( (set -C; : > "$p") 2>&1 ); then [ -e "$p" ] && exit ${EXISTS}; echo "$e" >&2; exit 1; fi`,
       `if ! cat >> "$p"; then rm -f -- "$p"; exit ${SHORT}; fi`,
-      `n=$(wc -c < "$p")`,
-      `if ! [ "$n" -eq ${size} ] 2>/dev/null; then rm -f -- "$p"; echo ${shq(`${path}: the data was cut short: received`)} $n ${shq(`of ${size} bytes; the file was removed`)} >&2; exit ${SHORT}; fi`,
+      sizeCheck('p', size, `${path}: the data was cut short: received`, `of ${size} bytes; the file was removed`, SHORT),
     ].join('\n');
     const r = await this.sh(script, `creating ${path}`, data, [EXISTS]);
     return r.code === 0;
@@ -514,8 +498,7 @@ export class SshFileHost implements FileHost {
       `umask 077`,
       `t=${shq(tmp)}`,
       `if ! cat > "$t"; then rm -f -- "$t"; exit 1; fi`,
-      `n=$(stat -c %s -- "$t")`,
-      `if [ "$n" != ${size} ]; then rm -f -- "$t"; echo "copy is short: $n of ${size} bytes" >&2; exit 1; fi`,
+      sizeCheck('t', size, 'copy is short:', `of ${size} bytes`, 1),
       `if e=$(ln -- "$t" ${shq(path)} 2>&1); then rm -f -- "$t"; exit 0; fi`,
       `rm -f -- "$t"; [ -e ${shq(path)} ] && exit ${EXISTS}; echo "$e" >&2; exit 1`,
     ].join('\n');

@@ -29,6 +29,7 @@ import { link, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { CloudError, badInput } from '../../errors.js';
+import { readFileHead } from '../../util/file-head.js';
 import { notRegularFile } from '../../util/regular-file.js';
 import { parseRoot, type El } from '../../xml/dom.js';
 import { eachEntry, fileStream } from '../lxc/tar-input.js';
@@ -260,14 +261,7 @@ export async function importStemcellImage(opts: ImportOptions): Promise<Stemcell
  * layout: the first three fields little-endian, the last eight bytes as they are.
  */
 export async function vdiUuid(path: string): Promise<string> {
-  const f = await open(path, 'r');
-  try {
-    const head = Buffer.alloc(VDI_HEAD_BYTES);
-    const { bytesRead } = await f.read(head, 0, head.length, 0);
-    return vdiUuidOf(head.subarray(0, bytesRead), path);
-  } finally {
-    await f.close();
-  }
+  return vdiUuidOf(await readFileHead(path, VDI_HEAD_BYTES), path);
 }
 
 /** How many bytes of a VDI's start vdiUuidOf needs. */
@@ -343,7 +337,7 @@ async function detectSource(files: Map<string, Unpacked>, work: string, imagePat
   }
   if (files.has(ROOT_IMG)) {
     if (files.get(ROOT_IMG)!.size === 0) throw new CloudError(`Stemcell image ${imagePath}: root.img is empty`);
-    const head = await readHead(join(work, ROOT_IMG), 4);
+    const head = await readFileHead(join(work, ROOT_IMG), 4);
     if (head.equals(VMDK_MAGIC)) throw new CloudError(`Stemcell image ${imagePath}: root.img is a VMDK image; expected qcow2 (openstack-qcow2) or raw (openstack-raw)`);
     return head.equals(QCOW2_MAGIC) ? 'qcow2' : 'raw';
   }
@@ -381,7 +375,7 @@ interface ImageInfo {
  * or has extents elsewhere.
  */
 async function inspect(qemuImg: string, path: string, fmt: 'vmdk' | 'qcow2' | 'raw'): Promise<ImageInfo> {
-  if (fmt === 'vmdk' && !(await readHead(path, 4)).equals(VMDK_MAGIC)) {
+  if (fmt === 'vmdk' && !(await readFileHead(path, 4)).equals(VMDK_MAGIC)) {
     throw new CloudError(`Stemcell disk file ${basename(path)} is not a sparse VMDK (no KDMV magic); expected the streamOptimized VMDK of an OVF stemcell`);
   }
   const out = await run(qemuImg, ['info', '--output=json', '-f', fmt, path]).catch((e: Error) => {
@@ -418,17 +412,6 @@ function run(cmd: string, args: string[]): Promise<string> {
       else resolve(stdout);
     });
   });
-}
-
-async function readHead(path: string, n: number): Promise<Buffer> {
-  const f = await open(path, 'r');
-  try {
-    const b = Buffer.alloc(n);
-    const { bytesRead } = await f.read(b, 0, n, 0);
-    return b.subarray(0, bytesRead);
-  } finally {
-    await f.close();
-  }
 }
 
 async function readText(path: string): Promise<string> {
